@@ -1,0 +1,25 @@
+# One place for what CI runs: `make test` is what .ci/run calls.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+# Quiet Open MPI on machines without InfiniBand / with few cores.
+export OMPI_MCA_btl_vader_single_copy_mechanism := none
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+
+.PHONY: setup setup-test demo test clean
+
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh test
+
+demo: setup
+	bash examples/digits/run_demo.sh
+
+test: setup-test
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv runs .pytest_cache
