@@ -14,6 +14,7 @@ setup:
 
 setup-test:
 	bash scripts/setup.sh test
+	bash scripts/setup_slurm.sh
 
 demo: setup
 	bash examples/digits/run_demo.sh

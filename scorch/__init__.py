@@ -1,1 +1,30 @@
+"""scorch: a model file and a dataset file in, a correct, resumable, distributed training run out."""
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import TrainConfig
+    from .train import RunResult
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `import scorch.distributed` in a user file stays cheap.
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
+    if name in ("train", "RunResult"):
+        from . import trainer as _train
+
+        return getattr(_train, name)
+    if name in ("load_model_file", "load_dataset_file"):
+        from . import userfiles
+
+        return getattr(userfiles, name)
+    raise AttributeError(f"module 'scorch' has no attribute {name!r}")
+
+
+__all__ = ["TrainConfig", "train", "RunResult", "load_model_file", "load_dataset_file", "__version__"]

@@ -1,0 +1,1 @@
+"""Distributed backends behind :mod:`scorch.distributed`. Nothing else imports these."""

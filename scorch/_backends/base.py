@@ -1,0 +1,82 @@
+"""The interface every backend offers, and the single-process backend."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, ContextManager, Iterable
+
+import torch
+
+from .._launch import LaunchInfo
+
+
+class Backend:
+    """Single process: every collective is the identity. Backends for several ranks subclass it."""
+
+    name = "none"
+
+    def __init__(self, launch: LaunchInfo, device: torch.device):
+        self.launch = launch
+        self.device = device
+
+    # --- rank facts -------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return self.launch.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.launch.world_size
+
+    @property
+    def local_rank(self) -> int:
+        return self.launch.local_rank
+
+    # --- collectives: every rank must call these, in the same order --------
+    def barrier(self) -> None:
+        pass
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        return tensor
+
+    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        return tensor
+
+    # --- training hooks ---------------------------------------------------
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def wrap_optimizer(
+        self,
+        optimizer: torch.optim.Optimizer,
+        named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+        accumulate: int,
+    ) -> torch.optim.Optimizer:
+        return optimizer
+
+    def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Make every rank start from rank 0's weights and optimizer state."""
+
+    def no_sync(self, model: torch.nn.Module) -> ContextManager[Any]:
+        """Context for accumulation micro-steps whose gradients need no exchange yet."""
+        return contextlib.nullcontext()
+
+    def optimizer_step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scaler: "torch.amp.GradScaler",
+        before_step: Callable[[], None],
+    ) -> None:
+        """Unscale, run ``before_step`` (gradient clipping), step. Gradients are already averaged."""
+        scaler.unscale_(optimizer)
+        before_step()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def shutdown(self) -> None:
+        pass

@@ -1,0 +1,91 @@
+"""Horovod: hvd.DistributedOptimizer, parameters broadcast from rank 0."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .._launch import LaunchInfo
+from ..errors import ScorchError
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "make setup-horovod (or: bash scripts/setup_horovod.sh)"
+
+
+def import_horovod() -> Any:
+    """Import horovod.torch, or explain in one line why it cannot be used."""
+    try:
+        import horovod.torch as hvd
+    except ImportError as exc:
+        raise ScorchError(
+            f"--backend horovod: Horovod with PyTorch support is not installed ({exc}); install it with: {INSTALL_HINT}"
+        ) from exc
+    return hvd
+
+
+class HorovodBackend(Backend):
+    name = "horovod"
+
+    def __init__(self, launch: LaunchInfo, device: torch.device):
+        hvd = import_horovod()
+        hvd.init()
+        if not (hvd.mpi_built() or hvd.gloo_built()):
+            raise ScorchError(f"--backend horovod: this Horovod was built without MPI or Gloo; rebuild it with: {INSTALL_HINT}")
+        if device.type == "cuda" and not hvd.nccl_built():
+            log.warning("Horovod was built without NCCL: GPU gradients go through MPI/Gloo")
+        self.hvd = hvd
+        super().__init__(
+            LaunchInfo(launch.launcher, hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size()), device
+        )
+
+    def barrier(self) -> None:
+        self.hvd.barrier()
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        return self.hvd.broadcast_object(obj, root_rank=src)
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return list(self.hvd.allgather_object(obj))
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
+        return self.hvd.allreduce_(tensor, op=ops[op])
+
+    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        return self.hvd.broadcast_(tensor, root_rank=src)
+
+    def wrap_optimizer(
+        self,
+        optimizer: torch.optim.Optimizer,
+        named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+        accumulate: int,
+    ) -> torch.optim.Optimizer:
+        return self.hvd.DistributedOptimizer(
+            optimizer,
+            named_parameters=list(named_parameters),
+            backward_passes_per_step=accumulate,
+            op=self.hvd.Average,
+        )
+
+    def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+
+    def optimizer_step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scaler: "torch.amp.GradScaler",
+        before_step: Callable[[], None],
+    ) -> None:
+        optimizer.synchronize()  # type: ignore[attr-defined]
+        scaler.unscale_(optimizer)
+        before_step()
+        with optimizer.skip_synchronize():  # type: ignore[attr-defined]
+            scaler.step(optimizer)
+        scaler.update()
+
+    def shutdown(self) -> None:
+        self.hvd.shutdown()

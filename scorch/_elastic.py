@@ -1,0 +1,65 @@
+"""``--nproc-per-node N`` without a launcher: start the local ranks through torch's elastic launcher."""
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import uuid
+
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# Flags of the parent that the ranks must not see again.
+LAUNCH_FLAGS = {"--nproc-per-node": 1, "--nnodes": 1, "--node-rank": 1, "--master-addr": 1, "--master-port": 1}
+
+
+def child_argv(argv: list[str], name: str) -> list[str]:
+    out: list[str] = []
+    skip = 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        flag = arg.split("=", 1)[0].replace("_", "-")
+        if flag in LAUNCH_FLAGS:
+            skip = 0 if "=" in arg else LAUNCH_FLAGS[flag]
+            continue
+        out.append(arg)
+    if "--name" not in [a.split("=", 1)[0] for a in out]:
+        out += ["--name", name]
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def launch(config: TrainConfig, argv: list[str]) -> int:
+    """Run ``python -m scorch.cli.train`` on N local ranks; exit code of the first failure, else 0."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    assert config.name is not None
+    port = config.master_port or (_free_port() if config.nnodes == 1 else 29500)
+    lc = LaunchConfig(
+        min_nodes=config.nnodes,
+        max_nodes=config.nnodes,
+        nproc_per_node=config.nproc_per_node,
+        run_id=f"scorch-{config.name}-{uuid.uuid4().hex[:8]}" if config.nnodes == 1 else f"scorch-{config.name}",
+        rdzv_backend="static",
+        rdzv_endpoint=f"{config.master_addr}:{port}",
+        rdzv_configs={"rank": config.node_rank},
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    log.info("starting %d local rank(s) (node %d of %d, rendezvous %s:%d)", config.nproc_per_node, config.node_rank, config.nnodes, config.master_addr, port)
+    try:
+        elastic_launch(lc, sys.executable)("-m", "scorch.cli.train", *child_argv(argv, config.name))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        print(f"scorch-train: rank {rank} failed with exit code {failure.exitcode}", file=sys.stderr)
+        return failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
+    return 0

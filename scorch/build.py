@@ -1,0 +1,169 @@
+"""Turn a TrainConfig into ready objects, checking the user's files before anything is written."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager
+
+import numpy as np
+import torch
+
+from . import data, userfiles
+from ._backends.base import Backend
+from .config import TrainConfig
+from .errors import ScorchError
+from .userfiles import DatasetFile, ModelFile, Socket, call_user, check_loss, check_preds
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Parts:
+    """What the loop needs, built and checked."""
+
+    config: TrainConfig
+    backend: Backend
+    model_file: ModelFile
+    dataset_file: DatasetFile
+    network: torch.nn.Module  # the user's Network (unwrapped)
+    socket: Socket
+    train_set: Any
+    valid_set: Any | None
+    metric_names: list[str]
+    monitor: str
+    monitor_mode: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+
+def _shapes(tensors: list[Any]) -> str:
+    return "[" + ", ".join(str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__ for t in tensors) + "]"
+
+
+def run_batch_checks(
+    network: torch.nn.Module, socket: Socket, batch: data.Batch, path: str, mode: str
+) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
+    """Forward, criterion and metrics on one batch; each failure is one line naming the method."""
+    inputs, targets = batch
+    preds = check_preds(call_user(f"{path}: Network.forward", network, inputs), f"{path}: Network.forward")
+    shapes = f"(preds {_shapes(preds)}, targets {_shapes(targets)})"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss = call_user(f"{path}: Socket.criterion {shapes}", socket.criterion, preds, targets)
+    for w in caught:
+        if "size" in str(w.message) and ("broadcast" in str(w.message) or "target" in str(w.message)):
+            raise ScorchError(f"{path}: Socket.criterion got shapes that do not match {shapes}: {w.message}")
+    loss = check_loss(loss, f"{path}: Socket.criterion")
+    if not userfiles.is_finite(loss):
+        raise ScorchError(f"{path}: Socket.criterion returned {loss.item()} on the first {mode} batch, expected a finite number")
+    metrics = call_user(f"{path}: Socket.metrics {shapes}", socket.metrics, preds, targets)
+    return preds, loss, metrics
+
+
+def first_batch(ds: Any, n: int, where: str, collate: data.ListCollate) -> data.Batch:
+    items = [call_user(f"{where} (index {i})", ds.__getitem__, i) for i in range(min(n, len(ds)))]
+    return collate(items)
+
+
+def preflight(parts: Parts, batch_size: int) -> list[str]:
+    """Run one train batch and one valid batch through the user's code; return the metric names.
+
+    Runs in eval mode, without gradients, with the RNG forked, so the run it checks is unchanged.
+    """
+    dpath, mpath = parts.dataset_file.path, parts.model_file.path
+    names: list[str] | None = None
+    was_training = parts.network.training
+    parts.network.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            for mode, ds in (("train", parts.train_set), ("valid", parts.valid_set)):
+                if ds is None or len(ds) == 0:
+                    continue
+                where = f"{dpath}: DataSet.__getitem__ (mode={mode!r})"
+                batch = data.to_device(first_batch(ds, batch_size, where, data.ListCollate(where)), parts.device, False)
+                _, _, metrics = run_batch_checks(parts.network, parts.socket, batch, mpath, mode)
+                if names is None:
+                    names = list(metrics)
+                elif list(metrics) != names:
+                    raise ScorchError(
+                        f"{mpath}: Socket.metrics returned {list(metrics)} on a valid batch but {names} on a train batch; expected the same names"
+                    )
+    finally:
+        parts.network.train(was_training)
+    return names or []
+
+
+def resolve_monitor(config: TrainConfig, metric_names: list[str], has_valid: bool) -> str:
+    split = "valid" if has_valid else "train"
+    monitor = config.monitor or f"{split}/loss"
+    valid = [f"{s}/{m}" for s in (("train", "valid") if has_valid else ("train",)) for m in ["loss", *metric_names]]
+    if monitor not in valid:
+        raise ScorchError(f"--monitor: unknown metric {monitor!r}; expected one of {', '.join(valid)}")
+    return monitor
+
+
+def build_parts(config: TrainConfig, backend: Backend) -> Parts:
+    """Load and check the user's files, build datasets, the Network and its Socket."""
+    model_file = userfiles.load_model_file(config.model)
+    dataset_file = userfiles.load_dataset_file(config.dataset)
+    index = dataset_file.build_index(config.dataset_path)
+    train_set = dataset_file.build(index, "train")
+    if len(train_set) == 0:
+        raise ScorchError(f"{config.dataset}: DataSet(mode='train') has no samples (len 0), expected at least one")
+    valid_set = _optional_split(dataset_file, index, "valid")
+
+    seed_everything(config.seed)  # the same initial weights on every rank and for every world size
+    network = model_file.build_network(**config.extra.get("model", {}))
+    network.to(backend.device)
+    seed_everything(config.seed + backend.rank)  # but each rank its own dropout and augmentation draws
+    socket = model_file.build_socket(network)
+    trainable = {id(p) for p in socket.trainable_params}
+    for p in network.parameters():
+        if id(p) not in trainable:
+            p.requires_grad_(False)
+
+    parts = Parts(config, backend, model_file, dataset_file, network, socket, train_set, valid_set, [], "", "min")
+    parts.metric_names = preflight(parts, config.batch_size)
+    parts.monitor = resolve_monitor(config, parts.metric_names, valid_set is not None)
+    parts.monitor_mode = config.monitor_direction(parts.monitor)
+    return parts
+
+
+def _optional_split(dataset_file: DatasetFile, index: Any, mode: str) -> Any | None:
+    ds = dataset_file.build(index, mode)
+    return ds if len(ds) > 0 else None
+
+
+def make_optimizer(config: TrainConfig, socket: Socket) -> torch.optim.Optimizer:
+    custom = socket.optimizer(socket.trainable_params)
+    if custom is not None:
+        log.info("optimizer from %s: Socket.optimizer (--optimizer/--lr not used)", config.model)
+        return custom
+    params = socket.trainable_params
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def autocast_factory(config: TrainConfig, device: torch.device) -> Callable[[], ContextManager[Any]]:
+    if config.amp == "off":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")

@@ -1,0 +1,108 @@
+"""Batches from user DataSets: collation per list position and rank sharding."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data._utils.collate import default_collate
+
+from .errors import ScorchError
+from .userfiles import check_item
+
+Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
+
+
+class ListCollate:
+    """Collate ``(inputs, targets)`` items into ``([batched input_i], [batched target_j])``."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def __call__(self, items: Sequence[Any]) -> Batch:
+        pairs = [check_item(item, self.where) for item in items]
+        n_in, n_tg = len(pairs[0][0]), len(pairs[0][1])
+        for inputs, targets in pairs:
+            if len(inputs) != n_in or len(targets) != n_tg:
+                raise ScorchError(
+                    f"{self.where}: items have different list lengths ({n_in} inputs/{n_tg} targets vs "
+                    f"{len(inputs)}/{len(targets)}), expected the same for every item"
+                )
+        try:
+            inputs = [default_collate([p[0][i] for p in pairs]) for i in range(n_in)]
+            targets = [default_collate([p[1][j] for p in pairs]) for j in range(n_tg)]
+        except (TypeError, RuntimeError) as exc:
+            raise ScorchError(
+                f"{self.where}: cannot batch items ({exc}); expected tensors, arrays or numbers of one shape per position"
+            ) from exc
+        return inputs, targets
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: every sample on exactly one rank, no padding."""
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.length, self.rank, self.world_size = length, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.world_size))
+
+
+def train_loader(
+    dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, workers: int, pin_memory: bool, where: str
+) -> DataLoader:
+    """Shuffled and sharded; call ``set_epoch(loader, epoch)`` before each epoch."""
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=ListCollate(where),
+        pin_memory=pin_memory,
+        persistent_workers=False,  # workers re-seeded per epoch, for exact resume
+        generator=torch.Generator(),
+    )
+
+
+def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ShardSampler(len(dataset), rank, world_size),
+        num_workers=workers,
+        collate_fn=ListCollate(where),
+        pin_memory=pin_memory,
+        persistent_workers=False,  # workers re-seeded per epoch, for exact resume
+        generator=torch.Generator(),
+    )
+
+
+def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
+    """A new shuffle each epoch, and worker seeds that depend only on (seed, epoch, rank),
+    so a resumed run draws exactly what an uninterrupted one would."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    assert loader.generator is not None
+    loader.generator.manual_seed((seed * 1_000_003 + epoch * 1009 + rank) % (2**63))
+
+
+def to_device(batch: Batch, device: torch.device, non_blocking: bool) -> Batch:
+    inputs, targets = batch
+    return (
+        [t.to(device, non_blocking=non_blocking) if isinstance(t, torch.Tensor) else t for t in inputs],
+        [t.to(device, non_blocking=non_blocking) if isinstance(t, torch.Tensor) else t for t in targets],
+    )
+
+
+def batch_len(batch: Batch) -> int:
+    for part in (batch[1], batch[0]):
+        for t in part:
+            if isinstance(t, torch.Tensor) and t.dim() > 0:
+                return int(t.shape[0])
+            if isinstance(t, (list, tuple)):
+                return len(t)
+    raise ScorchError("cannot tell the batch size: no input or target has a batch dimension")

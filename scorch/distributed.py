@@ -1,0 +1,143 @@
+"""Every distributed question, answered in one place, whichever backend runs.
+
+User model and dataset files may import this module too::
+
+    from scorch import distributed as dist
+    if dist.is_rank0(): ...
+    total = dist.all_reduce(torch.tensor(n))
+
+Before :func:`init` (or in a plain single process) every function answers for a
+single process: rank 0 of 1, and collectives return their input. Collectives
+must be called by every rank, in the same order; never behind a rank check.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+
+from . import _launch
+from ._backends.base import Backend
+from .errors import ScorchError
+
+_backend: Backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+
+
+def choose_backend(requested: str, launch: _launch.LaunchInfo, env: Mapping[str, str] | None = None) -> str:
+    """``auto`` means Horovod when it is importable and the job came from horovodrun, or from
+    mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise."""
+    env = os.environ if env is None else env
+    if requested != "auto":
+        return requested
+    wants_horovod = launch.launcher == "horovodrun" or (
+        launch.launcher == "mpirun" and env.get("SCORCH_BACKEND", "").lower() == "horovod"
+    )
+    if wants_horovod:
+        try:
+            import horovod.torch  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "horovod"
+    return "torch"
+
+
+def resolve_device(requested: str, local_rank: int) -> torch.device:
+    """``auto``: one GPU per local rank when CUDA is there, else the CPU."""
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ScorchError("--device cuda: no CUDA device is visible to this process (torch.cuda.is_available() is False); use --device cpu or auto")
+    index = local_rank % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def _share_cpu_threads(launch: _launch.LaunchInfo, dev: torch.device) -> None:
+    """Ranks sharing a machine split its cores, unless the user chose (OMP_NUM_THREADS)."""
+    if dev.type != "cpu" or launch.local_world_size <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores // launch.local_world_size))
+
+
+def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0) -> Backend:
+    """Start the process group for this launch; idempotent within a process."""
+    global _backend
+    if _backend.name != "none":
+        return _backend
+    launch = _launch.detect()
+    name = choose_backend(backend, launch)
+    dev = resolve_device(device, launch.local_rank)
+    _share_cpu_threads(launch, dev)
+    if name == "horovod":
+        from ._backends.horovod import HorovodBackend
+
+        _backend = HorovodBackend(launch, dev)
+    elif launch.world_size > 1:
+        from ._backends.torch_dist import TorchBackend
+
+        _backend = TorchBackend(launch, dev, timeout_s=timeout_s)
+    else:
+        _backend = Backend(launch, dev)
+        _backend.name = "torch"
+    return _backend
+
+
+def shutdown() -> None:
+    """Tear the process group down; afterwards the module answers for a single process again."""
+    global _backend
+    _backend.shutdown()
+    _backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+
+
+def current() -> Backend:
+    return _backend
+
+
+def rank() -> int:
+    return _backend.rank
+
+
+def world_size() -> int:
+    return _backend.world_size
+
+
+def local_rank() -> int:
+    return _backend.local_rank
+
+
+def is_rank0() -> bool:
+    return _backend.rank == 0
+
+
+def backend_name() -> str:
+    return _backend.name
+
+
+def device() -> torch.device:
+    return _backend.device
+
+
+def barrier() -> None:
+    _backend.barrier()
+
+
+def broadcast(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s (picklable) object, on every rank."""
+    return _backend.broadcast_object(obj, src)
+
+
+def all_gather(obj: Any) -> list[Any]:
+    """Every rank's (picklable) object, in rank order, on every rank."""
+    return _backend.all_gather_object(obj)
+
+
+def all_reduce(value: torch.Tensor | float, op: str = "sum") -> Any:
+    """Reduce a tensor in place (returned), or a number (a float is returned), over all ranks."""
+    if op not in ("sum", "max", "min"):
+        raise ValueError(f"all_reduce: op must be sum, max or min, not {op!r}")
+    if isinstance(value, torch.Tensor):
+        return _backend.all_reduce(value, op)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=_backend.device)
+    return float(_backend.all_reduce(t, op).item())

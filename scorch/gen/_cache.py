@@ -1,0 +1,187 @@
+"""Reading cached samples: ``Cache(path)[name][params][group].get(n)``."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ._generator import DATASETS_FILE, load_datasets
+from ._params import Params, canonical_json, format_values, param_id
+from ._store import (UNASSIGNED, ParamSetDir, cache_root, list_datasets, list_param_sets,
+                     read_chunk)
+from .errors import GenError, NotEnoughSamples
+
+log = logging.getLogger(__name__)
+_RETRIES = 5
+
+
+class Cache:
+    """The samples generated for the ``datasets.py`` in *path* (under ``path/gen_cache``)."""
+
+    def __init__(self, path: str | os.PathLike = ".") -> None:
+        self.path = Path(path).resolve()
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets with samples."""
+        return list_datasets(self.path)
+
+    def __getitem__(self, name: str) -> "DatasetCache":
+        if name not in self.datasets():
+            raise GenError(f"no samples of dataset {name!r} in {cache_root(self.path)}; "
+                           f"datasets with samples: {', '.join(self.datasets()) or '(none)'}")
+        return DatasetCache(self.path, name)
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.path)!r})"
+
+
+class DatasetCache:
+    """One dataset; index it by parameter set: position, id, dict of values or Params."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+
+    def param_sets(self) -> list["ParamSetCache"]:
+        """Parameter sets, oldest first (the order ``scorch-gen list`` numbers them in)."""
+        return [ParamSetCache(self.name, ps) for ps in list_param_sets(self.path, self.name)]
+
+    def __getitem__(self, key: int | str | Mapping[str, Any] | Params) -> "ParamSetCache":
+        sets = self.param_sets()
+        if isinstance(key, bool):
+            raise GenError(f"{self.name}[{key!r}]: expected an index, an id or a dict of parameters")
+        if isinstance(key, int):
+            if not -len(sets) <= key < len(sets):
+                raise GenError(f"{self.name}[{key}]: there are {len(sets)} parameter sets "
+                               f"(0..{len(sets) - 1}); see scorch-gen list")
+            return sets[key]
+        if isinstance(key, str):
+            pid = key
+        elif isinstance(key, Params):
+            pid = key.param_id()
+        elif isinstance(key, Mapping):
+            pid = self._id_of(key)
+        else:
+            raise GenError(f"{self.name}[{key!r}]: expected an index, an id or a dict of parameters")
+        for ps in sets:
+            if ps.param_id == pid:
+                return ps
+        raise GenError(f"{self.name}: no samples with parameter set {key!r} (id {pid}); "
+                       f"sets with samples: {', '.join(p.param_id for p in sets) or '(none)'}")
+
+    def _id_of(self, values: Mapping[str, Any]) -> str:
+        """Id of non-default *values*, using the Params class of datasets.py."""
+        if (self.path / DATASETS_FILE).is_file():
+            specs = load_datasets(self.path)
+            if self.name in specs:
+                return specs[self.name].make_params(values).param_id()
+        # No generator to supply defaults: match the stored values.
+        matches = [ps for ps in self.param_sets()
+                   if all(ps.values.get(k) == v for k, v in values.items())]
+        if len(matches) == 1:
+            return matches[0].param_id
+        if not matches:
+            return param_id(values)
+        raise GenError(f"{self.name}: {format_values(values)} matches {len(matches)} parameter "
+                       "sets and datasets.py is not there to supply defaults; pass the id")
+
+
+class ParamSetCache:
+    """One parameter set of one dataset; index it by group name."""
+
+    def __init__(self, dataset: str, ps: ParamSetDir) -> None:
+        self.dataset, self.dir = dataset, ps
+        self.values: dict[str, Any] = ps.read_params().get("values", {})
+
+    @property
+    def param_id(self) -> str:
+        return self.dir.param_id
+
+    def counts(self) -> dict[str, int]:
+        """Samples per group, ``unassigned`` first."""
+        return self.dir.counts()
+
+    def __getitem__(self, group: str) -> "GroupReader":
+        if group != UNASSIGNED:
+            self.dir.group_dir(group)  # validates the name
+        return GroupReader(self.dataset, self.dir, group)
+
+    def __repr__(self) -> str:
+        return f"<{self.dataset} [{self.param_id}] {canonical_json(self.values)}>"
+
+
+class GroupReader:
+    """The samples of one group, in the order they were moved there."""
+
+    def __init__(self, dataset: str, ps: ParamSetDir, group: str) -> None:
+        self.dataset, self.dir, self.group = dataset, ps, group
+
+    def __len__(self) -> int:
+        return self.dir.count(self.group)
+
+    def get(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The first *n* samples (all when None) as ``(X, y)``; error if fewer exist."""
+        arrays = self._read(n, ("X", "y"))
+        return arrays["X"], arrays["y"]
+
+    def ids(self, n: int | None = None) -> np.ndarray:
+        """Unique ids of the first *n* samples (same order as ``get``)."""
+        return self._read(n, ("uid",))["uid"]
+
+    def times(self, n: int | None = None) -> np.ndarray:
+        """Seconds spent generating each of the first *n* samples."""
+        return self._read(n, ("time",))["time"]
+
+    def dataset_view(self, n: int | None = None, **kwargs: Any):
+        """A torch ``Dataset`` over the first *n* samples (see ``CachedDataset``)."""
+        from ._torch import CachedDataset
+        return CachedDataset.from_arrays(*self.get(n), **kwargs)
+
+    def _read(self, n: int | None, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        for _ in range(_RETRIES):  # unassigned chunks may be claimed while we read
+            try:
+                return self._read_once(n, keys)
+            except FileNotFoundError:
+                continue
+        return self._read_once(n, keys)
+
+    def _read_once(self, n: int | None, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        directory = self.dir.group_dir(self.group)
+        chunks = self.dir.chunks(self.group)
+        total = sum(c for _, c in chunks)
+        if n is None:
+            n = total
+        if n < 0:
+            raise GenError(f"get({n}): expected a number of samples >= 0")
+        if n > total:
+            raise NotEnoughSamples(f"{self.dataset} [{self.dir.param_id}] group {self.group!r} "
+                                   f"has {total} samples, {n} requested", total)
+        if n == 0:
+            return self._empty(chunks, keys)
+        if len(chunks) == 1 or chunks[0][1] >= n:  # one file: no concatenation copy
+            arrays = read_chunk(directory / chunks[0][0], keys)
+            return {k: a if len(a) == n else a[:n] for k, a in arrays.items()}
+        out: dict[str, np.ndarray] = {}
+        filled = 0
+        for name, count in chunks:
+            take = min(count, n - filled)
+            arrays = read_chunk(directory / name, keys)
+            for key, array in arrays.items():
+                if key not in out:
+                    out[key] = np.empty((n, *array.shape[1:]), dtype=array.dtype)
+                out[key][filled:filled + take] = array[:take]
+            filled += take
+            if filled == n:
+                break
+        return out
+
+    def _empty(self, chunks: list[tuple[str, int]], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if not chunks:
+            return {k: np.empty((0,)) for k in keys}
+        arrays = read_chunk(self.dir.group_dir(self.group) / chunks[0][0], keys)
+        return {k: a[:0] for k, a in arrays.items()}
+
+    def __repr__(self) -> str:
+        return f"<{self.dataset} [{self.dir.param_id}] {self.group!r}: {len(self)} samples>"

@@ -1,0 +1,144 @@
+"""The run directory ``<run-root>/<name>/`` and the rank-0-only files in it.
+
+Built on every rank; only rank 0 touches the disk.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import _atomic
+from .errors import ScorchError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+
+
+def check_target(path: Path, resume: bool, overwrite: bool) -> str | None:
+    """Why this run may not use ``path`` (a one-line message), or None when it may."""
+    if resume:
+        if not (path / CHECKPOINTS / "last.pt").is_file():
+            return f"--resume: no checkpoint to resume from at {path / CHECKPOINTS / 'last.pt'}"
+        return None
+    if path.exists() and not path.is_dir():
+        return f"run directory {path} exists and is not a directory"
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        return f"run directory {path} already exists and is not empty; pass --resume to continue it or --overwrite to replace it"
+    return None
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike, rank0: bool):
+        self.path = Path(path)
+        self.rank0 = rank0
+        self._log_handler: logging.Handler | None = None
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / CHECKPOINTS / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / CHECKPOINTS / "best.pt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
+
+    def create(self, overwrite: bool) -> None:
+        if not self.rank0:
+            return
+        try:
+            if overwrite and self.path.is_dir():
+                shutil.rmtree(self.path)
+            (self.path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+            self.tensorboard.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ScorchError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from exc
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        if self.rank0:
+            _atomic.write_json(self.path / "config.json", config)
+
+    def copy_sources(self, *files: str) -> None:
+        """Keep copies of the model and dataset files; on resume keep the first copies."""
+        if not self.rank0:
+            return
+        names = [os.path.basename(f) for f in files]
+        for f, name in zip(files, names):
+            if names.count(name) > 1:
+                name = f"{Path(f).parent.name}_{name}"
+            target = self.path / name
+            text = Path(f).read_bytes()
+            if target.exists():
+                if target.read_bytes() != text:
+                    log.warning("%s differs from the copy kept in the run directory (%s)", f, target)
+                continue
+            with _atomic.atomic_open(target, "wb") as out:
+                out.write(text)
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        if self.rank0:
+            _atomic.write_json(self.path / "meta.json", meta)
+
+    def read_meta(self) -> dict[str, Any]:
+        import json
+
+        try:
+            return json.loads((self.path / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def attach_log(self) -> None:
+        """Rank 0's console log also goes to ``log.txt`` (appended on resume)."""
+        if not self.rank0:
+            return
+        handler = logging.FileHandler(self.path / "log.txt", mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("scorch").addHandler(handler)
+        self._log_handler = handler
+
+    def detach_log(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger("scorch").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+
+def session_meta(world_size: int, backend: str, device: str, launcher: str, hostnames: list[str]) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    from . import __version__
+
+    return {
+        "command": sys.argv,
+        "cwd": os.getcwd(),
+        "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "end_time": None,
+        "status": "running",
+        "hostnames": hostnames,
+        "world_size": world_size,
+        "backend": backend,
+        "device": device,
+        "launcher": launcher,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "scorch": __version__,
+        },
+    }
+
+
+def hostname() -> str:
+    return socket.gethostname()

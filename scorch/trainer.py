@@ -1,0 +1,231 @@
+"""``train(config)``: the whole run, from process group to the last checkpoint.
+
+Rank facts are worked out once, here; rank-0-only side effects live in objects
+(RunDir, History, TensorBoard, Progress) that are built on every rank.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, data, distributed as dist
+from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
+from .config import TRAJECTORY_KEYS, TrainConfig
+from .errors import ScorchError
+from .history import History
+from .loop import NanGuard, StepContext, evaluate, train_epoch
+from .progress import Progress
+from .rundir import RunDir, check_target, hostname, session_meta
+from .tb import TensorBoard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopState:
+    """Saved in every checkpoint under ``loop``: what early stopping and best.pt need."""
+
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def improved(self, value: float, mode: str) -> bool:
+        return self.best is None or (value < self.best if mode == "min" else value > self.best)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs_done: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    monitor: str = ""
+    stopped_early: bool = False
+
+
+def default_name() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def train(config: TrainConfig) -> RunResult:
+    """Train as configured; every rank of the job calls this."""
+    backend = dist.init(config.backend, config.device, config.dist_timeout)
+    rank0 = backend.rank == 0
+    if config.name is None:
+        config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
+
+    parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
+
+    run_dir = RunDir(config.run_dir, rank0)
+    verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite) if rank0 else None)
+    if verdict:
+        raise ScorchError(verdict)
+    resumed = checkpoint.load(run_dir.last_checkpoint) if config.resume else None
+
+    hostnames = dist.all_gather(hostname())
+    run_dir.create(overwrite=config.overwrite)
+    run_dir.attach_log()
+    try:
+        return _fit(config, parts, run_dir, resumed, hostnames)
+    finally:
+        run_dir.detach_log()
+
+
+def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, Any] | None, hostnames: list[str]) -> RunResult:
+    backend, device = parts.backend, parts.device
+    rank0 = backend.rank == 0
+    network, socket = parts.network, parts.socket
+    optimizer = make_optimizer(config, socket)
+    scheduler = socket.scheduler(optimizer)
+    scaler = make_scaler(config, device)
+    loop = LoopState()
+    epoch_done, step = 0, 0
+    if resumed is not None:
+        epoch_done, step = _restore(config, resumed, network, optimizer, scheduler, scaler, loop, backend.rank)
+
+    previous = run_dir.read_meta() if resumed is not None and rank0 else {}
+    meta = session_meta(backend.world_size, backend.name, str(device), backend.launch.launcher, hostnames)
+    meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
+    meta["resumed_from_epoch"] = epoch_done if resumed is not None else None
+    run_dir.write_config(config.to_dict())
+    run_dir.copy_sources(config.model, config.dataset)
+    run_dir.write_meta(meta)
+
+    model = backend.wrap_model(network) if backend.world_size > 1 else network
+    optimizer = backend.wrap_optimizer(optimizer, socket.named_trainable_parameters(), config.accumulate)
+    backend.broadcast_training_state(network, optimizer)
+
+    pin = device.type == "cuda"
+    dpath = config.dataset
+    loader = data.train_loader(
+        parts.train_set, config.batch_size, backend.rank, backend.world_size, config.seed, config.workers, pin,
+        f"{dpath}: DataSet.__getitem__ (mode='train')",
+    )
+    valid_loader = None
+    if parts.valid_set is not None:
+        valid_loader = data.eval_loader(
+            parts.valid_set, config.batch_size, backend.rank, backend.world_size, config.workers, pin,
+            f"{dpath}: DataSet.__getitem__ (mode='valid')",
+        )
+    autocast = autocast_factory(config, device)
+    metrics_where = f"{config.model}: Socket.metrics"
+    ctx = StepContext(backend, model, socket, optimizer, scaler, autocast, config.accumulate, config.clip_grad, parts.metric_names, metrics_where)
+    history = History(run_dir.path / "history.csv", rank0, keep_until_epoch=epoch_done)
+    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=epoch_done + 1 if resumed is not None else None)
+    guard = NanGuard(lag=device.type == "cuda")
+
+    if resumed is not None:
+        checkpoint.set_rng_state(resumed["rng"][backend.rank] if backend.rank < len(resumed["rng"]) else resumed["rng"][0])
+        log.info("resumed %s at epoch %d, step %d", run_dir.path, epoch_done, step)
+    log.info(
+        "training %s on %s: %d rank(s), backend %s, %d train / %d valid samples, monitor %s (%s)",
+        run_dir.path, device, backend.world_size, backend.name, len(parts.train_set),
+        len(parts.valid_set) if parts.valid_set is not None else 0, parts.monitor, parts.monitor_mode,
+    )
+    stopped_early = False
+    status = "failed"
+    try:
+        for epoch in range(epoch_done + 1, config.epochs + 1):
+            start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            data.set_epoch(loader, epoch, config.seed, backend.rank)
+            progress = Progress(rank0 and config.progress, len(loader), f"epoch {epoch}/{config.epochs}")
+            try:
+                train_means, step = train_epoch(ctx, loader, epoch, step, progress, guard)
+            finally:
+                progress.close()
+            valid_means = {}
+            if valid_loader is not None:
+                valid_means = evaluate(backend, network, socket, valid_loader, autocast, parts.metric_names, metrics_where)
+            row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "time": time.perf_counter() - start, **train_means, **valid_means}
+            value = row[parts.monitor]
+            improved = loop.improved(value, parts.monitor_mode)
+            if improved:
+                loop.best, loop.best_epoch, loop.bad_epochs = value, epoch, 0
+            else:
+                loop.bad_epochs += 1
+            _step_scheduler(scheduler, value)
+            history.append(row)
+            tb.log_epoch(row)
+            _save(run_dir, config, backend, network, optimizer, scheduler, scaler, loop, epoch, step, improved)
+            log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
+            epoch_done = epoch
+            if config.patience is not None and loop.bad_epochs >= config.patience:
+                log.info("early stop: %s has not improved for %d epochs (best %.6g at epoch %d)", parts.monitor, loop.bad_epochs, loop.best, loop.best_epoch)
+                stopped_early = True
+                break
+        status = "finished"
+    finally:
+        tb.close()
+        meta["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        meta["status"] = status
+        meta["epochs_done"] = epoch_done
+        run_dir.write_meta(meta)
+    return RunResult(run_dir.path, epoch_done, history.rows, loop.best, parts.monitor, stopped_early)
+
+
+def _summary(row: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
+
+
+def _step_scheduler(scheduler: Any, monitored: float) -> None:
+    if scheduler is None:
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitored)
+    else:
+        scheduler.step()
+
+
+def _save(run_dir: RunDir, config: TrainConfig, backend: Any, network: torch.nn.Module, optimizer: Any, scheduler: Any,
+          scaler: Any, loop: LoopState, epoch: int, step: int, improved: bool) -> None:
+    """All ranks contribute their RNG state (a collective); rank 0 writes."""
+    rngs = backend.all_gather_object(checkpoint.rng_state())
+    if backend.rank != 0:
+        return
+    state = {
+        "model": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "rng": rngs,
+        "config": config.to_dict(),
+        "loop": {"best": loop.best, "best_epoch": loop.best_epoch, "bad_epochs": loop.bad_epochs},
+    }
+    try:
+        checkpoint.save(run_dir.last_checkpoint, state)
+        if improved:
+            tmp = run_dir.best_checkpoint.with_suffix(".pt.tmp")
+            shutil.copyfile(run_dir.last_checkpoint, tmp)
+            os.replace(tmp, run_dir.best_checkpoint)
+    except OSError as exc:
+        raise ScorchError(f"cannot write checkpoint in {run_dir.path / 'checkpoints'}: {exc.strerror or exc}") from exc
+
+
+def _restore(config: TrainConfig, state: dict[str, Any], network: torch.nn.Module, optimizer: Any, scheduler: Any,
+             scaler: Any, loop: LoopState, rank: int) -> tuple[int, int]:
+    saved = state.get("config", {})
+    changed = [k for k in TRAJECTORY_KEYS if k in saved and saved[k] != getattr(config, k)]
+    if changed and rank == 0:
+        log.warning("resuming with changed settings: %s", ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}" for k in changed))
+    try:
+        network.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ScorchError(f"checkpoint does not fit {config.model}: Network ({str(exc).splitlines()[0]})") from exc
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    saved_loop = state.get("loop", {})
+    loop.best, loop.best_epoch, loop.bad_epochs = saved_loop.get("best"), saved_loop.get("best_epoch", 0), saved_loop.get("bad_epochs", 0)
+    return int(state["epoch"]), int(state["step"])

@@ -1,0 +1,239 @@
+"""Load a MODEL_FILE and a DATASET_FILE and check they keep the contract.
+
+MODEL_FILE:   ``Network(torch.nn.Module)`` whose ``forward`` takes a list of tensors and
+              returns a list; ``Socket(model)`` with ``criterion``, ``metrics`` and
+              ``trainable_modules``; optional ``Socket.optimizer(params)`` and
+              ``Socket.scheduler(optimizer)``.
+DATASET_FILE: ``DataSet(ds_index, mode)`` with ``__len__`` and ``__getitem__`` returning
+              ``(list_of_inputs, list_of_targets)``; optional ``DataSetIndex(path)``.
+
+Every check raises :class:`ScorchError` with one line naming the file, class and method.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import numbers
+import os
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+import torch
+
+from .errors import ScorchError
+
+MODES = ("train", "valid", "test")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def import_file(path: str, role: str) -> ModuleType:
+    """Import a user's Python file by path; ``role`` is "model" or "dataset"."""
+    if not os.path.isfile(path):
+        raise ScorchError(f"--{role}: file not found: {path!r}")
+    name = f"scorch_user_{role}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ScorchError(f"--{role}: {path} is not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # lets pickling (DataLoader workers) find the classes
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ScorchError(f"{path}: importing the {role} file failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call user code; an exception becomes one line naming ``where``."""
+    try:
+        return fn(*args)
+    except ScorchError:
+        raise
+    except Exception as exc:
+        raise ScorchError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class ModelFile:
+    path: str
+    module: ModuleType
+    network_cls: type
+    socket_cls: type
+
+    def build_network(self, **kwargs: Any) -> torch.nn.Module:
+        net = call_user(f"{self.path}: Network.__init__", self.network_cls, **kwargs) if kwargs else call_user(
+            f"{self.path}: Network.__init__", self.network_cls
+        )
+        if not isinstance(net, torch.nn.Module):
+            raise ScorchError(f"{self.path}: Network() built a {type(net).__name__}, expected a torch.nn.Module")
+        return net
+
+    def build_socket(self, network: torch.nn.Module) -> "Socket":
+        raw = call_user(f"{self.path}: Socket.__init__", self.socket_cls, network)
+        return Socket(self.path, raw, network)
+
+
+def load_model_file(path: str) -> ModelFile:
+    module = import_file(path, "model")
+    network_cls = getattr(module, "Network", None)
+    if network_cls is None:
+        raise ScorchError(f"{path}: no class Network (expected Network(torch.nn.Module) in the model file)")
+    if not (isinstance(network_cls, type) and issubclass(network_cls, torch.nn.Module)):
+        raise ScorchError(f"{path}: Network is a {type(network_cls).__name__}, expected a subclass of torch.nn.Module")
+    socket_cls = getattr(module, "Socket", None)
+    if socket_cls is None:
+        raise ScorchError(f"{path}: no class Socket (expected Socket(model) with criterion, metrics and trainable_modules)")
+    for method in ("criterion", "metrics"):
+        if not callable(getattr(socket_cls, method, None)):
+            raise ScorchError(f"{path}: Socket has no method {method}(preds, targets)")
+    return ModelFile(path, module, network_cls, socket_cls)
+
+
+class Socket:
+    """The user's Socket, with each call checked against the contract."""
+
+    def __init__(self, path: str, raw: Any, network: torch.nn.Module):
+        self.path, self.raw = path, raw
+        modules = getattr(raw, "trainable_modules", None)
+        if isinstance(modules, (list, tuple)):
+            modules = torch.nn.ModuleList(modules)
+        if not isinstance(modules, torch.nn.ModuleList):
+            raise ScorchError(
+                f"{path}: Socket.trainable_modules is {_describe(modules) if modules is not None else 'missing'}, "
+                "expected a torch.nn.ModuleList of the Network's modules"
+            )
+        net_params = {id(p) for p in network.parameters()}
+        params: list[torch.nn.Parameter] = []
+        seen: set[int] = set()
+        for p in modules.parameters():
+            if id(p) not in net_params:
+                raise ScorchError(f"{path}: Socket.trainable_modules holds parameters that are not the Network's")
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+        if not params:
+            raise ScorchError(f"{path}: Socket.trainable_modules has no parameters to train")
+        self.trainable_params = params
+        self.network = network
+
+    def named_trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        ids = {id(p) for p in self.trainable_params}
+        return [(n, p) for n, p in self.network.named_parameters() if id(p) in ids]
+
+    def criterion(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+        return self.raw.criterion(preds, targets)
+
+    def metrics(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> dict[str, Any]:
+        return normalize_metrics(self.raw.metrics(preds, targets), f"{self.path}: Socket.metrics")
+
+    def optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+        hook = getattr(self.raw, "optimizer", None)
+        if hook is None:
+            return None
+        opt = call_user(f"{self.path}: Socket.optimizer", hook, params)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ScorchError(f"{self.path}: Socket.optimizer returned {_describe(opt)}, expected a torch.optim.Optimizer")
+        return opt
+
+    def scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        hook = getattr(self.raw, "scheduler", None)
+        if hook is None:
+            return None
+        sched = call_user(f"{self.path}: Socket.scheduler", hook, optimizer)
+        if sched is not None and not (hasattr(sched, "step") and hasattr(sched, "state_dict")):
+            raise ScorchError(f"{self.path}: Socket.scheduler returned {_describe(sched)}, expected an LR scheduler or None")
+        return sched
+
+
+def normalize_metrics(value: Any, where: str) -> dict[str, Any]:
+    """dict name -> number; a list or tuple is named metric0, metric1, ..."""
+    if value is None:
+        return {}
+    if isinstance(value, (list, tuple)):
+        value = {f"metric{i}": v for i, v in enumerate(value)}
+    if not isinstance(value, dict):
+        raise ScorchError(f"{where} returned {_describe(value)}, expected a dict of name -> number")
+    out: dict[str, Any] = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not name or "/" in name or "," in name:
+            raise ScorchError(f"{where}: metric name {name!r} must be a non-empty string without '/' or ','")
+        if isinstance(v, torch.Tensor):
+            if v.numel() != 1:
+                raise ScorchError(f"{where}: metric {name!r} is a {_describe(v)}, expected a number")
+            v = v.detach().reshape(())
+        elif not isinstance(v, numbers.Real):
+            raise ScorchError(f"{where}: metric {name!r} is a {_describe(v)}, expected a number")
+        out[name] = v
+    return out
+
+
+@dataclass
+class DatasetFile:
+    path: str
+    module: ModuleType
+    dataset_cls: type
+    index_cls: type | None
+
+    def build_index(self, dataset_path: str | None) -> Any:
+        if self.index_cls is None:
+            return dataset_path
+        return call_user(f"{self.path}: DataSetIndex.__init__", self.index_cls, dataset_path)
+
+    def build(self, index: Any, mode: str) -> Any:
+        ds = call_user(f"{self.path}: DataSet.__init__(mode={mode!r})", self.dataset_cls, index, mode)
+        n = call_user(f"{self.path}: DataSet.__len__ (mode={mode!r})", len, ds)
+        if n < 0:
+            raise ScorchError(f"{self.path}: DataSet.__len__ (mode={mode!r}) returned {n}")
+        return ds
+
+
+def load_dataset_file(path: str) -> DatasetFile:
+    module = import_file(path, "dataset")
+    dataset_cls = getattr(module, "DataSet", None)
+    if dataset_cls is None:
+        raise ScorchError(f"{path}: no class DataSet (expected DataSet(ds_index, mode) in the dataset file)")
+    for method in ("__len__", "__getitem__"):
+        if not callable(getattr(dataset_cls, method, None)):
+            raise ScorchError(f"{path}: DataSet has no method {method}")
+    return DatasetFile(path, module, dataset_cls, getattr(module, "DataSetIndex", None))
+
+
+def check_item(item: Any, where: str) -> tuple[list[Any], list[Any]]:
+    """An item must be (list_of_inputs, list_of_targets)."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ScorchError(f"{where} returned {_describe(item)}, expected a pair (list_of_inputs, list_of_targets)")
+    inputs, targets = item
+    for what, part in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(part, (list, tuple)):
+            raise ScorchError(f"{where} returned {what} as {_describe(part)}, expected a list")
+    return list(inputs), list(targets)
+
+
+def check_preds(preds: Any, where: str) -> list[torch.Tensor]:
+    if not isinstance(preds, (list, tuple)) or not preds:
+        raise ScorchError(f"{where} returned {_describe(preds)}, expected a non-empty list of tensors")
+    for i, p in enumerate(preds):
+        if not isinstance(p, torch.Tensor):
+            raise ScorchError(f"{where} returned {_describe(p)} at position {i}, expected a tensor")
+    return list(preds)
+
+
+def check_loss(loss: Any, where: str) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or loss.dim() > 1:
+        raise ScorchError(f"{where} returned {_describe(loss)}, expected a scalar tensor")
+    if not loss.dtype.is_floating_point:
+        raise ScorchError(f"{where} returned a {_describe(loss)}, expected a floating-point scalar")
+    return loss.reshape(())
+
+
+def is_finite(value: Any) -> bool:
+    return math.isfinite(float(value))
