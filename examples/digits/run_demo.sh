@@ -6,7 +6,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 start=$(date +%s)
 mpirun -np 2 .venv/bin/scorch-train \
   --model examples/digits/model.py --dataset examples/digits/dataset.py \
-  --epochs 8 --batch-size 32 --lr 0.002 --monitor valid/accuracy \
+  --epochs 12 --batch-size 32 --lr 0.002 --monitor valid/accuracy \
   --run-root runs --name digits-demo --overwrite
 .venv/bin/python - "$start" <<'PY'
 import csv, sys, time
