@@ -7,7 +7,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: setup setup-test demo test clean
+.PHONY: setup setup-test setup-horovod demo test clean
 
 setup:
 	bash scripts/setup.sh
@@ -16,10 +16,14 @@ setup-test:
 	bash scripts/setup.sh test
 	bash scripts/setup_slurm.sh
 
+# Needs .venv (setup-test); builds Horovod 0.28.1 from source once (~5 min).
+setup-horovod:
+	bash scripts/setup_horovod.sh
+
 demo: setup
 	bash examples/digits/run_demo.sh
 
-test: setup-test
+test: setup-test setup-horovod
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 clean:

@@ -43,7 +43,14 @@ def detect(env: Mapping[str, str] | None = None) -> LaunchInfo:
             int(env.get("LOCAL_WORLD_SIZE", 1)),
         )
     if "OMPI_COMM_WORLD_SIZE" in env or "PMI_SIZE" in env:
-        launcher = "horovodrun" if env.get("HOROVOD_HOSTNAME") or env.get("HOROVOD_RANK") else "mpirun"
+        # horovodrun --gloo sets HOROVOD_RANK; in MPI mode it exec()s "sh -c mpirun ..." and leaves
+        # only the shell's "_" (the program the shell ran) behind in the ranks' environment.
+        horovod = (
+            bool(env.get("HOROVOD_HOSTNAME") or env.get("HOROVOD_RANK"))
+            or os.path.basename(env.get("_", "")) == "horovodrun"
+            or started_by("horovodrun")
+        )
+        launcher = "horovodrun" if horovod else "mpirun"
         return LaunchInfo(
             launcher,
             _int(env, "OMPI_COMM_WORLD_RANK", "PMI_RANK") or 0,
@@ -61,6 +68,32 @@ def detect(env: Mapping[str, str] | None = None) -> LaunchInfo:
             _int(env, "SLURM_NTASKS_PER_NODE") or _first_int(env.get("SLURM_TASKS_PER_NODE", "1")),
         )
     return LaunchInfo("none", 0, 1, 0, 1)
+
+
+def started_by(program: str, depth: int = 8) -> bool:
+    """Whether an ancestor process runs ``program`` (Linux /proc). horovodrun in MPI mode leaves no
+    variable of its own; ranks on other nodes (started through orted/ssh) cannot see it either, so
+    callers that must agree on the answer have rank 0 decide and broadcast it."""
+    pid = os.getpid()
+    for _ in range(depth):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if pid <= 1:
+                return False
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if any(os.path.basename(part) == program.encode() for part in f.read().split(b"\0")):
+                    return True
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+def mpi_broadcast(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank, over MPI (mpi4py); for launches by mpirun/horovodrun."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.bcast(obj, root=0)
 
 
 def _first_int(text: str) -> int:

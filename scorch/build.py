@@ -117,14 +117,19 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
     """Load and check the user's files, build datasets, the Network and its Socket."""
     model_file = userfiles.load_model_file(config.model)
     dataset_file = userfiles.load_dataset_file(config.dataset)
-    index = dataset_file.build_index(config.dataset_path)
+    # Resolve the files' declared settings (defaults + --set) so config.json records all of them.
+    config = config.replace(
+        model_settings=model_file.settings(config.model_settings),
+        dataset_settings=dataset_file.settings(config.dataset_settings),
+    )
+    index = dataset_file.build_index(config.dataset_path, config.dataset_settings)
     train_set = dataset_file.build(index, "train")
     if len(train_set) == 0:
         raise ScorchError(f"{config.dataset}: DataSet(mode='train') has no samples (len 0), expected at least one")
     valid_set = _optional_split(dataset_file, index, "valid")
 
     seed_everything(config.seed)  # the same initial weights on every rank and for every world size
-    network = model_file.build_network(**config.extra.get("model", {}))
+    network = model_file.build_network(config.model_settings)
     network.to(backend.device)
     seed_everything(config.seed + backend.rank)  # but each rank its own dropout and augmentation draws
     socket = model_file.build_socket(network)

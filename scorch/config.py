@@ -54,7 +54,11 @@ class TrainConfig:
     node_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    lr_schedule: Any = None
+    warmup_epochs: int = 0
+    model_settings: dict[str, Any] = field(default_factory=dict)
+    dataset_settings: dict[str, Any] = field(default_factory=dict)
+    config: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("model", "dataset"):
@@ -96,6 +100,9 @@ class TrainConfig:
                 raise ScorchError(f"--monitor: expected train/NAME or valid/NAME, got {self.monitor!r}")
         if self.node_rank >= self.nnodes:
             raise ScorchError(f"--node-rank: {self.node_rank} must be below --nnodes {self.nnodes}")
+        check_lr_schedule(self.lr_schedule)
+        if self.warmup_epochs < 0:
+            raise ScorchError(f"--set warmup_epochs: expected a whole number >= 0, got {self.warmup_epochs!r}")
         if self.master_port is not None and not 0 < self.master_port < 65536:
             raise ScorchError(f"--master-port: {self.master_port} is not a TCP port")
 
@@ -119,8 +126,33 @@ class TrainConfig:
         return "min" if any(word in metric for word in ("loss", "err", "mse", "mae", "rmse", "nll", "perplexity")) else "max"
 
 
+def check_lr_schedule(schedule: Any) -> None:
+    """None/"constant", "cosine", or [[EPOCH, LR], ...] with increasing epochs (LR until EPOCH, inclusive)."""
+    if schedule is None or schedule in ("constant", "cosine"):
+        return
+    ok = isinstance(schedule, (list, tuple)) and len(schedule) > 0
+    last = 0
+    for pair in schedule if ok else []:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], int) and pair[0] > last
+                and isinstance(pair[1], (int, float)) and not isinstance(pair[1], bool) and pair[1] > 0):
+            ok = False
+            break
+        last = pair[0]
+    if not ok:
+        raise ScorchError(
+            f"--set lr_schedule: {schedule!r} is not a schedule; expected \"cosine\", \"constant\" or "
+            "[[EPOCH, LR], ...] with increasing epochs and LR > 0, e.g. \"[[3, 0.1], [100, 0.01]]\""
+        )
+
+
 # Settings that change the trajectory of training; a resume with different values is warned about.
 TRAJECTORY_KEYS = (
     "batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "accumulate",
-    "clip_grad", "amp", "extra",
+    "clip_grad", "amp", "lr_schedule", "warmup_epochs", "model_settings", "dataset_settings",
+)
+
+# Settings that describe how this invocation runs, not what is trained: never taken from a saved run.
+INVOCATION_KEYS = (
+    "resume", "overwrite", "debug", "progress", "config", "nproc_per_node", "nnodes", "node_rank",
+    "master_addr", "master_port", "name", "run_root",
 )

@@ -26,20 +26,22 @@ _backend: Backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device
 
 def choose_backend(requested: str, launch: _launch.LaunchInfo, env: Mapping[str, str] | None = None) -> str:
     """``auto`` means Horovod when it is importable and the job came from horovodrun, or from
-    mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise."""
+    mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise. Under MPI, rank 0 decides
+    and tells the others, so that ranks on other nodes cannot choose differently."""
     env = os.environ if env is None else env
     if requested != "auto":
         return requested
-    wants_horovod = launch.launcher == "horovodrun" or (
-        launch.launcher == "mpirun" and env.get("SCORCH_BACKEND", "").lower() == "horovod"
-    )
-    if wants_horovod:
+    if launch.launcher not in ("mpirun", "horovodrun"):
+        return "torch"
+    choice = "torch"
+    if launch.rank == 0 and (launch.launcher == "horovodrun" or env.get("SCORCH_BACKEND", "").lower() == "horovod"):
         try:
             import horovod.torch  # noqa: F401
+
+            choice = "horovod"
         except ImportError:
-            return "torch"
-        return "horovod"
-    return "torch"
+            choice = "torch"
+    return str(_launch.mpi_broadcast(choice)) if launch.world_size > 1 else choice
 
 
 def resolve_device(requested: str, local_rank: int) -> torch.device:

@@ -99,7 +99,7 @@ def train_epoch(ctx: StepContext, loader: DataLoader, epoch: int, step: int, pro
     totals = Totals(ctx.metric_names, device, ctx.metrics_where)
     n_batches = len(loader)
     model.train()
-    optimizer.zero_grad(set_to_none=True)
+    ctx.backend.zero_grad(optimizer)
 
     def clip() -> None:
         if ctx.clip_grad is not None:
@@ -118,7 +118,7 @@ def train_epoch(ctx: StepContext, loader: DataLoader, epoch: int, step: int, pro
             ctx.scaler.scale(loss / ctx.accumulate if ctx.accumulate > 1 else loss).backward()
         if boundary:
             ctx.backend.optimizer_step(optimizer, ctx.scaler, clip)
-            optimizer.zero_grad(set_to_none=True)
+            ctx.backend.zero_grad(optimizer)
             step += 1
         with torch.no_grad():
             totals.add(n, loss.detach(), socket.metrics(preds, targets))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, data, distributed as dist
+from . import checkpoint, data, distributed as dist, schedule
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
 from .config import TRAJECTORY_KEYS, TrainConfig
 from .errors import ScorchError
@@ -62,6 +62,7 @@ def train(config: TrainConfig) -> RunResult:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
 
     parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
+    config = parts.config  # with the files' declared settings resolved
 
     run_dir = RunDir(config.run_dir, rank0)
     verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite) if rank0 else None)
@@ -82,8 +83,12 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
     backend, device = parts.backend, parts.device
     rank0 = backend.rank == 0
     network, socket = parts.network, parts.socket
-    optimizer = make_optimizer(config, socket)
+    # Wrap before anything holds the optimizer: Horovod's wrapper is a new optimizer built from the
+    # param_groups, so state loaded into (or a scheduler attached to) the original would be lost.
+    optimizer = backend.wrap_optimizer(make_optimizer(config, socket), socket.named_trainable_parameters(), config.accumulate)
     scheduler = socket.scheduler(optimizer)
+    if scheduler is not None and config.lr_schedule not in (None, "constant"):
+        raise ScorchError(f"--set lr_schedule: {config.model} defines Socket.scheduler too; use one of them")
     scaler = make_scaler(config, device)
     loop = LoopState()
     epoch_done, step = 0, 0
@@ -99,7 +104,6 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
     run_dir.write_meta(meta)
 
     model = backend.wrap_model(network) if backend.world_size > 1 else network
-    optimizer = backend.wrap_optimizer(optimizer, socket.named_trainable_parameters(), config.accumulate)
     backend.broadcast_training_state(network, optimizer)
 
     pin = device.type == "cuda"
@@ -134,6 +138,8 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
     try:
         for epoch in range(epoch_done + 1, config.epochs + 1):
             start = time.perf_counter()
+            if scheduler is None:
+                schedule.apply(optimizer, schedule.lr_at(epoch, config.lr, config.lr_schedule, config.warmup_epochs, config.epochs), config.lr)
             lr = optimizer.param_groups[0]["lr"]
             data.set_epoch(loader, epoch, config.seed, backend.rank)
             progress = Progress(rank0 and config.progress, len(loader), f"epoch {epoch}/{config.epochs}")

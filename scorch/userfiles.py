@@ -12,6 +12,7 @@ Every check raises :class:`ScorchError` with one line naming the file, class and
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
 import numbers
 import os
@@ -62,6 +63,47 @@ def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ScorchError(f"{where} raised {type(exc).__name__}: {exc}") from exc
 
 
+def declared_settings(module: ModuleType, cls: type, skip: int) -> dict[str, Any] | None:
+    """Settings a user file declares: a module-level ``CONFIG`` dict, else the keyword arguments
+    (with defaults) of ``cls.__init__`` after ``skip`` positional ones. None: it takes ``**kwargs``."""
+    config = getattr(module, "CONFIG", None)
+    if isinstance(config, dict):
+        return dict(config)
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name: p.default for p in params if p.default is not p.empty and p.kind is not p.VAR_POSITIONAL}
+
+
+def resolve_settings(declared: dict[str, Any] | None, given: dict[str, Any], prefix: str, where: str) -> dict[str, Any]:
+    """Declared defaults updated by ``given``; unknown names and mismatched types are errors."""
+    if declared is None:
+        return dict(given)
+    for name, value in given.items():
+        if name not in declared:
+            valid = ", ".join(f"{prefix}.{k}" for k in declared) or "none"
+            raise ScorchError(f"--set {prefix}.{name}: unknown setting of {where}; valid: {valid}")
+        default = declared[name]
+        if default is not None and value is not None and not _same_kind(default, value):
+            raise ScorchError(
+                f"--set {prefix}.{name}={value!r}: expected a {type(default).__name__} like the default {default!r} in {where}"
+            )
+    return {**declared, **given}
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, numbers.Real) and isinstance(value, numbers.Real):
+        return isinstance(value, int) or isinstance(default, float)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return True
+    return isinstance(value, type(default))
+
+
 @dataclass
 class ModelFile:
     path: str
@@ -69,10 +111,13 @@ class ModelFile:
     network_cls: type
     socket_cls: type
 
-    def build_network(self, **kwargs: Any) -> torch.nn.Module:
-        net = call_user(f"{self.path}: Network.__init__", self.network_cls, **kwargs) if kwargs else call_user(
-            f"{self.path}: Network.__init__", self.network_cls
-        )
+    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The Network's settings: declared defaults with ``--set model.NAME`` applied."""
+        return resolve_settings(declared_settings(self.module, self.network_cls, 0), given, "model", f"{self.path}: Network")
+
+    def build_network(self, settings: dict[str, Any] | None = None) -> torch.nn.Module:
+        settings = settings or {}
+        net = call_user(f"{self.path}: Network.__init__", lambda: self.network_cls(**settings))
         if not isinstance(net, torch.nn.Module):
             raise ScorchError(f"{self.path}: Network() built a {type(net).__name__}, expected a torch.nn.Module")
         return net
@@ -183,13 +228,24 @@ class DatasetFile:
     dataset_cls: type
     index_cls: type | None
 
-    def build_index(self, dataset_path: str | None) -> Any:
+    settings_given: dict[str, Any] | None = None
+
+    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Passed to DataSetIndex(path, **settings), or to DataSet(path, mode, **settings) without one."""
+        cls, skip = (self.index_cls, 1) if self.index_cls is not None else (self.dataset_cls, 2)
+        where = f"{self.path}: {cls.__name__}"
+        return resolve_settings(declared_settings(self.module, cls, skip), given, "dataset", where)
+
+    def build_index(self, dataset_path: str | None, settings: dict[str, Any] | None = None) -> Any:
+        self.settings_given = settings or {}
         if self.index_cls is None:
             return dataset_path
-        return call_user(f"{self.path}: DataSetIndex.__init__", self.index_cls, dataset_path)
+        kw = self.settings_given
+        return call_user(f"{self.path}: DataSetIndex.__init__", lambda: self.index_cls(dataset_path, **kw))
 
     def build(self, index: Any, mode: str) -> Any:
-        ds = call_user(f"{self.path}: DataSet.__init__(mode={mode!r})", self.dataset_cls, index, mode)
+        kw = self.settings_given if self.index_cls is None and self.settings_given else {}
+        ds = call_user(f"{self.path}: DataSet.__init__(mode={mode!r})", lambda: self.dataset_cls(index, mode, **kw))
         n = call_user(f"{self.path}: DataSet.__len__ (mode={mode!r})", len, ds)
         if n < 0:
             raise ScorchError(f"{self.path}: DataSet.__len__ (mode={mode!r}) returned {n}")

@@ -4,7 +4,7 @@
 #   scripts/setup.sh test       also the test-only packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="mpi,examples"
+extras="mpi,examples,report"
 [ "${1:-}" = "test" ] && extras="$extras,test"
 
 # Open MPI (mpirun, and mpicc for mpi4py) from Debian when missing.

@@ -41,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,12 @@ def _node_line() -> str:
 
 
 def slurm_conf(*, workdir: Path, munge_socket: Path, host: str, node_line: str,
-               ctld_port: int, slurmd_port: int, cluster: str) -> str:
-    """Text of a slurm.conf for one host; all state, spool, pid and log files under *workdir*."""
+               ctld_port: int, slurmd_port: int, cluster: str,
+               extra: Mapping[str, str] | None = None) -> str:
+    """Text of a slurm.conf for one host; all state, spool, pid and log files under *workdir*.
+
+    *extra* adds or overrides settings (``{"KillWait": "5"}``).
+    """
     settings = {
         "ClusterName": cluster,
         "SlurmctldHost": f"{host}(127.0.0.1)",
@@ -98,7 +102,8 @@ def slurm_conf(*, workdir: Path, munge_socket: Path, host: str, node_line: str,
         "SlurmdUser": "root",
         "AuthType": "auth/munge",
         "CredType": "cred/munge",
-        "AuthInfo": f"socket={munge_socket}",
+        # cred_expire: also how long a requeued job waits before it may start again.
+        "AuthInfo": f"socket={munge_socket},cred_expire=10",
         "StateSaveLocation": str(workdir / "state"),
         "SlurmdSpoolDir": str(workdir / "spool"),
         "SlurmctldPidFile": str(workdir / "slurmctld.pid"),
@@ -129,7 +134,9 @@ def slurm_conf(*, workdir: Path, munge_socket: Path, host: str, node_line: str,
         "SchedulerType": "sched/backfill",
         "SchedulerParameters": "defer_batch=0,sched_interval=2,bf_interval=2",
         "PlugStackConfig": str(workdir / "plugstack.conf"),
+        "MailProg": "/bin/true",
     }
+    settings.update(extra or {})
     lines = [f"{key}={value}" for key, value in settings.items()]
     node = re.sub(r"^NodeName=\S+", f"NodeName={host} NodeAddr=127.0.0.1", node_line)
     node = re.sub(r"\s*UpTime=\S+", "", node)
@@ -226,7 +233,7 @@ class SlurmCluster:
             state = last.split()[0].rstrip("*~#") if res.returncode == 0 and last else ""
             if state in ("idle", "mixed", "allocated"):
                 return
-            if state in ("down", "drained", "draining", "unknown"):
+            if state in ("down", "drained", "draining"):
                 self.run(["scontrol", "update", f"NodeName={self.host}", "State=RESUME"],
                          check=False)
             time.sleep(0.5)
@@ -324,8 +331,12 @@ def _start_munge(cluster: SlurmCluster) -> Path:
 
 
 @contextlib.contextmanager
-def start_slurm(workdir: str | os.PathLike) -> Iterator[SlurmCluster]:
-    """Start a private one-node cluster under *workdir*; stop it on exit."""
+def start_slurm(workdir: str | os.PathLike,
+                extra_conf: Mapping[str, str] | None = None) -> Iterator[SlurmCluster]:
+    """Start a private one-node cluster under *workdir*; stop it on exit.
+
+    *extra_conf* adds or overrides slurm.conf settings.
+    """
     missing = missing_binaries()
     if missing:
         raise SlurmUnavailable(f"not installed: {', '.join(missing)} "
@@ -345,7 +356,7 @@ def start_slurm(workdir: str | os.PathLike) -> Iterator[SlurmCluster]:
         conf.write_text(slurm_conf(workdir=workdir, munge_socket=sock, host=host,
                                    node_line=_node_line(), ctld_port=_free_port(),
                                    slurmd_port=_free_port(),
-                                   cluster=f"scorch{os.getpid()}"))
+                                   cluster=f"scorch{os.getpid()}", extra=extra_conf))
         for daemon, extra in (("slurmctld", ["-c", "-i"]), ("slurmd", [])):
             out = open(workdir / f"{daemon}.stderr", "w")
             cluster._procs.append(subprocess.Popen(

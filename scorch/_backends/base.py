@@ -66,6 +66,9 @@ class Backend:
         """Context for accumulation micro-steps whose gradients need no exchange yet."""
         return contextlib.nullcontext()
 
+    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+
     def optimizer_step(
         self,
         optimizer: torch.optim.Optimizer,

@@ -37,6 +37,7 @@ class HorovodBackend(Backend):
         if device.type == "cuda" and not hvd.nccl_built():
             log.warning("Horovod was built without NCCL: GPU gradients go through MPI/Gloo")
         self.hvd = hvd
+        self._calls = 0
         super().__init__(
             LaunchInfo(launch.launcher, hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size()), device
         )
@@ -44,11 +45,17 @@ class HorovodBackend(Backend):
     def barrier(self) -> None:
         self.hvd.barrier()
 
+    def _name(self, what: str) -> str:
+        # Horovod pairs collectives by name, and by default names object collectives after
+        # type(obj): rank 0 sending a dict while the others pass None would never match.
+        self._calls += 1
+        return f"scorch.{what}.{self._calls}"
+
     def broadcast_object(self, obj: Any, src: int = 0) -> Any:
-        return self.hvd.broadcast_object(obj, root_rank=src)
+        return self.hvd.broadcast_object(obj, root_rank=src, name=self._name("broadcast"))
 
     def all_gather_object(self, obj: Any) -> list[Any]:
-        return list(self.hvd.allgather_object(obj))
+        return list(self.hvd.allgather_object(obj, name=self._name("allgather")))
 
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
@@ -72,7 +79,16 @@ class HorovodBackend(Backend):
 
     def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        # Not hvd.broadcast_optimizer_state: on an empty state it "initialises" with a zero-gradient
+        # step() (advancing Adam's step count), and it turns tensor scalars such as Adam's `step`
+        # into numbers. A fresh optimizer is the same on every rank; a loaded one is sent whole.
+        if any(optimizer.state.values()):
+            state = self.broadcast_object(optimizer.state_dict() if self.rank == 0 else None)
+            if self.rank != 0:
+                optimizer.load_state_dict(state)
+
+    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()  # Horovod's wrapper takes no set_to_none (and sets None already)
 
     def optimizer_step(
         self,

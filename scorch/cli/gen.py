@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-parallel", type=int, default=0, metavar="P",
                      help="with --local: processes at once (default: number of CPUs)")
     gen.add_argument("--slurm-options", default="", metavar="OPTS",
-                     help="extra sbatch options, e.g. \"--partition=gpu --qos=long\"")
+                     help="extra sbatch options, joined with '=': --slurm-options='--partition=gpu --qos=long'")
 
     sub.add_parser("list", parents=[common], help="table of cached samples",
                    description="Per dataset and parameter set: samples per group and compute time.")
@@ -190,7 +190,12 @@ def format_table(rows: Sequence[ParamSetRow]) -> str:
 
 
 def _params_arg(values: Mapping[str, Any]) -> str:
-    return f" --params {shlex.quote(repr(dict(sorted(values.items()))))}" if values else ""
+    """`` --params "{'left': 0.0}"`` for a command line to copy (empty for defaults)."""
+    if not values:
+        return ""
+    text = repr(dict(sorted(values.items())))
+    # Double quotes read best around a dict repr; shlex.quote when they would not be safe.
+    return f' --params "{text}"' if not set(text) & set('"$`\\!') else f" --params {shlex.quote(text)}"
 
 
 def format_need(r: NeedReport) -> str:

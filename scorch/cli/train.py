@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Sequence
 
-from .. import _launch, _logging, distributed as dist
-from ..config import AMP_MODES, BACKENDS, DEVICES, MONITOR_MODES, OPTIMIZERS, TrainConfig
+from .. import _launch, _logging, distributed as dist, overrides
+from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, OPTIMIZERS, TrainConfig
 from ..errors import ScorchError
 
 
@@ -18,59 +20,91 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every flag defaults to SUPPRESS, so the namespace holds only what was given (a layer of
+    its own between --config and --set); the real defaults live in TrainConfig."""
     p = _Parser(
         prog="scorch-train",
         description="Train MODEL_FILE's Network on DATASET_FILE's DataSet; distributed when started by "
-        "mpirun, torchrun, horovodrun or srun (or with --nproc-per-node).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "mpirun, torchrun, horovodrun or srun (or with --nproc-per-node). Settings, lowest precedence "
+        "first: defaults, --config FILE, flags, --set KEY=VALUE.",
+        argument_default=argparse.SUPPRESS,
     )
-    d = TrainConfig.__dataclass_fields__
-    a = p.add_argument
+    fields = TrainConfig.__dataclass_fields__
+
+    def add(group: argparse._ArgumentGroup, flag: str, help: str, **kw: object) -> None:
+        name = flag[2:].replace("-", "_")
+        if name in fields and "action" not in kw:
+            default = fields[name].default
+            help = f"{help} (default: {default})" if default is not None else help
+        group.add_argument(flag, help=help, **kw)  # type: ignore[arg-type]
+
     g = p.add_argument_group("files")
-    g.add_argument("--model", required=True, help="MODEL_FILE defining Network and Socket")
-    g.add_argument("--dataset", required=True, help="DATASET_FILE defining DataSet (and optionally DataSetIndex)")
-    g.add_argument("--dataset-path", default=None, help="passed to DataSetIndex(path), or to DataSet when there is no DataSetIndex")
+    add(g, "--model", "MODEL_FILE defining Network and Socket")
+    add(g, "--dataset", "DATASET_FILE defining DataSet (and optionally DataSetIndex)")
+    add(g, "--dataset-path", "passed to DataSetIndex(path), or to DataSet when there is no DataSetIndex")
+    g = p.add_argument_group("settings")
+    add(g, "--config", "YAML, JSON or TOML file of settings (any key below, and model:/dataset: sections)")
+    add(g, "--set", "KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
+        "lr_schedule=\"[[3, 0.1], [100, 0.01]]\" (LR until EPOCH), lr_schedule=cosine, warmup_epochs=2",
+        action="append", dest="set", metavar="KEY=VALUE")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d["epochs"].default, help="epochs to train in total (a resume continues up to this)")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="batch size per process")
-    g.add_argument("--lr", type=float, default=d["lr"].default, help="learning rate")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"].default, help="used unless Socket.optimizer(params) is defined")
-    g.add_argument("--weight-decay", type=float, default=d["weight_decay"].default, help="weight decay")
-    g.add_argument("--momentum", type=float, default=d["momentum"].default, help="momentum (sgd)")
-    g.add_argument("--seed", type=int, default=d["seed"].default, help="seed for weights, shuffling and every rank's RNG")
-    g.add_argument("--workers", type=int, default=d["workers"].default, help="DataLoader worker processes per rank")
-    g.add_argument("--accumulate", type=int, default=d["accumulate"].default, help="micro-batches per optimizer step (gradient accumulation)")
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm of the trainable parameters to this")
-    g.add_argument("--amp", choices=AMP_MODES, default=d["amp"].default, help="automatic mixed precision")
-    g.add_argument("--monitor", default=None, help="metric for best.pt and early stopping, e.g. valid/accuracy (default valid/loss)")
-    g.add_argument("--monitor-mode", choices=MONITOR_MODES, default=d["monitor_mode"].default, help="auto: min for losses/errors, max otherwise")
-    g.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement of --monitor")
+    add(g, "--epochs", "epochs to train in total (a resume continues up to this)", type=int)
+    add(g, "--batch-size", "batch size per process", type=int)
+    add(g, "--lr", "learning rate", type=float)
+    add(g, "--optimizer", "used unless Socket.optimizer(params) is defined", choices=OPTIMIZERS)
+    add(g, "--weight-decay", "weight decay", type=float)
+    add(g, "--momentum", "momentum (sgd)", type=float)
+    add(g, "--seed", "seed for weights, shuffling and every rank's RNG", type=int)
+    add(g, "--workers", "DataLoader worker processes per rank", type=int)
+    add(g, "--accumulate", "micro-batches per optimizer step (gradient accumulation)", type=int)
+    add(g, "--clip-grad", "clip the gradient norm of the trainable parameters to this", type=float)
+    add(g, "--amp", "automatic mixed precision", choices=AMP_MODES)
+    add(g, "--monitor", "metric for best.pt and early stopping, e.g. valid/accuracy (default: valid/loss)")
+    add(g, "--monitor-mode", "auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
+    add(g, "--patience", "stop after this many epochs without improvement of --monitor", type=int)
     g = p.add_argument_group("run directory")
-    g.add_argument("--run-root", default=d["run_root"].default, help="directory holding run directories")
-    g.add_argument("--name", default=None, help="run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
-    g.add_argument("--resume", action="store_true", help="continue RUN_ROOT/NAME from checkpoints/last.pt")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing non-empty run directory")
+    add(g, "--run-root", "directory holding run directories")
+    add(g, "--name", "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
+    add(g, "--resume", "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings "
+        "unless overridden", action="store_true")
+    add(g, "--overwrite", "replace an existing non-empty run directory", action="store_true")
     g = p.add_argument_group("distributed")
-    g.add_argument("--backend", choices=BACKENDS, default=d["backend"].default,
-                   help="auto: horovod when Horovod is importable and the job came from horovodrun, or from mpirun "
-                   "with SCORCH_BACKEND=horovod; torch.distributed otherwise")
-    g.add_argument("--device", choices=DEVICES, default=d["device"].default, help="auto: one GPU per local rank when CUDA is available")
-    g.add_argument("--nproc-per-node", type=int, default=1, help="without a launcher: start this many local ranks (torch elastic)")
-    g.add_argument("--nnodes", type=int, default=1, help="with --nproc-per-node: number of machines")
-    g.add_argument("--node-rank", type=int, default=0, help="with --nproc-per-node: this machine's rank")
-    g.add_argument("--master-addr", default=d["master_addr"].default, help="with --nproc-per-node: address of node 0")
-    g.add_argument("--master-port", type=int, default=None, help="with --nproc-per-node: free port on node 0 (default: a free one on one node, 29500 on several)")
-    g.add_argument("--dist-timeout", type=float, default=d["dist_timeout"].default, help="seconds a collective may wait for the other ranks")
+    add(g, "--backend", "auto: horovod when Horovod is importable and the job came from horovodrun, or from "
+        "mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
+    add(g, "--device", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
+    add(g, "--nproc-per-node", "without a launcher: start this many local ranks (torch elastic)", type=int)
+    add(g, "--nnodes", "with --nproc-per-node: number of machines", type=int)
+    add(g, "--node-rank", "with --nproc-per-node: this machine's rank", type=int)
+    add(g, "--master-addr", "with --nproc-per-node: address of node 0")
+    add(g, "--master-port", "with --nproc-per-node: free port on node 0 (default: a free one on one node, "
+        "29500 on several)", type=int)
+    add(g, "--dist-timeout", "seconds a collective may wait for the other ranks", type=float)
     g = p.add_argument_group("output")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    g.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
-    del a
+    add(g, "--no-progress", "no progress bar", action="store_false", dest="progress")
+    add(g, "--debug", "debug logging and tracebacks on errors", action="store_true")
     return p
 
 
 def parse_config(argv: Sequence[str] | None) -> TrainConfig:
-    ns = build_parser().parse_args(argv)
-    return TrainConfig(**vars(ns))
+    """Defaults < --config file < flags < --set; on --resume the run's saved config.json is the base."""
+    given = vars(build_parser().parse_args(argv))
+    sets = dict(overrides.parse_assignment(item) for item in given.pop("set", []))
+    config_path = given.get("config") or sets.get("config")
+    from_file = overrides.flatten(overrides.load_config_file(config_path)) if config_path else {}
+    layers = [(from_file, f"--config {config_path}"), (given, "flags"), (sets, "--set")]
+    peek = {k.replace("-", "_"): v for layer, _ in layers for k, v in layer.items()}
+    values: dict[str, object] = {}
+    if peek.get("resume") and peek.get("name"):
+        saved = Path(str(peek.get("run_root", TrainConfig.__dataclass_fields__["run_root"].default)), str(peek["name"]), "config.json")
+        if saved.is_file():
+            base = {k: v for k, v in json.loads(saved.read_text()).items() if k not in INVOCATION_KEYS}
+            values = overrides.apply(values, overrides.flatten(base), str(saved), TrainConfig)
+    for layer, where in layers:
+        values = overrides.apply(values, layer, where, TrainConfig)
+    for required in ("model", "dataset"):
+        if not values.get(required):
+            raise ScorchError(f"--{required} is required (or '{required}:' in --config)")
+    return TrainConfig(**values)  # type: ignore[arg-type]
 
 
 def _error_prefix() -> str:

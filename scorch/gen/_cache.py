@@ -10,6 +10,7 @@ import numpy as np
 
 from ._generator import DATASETS_FILE, load_datasets
 from ._params import Params, canonical_json, format_values, param_id
+from ._npz import read_rows
 from ._store import (UNASSIGNED, ParamSetDir, cache_root, list_datasets, list_param_sets,
                      read_chunk)
 from .errors import GenError, NotEnoughSamples
@@ -160,21 +161,21 @@ class GroupReader:
                                    f"has {total} samples, {n} requested", total)
         if n == 0:
             return self._empty(chunks, keys)
-        if len(chunks) == 1 or chunks[0][1] >= n:  # one file: no concatenation copy
-            arrays = read_chunk(directory / chunks[0][0], keys)
-            return {k: a if len(a) == n else a[:n] for k, a in arrays.items()}
-        out: dict[str, np.ndarray] = {}
+        # Rows go straight from each file into one output array (see _npz).
+        out: dict[str, np.ndarray] | None = None
         filled = 0
         for name, count in chunks:
             take = min(count, n - filled)
-            arrays = read_chunk(directory / name, keys)
-            for key, array in arrays.items():
-                if key not in out:
-                    out[key] = np.empty((n, *array.shape[1:]), dtype=array.dtype)
-                out[key][filled:filled + take] = array[:take]
+            if out is None and take == n:
+                return read_rows(directory / name, keys, n, None, 0)
+            if out is None:
+                first = read_rows(directory / name, keys, 1, None, 0)
+                out = {k: np.empty((n, *a.shape[1:]), dtype=a.dtype) for k, a in first.items()}
+            read_rows(directory / name, keys, take, out, filled)
             filled += take
             if filled == n:
                 break
+        assert out is not None
         return out
 
     def _empty(self, chunks: list[tuple[str, int]], keys: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
 """``generate``: split samples over jobs and run them on SLURM or as local processes."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -92,7 +93,7 @@ def generate(req: GenerateRequest, env: Mapping[str, str] | None = None) -> Gene
     jobs = min(req.jobs, req.n)
     if jobs < req.jobs:
         log.info("only %d samples: using %d jobs instead of %d", req.n, jobs, req.jobs)
-        req = GenerateRequest(**{**req.__dict__, "jobs": jobs})
+        req = dataclasses.replace(req, jobs=jobs)
     sizes = split_samples(req.n, req.jobs)
     if ps.root.is_dir():
         recover(ps)

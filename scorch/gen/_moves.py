@@ -63,7 +63,7 @@ import numpy as np
 from ._atomic import atomic_write_json, fsync_dir
 from ._store import (ARRAYS, UNASSIGNED, ParamSetDir, check_group_name, chunk_count,
                      new_chunk_name, read_chunk, write_chunk_temp)
-from .errors import MoveAborted, NotEnoughSamples
+from .errors import GenError, MoveAborted, NotEnoughSamples
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ def move(ps: ParamSetDir, n: int, group: str, *,
     """Assign *n* unassigned samples of *ps* to *group*, irreversibly and atomically."""
     check_group_name(group)
     if n < 1:
-        raise NotEnoughSamples(f"asked to move {n} samples; expected a positive number",
-                               ps.count(UNASSIGNED))
+        raise GenError(f"asked to move {n} samples; expected a positive number")
     ps.group_dir(group).mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + _RETRY_SECONDS
     delay = 0.01
@@ -173,7 +172,8 @@ def _prepare(ps: ParamSetDir, pending: Path, claimed: list[tuple[str, int]], n: 
             if hi == lo:
                 continue
             tmp = write_chunk_temp(out, {key: a[lo:hi] for key, a in joined.items()})
-            final = new_chunk_name(hi - lo)
+            # The rest of a split chunk keeps its place in the unassigned queue.
+            final = new_chunk_name(hi - lo, like=claimed[-1][0] if dest == UNASSIGNED else None)
             os.rename(tmp, out / final)
             publish.append([f"out/{final}", f"{dest}/{final}"])
             os.utime(pending)

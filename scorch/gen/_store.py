@@ -23,6 +23,7 @@ matches no chunk name and is never counted.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -50,9 +51,14 @@ def chunk_count(name: str) -> int | None:
     return int(match.group("n")) if match else None
 
 
-def new_chunk_name(n: int) -> str:
-    """A fresh, unique chunk name for *n* samples; sorts by creation time."""
-    return f"{time.time_ns():019d}-{uuid.uuid4().hex}.n{n}.npz"
+def new_chunk_name(n: int, like: str | None = None) -> str:
+    """A fresh, unique chunk name for *n* samples; sorts by creation time.
+
+    With *like* (another chunk's name) it takes that chunk's timestamp, so it
+    sorts in that chunk's place (the rest of a split chunk keeps its turn).
+    """
+    stamp = like.split("-", 1)[0] if like else f"{time.time_ns():019d}"
+    return f"{stamp}-{uuid.uuid4().hex}.n{n}.npz"
 
 
 def check_group_name(group: str) -> str:
@@ -114,7 +120,6 @@ class ParamSetDir:
 
     def read_params(self) -> dict[str, Any]:
         """Contents of params.json (``dataset``, ``values``, ``id``, ``created``)."""
-        import json
         try:
             return json.loads(self.params_file.read_text())
         except (OSError, ValueError) as exc:

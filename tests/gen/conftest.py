@@ -1,12 +1,10 @@
 """Fixtures for scorch-gen tests: a directory with a test datasets.py, CLI runners."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from scorch.cli.gen import main
@@ -106,11 +104,3 @@ def assert_consistent(ps: ParamSetDir) -> int:
     assert len(uids) == len(set(uids)) == total
     return total
 
-
-def kill_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-__all__ = ["np"]

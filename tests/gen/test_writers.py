@@ -85,7 +85,6 @@ def test_sigkill_at_random_moments_during_large_writes(gen_dir: Path):
         assert assert_consistent(ps) == ps.count("unassigned") == 10 * len(ps.chunks("unassigned"))
     # Partial files are only ever in tmp/, and never counted; an old one is cleaned up.
     leftovers = list(ps.tmp.iterdir())
-    print("LEFTOVERS", len(leftovers))
     for path in leftovers:
         os.utime(path, (0, 0))
     assert ps.clean_tmp() == len(leftovers)

@@ -1,0 +1,550 @@
+"""Checks of a MODEL_FILE and a DATASET_FILE before a run: one :class:`CheckResult` per check.
+
+    session = check.open_files("model.py", "dataset.py")    # ScorchError if a file is unusable
+    for result in check.run_all(session):
+        print(check.format_result(result))
+
+The checks run in groups, in order: :func:`check_dataset`, :func:`check_model`,
+:func:`check_training`, :func:`check_checkpoint`. A check whose prerequisite did not pass
+is skipped, naming it. The :class:`Session` keeps what the checks built (datasets, sample
+items, batches, the Network, the overfit loss curve) so that notebooks can show it.
+
+The checks reuse scorch-train's own: :mod:`scorch.userfiles` loads the files and checks the
+Socket, items and losses, :func:`scorch.build.run_batch_checks` the criterion and metrics,
+:class:`scorch.data.ListCollate` the batching and :mod:`scorch.checkpoint` the round trip.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import checkpoint, data
+from .build import first_batch, make_optimizer, run_batch_checks, seed_everything
+from .config import TrainConfig
+from .errors import ScorchError
+from .userfiles import MODES, DatasetFile, ModelFile, Socket, call_user, check_item, check_loss, check_preds, is_finite
+from .userfiles import load_dataset_file, load_model_file
+
+log = logging.getLogger(__name__)
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str  # e.g. "model.gradients"
+    status: str  # PASS, FAIL or SKIP
+    detail: str  # what was seen; for a failure, what was expected and where to fix it
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASS
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How hard to look. Errors name the scorch-check flag to change."""
+
+    batch_size: int = 8  # the one batch used by the model, training and checkpoint checks
+    sample: int = 16  # items per mode compared by dataset.consistency
+    steps: int = 200  # optimizer steps of the overfit check
+    lr: float = 3e-3  # Adam's learning rate, unless Socket.optimizer is defined (higher than --lr's default: one batch)
+    min_drop: float = 0.8  # the overfit check wants the loss to fall by at least this fraction
+    frozen_steps: int = 3  # optimizer steps after which frozen parameters must be unchanged
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "sample", "steps", "frozen_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ScorchError(f"--{name.replace('_', '-')}: expected a whole number >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ScorchError(f"--lr: expected a number > 0, got {self.lr!r}")
+        if not 0 < self.min_drop < 1:
+            raise ScorchError(f"--min-drop: expected a fraction between 0 and 1, got {self.min_drop!r}")
+        if self.seed < 0:
+            raise ScorchError(f"--seed: expected a whole number >= 0, got {self.seed!r}")
+
+
+class CheckFailed(Exception):
+    """A check found a problem; the message is the result's detail."""
+
+
+@dataclass
+class Session:
+    """The loaded files and everything the checks built so far."""
+
+    dataset_file: DatasetFile
+    model_file: ModelFile | None
+    dataset_path: str | None
+    options: CheckOptions
+    on_result: Callable[[CheckResult], None] | None = None
+    results: list[CheckResult] = field(default_factory=list)  # the latest result of each check that ran
+    index: Any = None
+    datasets: dict[str, Any] = field(default_factory=dict)  # mode -> DataSet
+    samples: dict[str, list[tuple[int, list[Any], list[Any]]]] = field(default_factory=dict)  # mode -> (index, inputs, targets)
+    batches: dict[str, data.Batch] = field(default_factory=dict)  # mode -> its first batch
+    network: torch.nn.Module | None = None
+    socket_raw: Any = None  # the user's Socket, before scorch's checks wrap it
+    socket: Socket | None = None
+    preds: list[torch.Tensor] = field(default_factory=list)
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_error: ScorchError | None = None
+    curve: list[float] = field(default_factory=list)  # training loss per overfit step
+    initial_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> data.Batch:
+        return self.batches["train"]
+
+    def status(self, name: str) -> str | None:
+        """The status of check ``name``; None if it has not run."""
+        return next((r.status for r in self.results if r.name == name), None)
+
+    @property
+    def model_path(self) -> str:
+        assert self.model_file is not None
+        return self.model_file.path
+
+    def train_config(self) -> TrainConfig:
+        """Only for :func:`scorch.build.make_optimizer`: the optimizer scorch-train would build."""
+        return TrainConfig(model=self.model_path, dataset=self.dataset_file.path, lr=self.options.lr, optimizer="adam")
+
+
+def open_files(
+    model: str | None,
+    dataset: str,
+    dataset_path: str | None = None,
+    options: CheckOptions | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> Session:
+    """Import the files (ScorchError if one is missing or does not import); ``model`` may be None."""
+    dataset_file = load_dataset_file(dataset)
+    model_file = load_model_file(model) if model is not None else None
+    return Session(dataset_file, model_file, dataset_path, options or CheckOptions(), on_result)
+
+
+def run_all(session: Session) -> list[CheckResult]:
+    return [r for group in (check_dataset, check_model, check_training, check_checkpoint) for r in group(session)]
+
+
+def _run(s: Session, name: str, needs: Sequence[str], fn: Callable[[Session], str]) -> CheckResult:
+    blocked = [(n, s.status(n)) for n in needs if s.status(n) != PASS]
+    if blocked:
+        need, status = blocked[0]
+        why = {FAIL: "failed", SKIP: "was skipped", None: "has not run"}[status]
+        result = CheckResult(name, SKIP, f"{need} {why}")
+    else:
+        try:
+            result = CheckResult(name, PASS, fn(s))
+        except (CheckFailed, ScorchError) as exc:
+            result = CheckResult(name, FAIL, str(exc))
+        except Exception as exc:  # user code called without call_user, e.g. inside a loop of ours
+            result = CheckResult(name, FAIL, f"{type(exc).__name__}: {exc}")
+    earlier = [i for i, r in enumerate(s.results) if r.name == name]
+    if earlier:  # a check run again (a notebook cell run twice) replaces its result
+        s.results[earlier[0]] = result
+    else:
+        s.results.append(result)
+    log.debug("%s %s: %s", result.status, result.name, result.detail)
+    if s.on_result is not None:
+        s.on_result(result)
+    return result
+
+
+def format_result(result: CheckResult, width: int = 22) -> str:
+    return f"{result.status.upper():<4}  {result.name:<{width}}  {result.detail}"
+
+
+def summary(results: Sequence[CheckResult]) -> str:
+    counts = {status: sum(r.status == status for r in results) for status in (PASS, FAIL, SKIP)}
+    return f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped"
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    return 1 if any(r.status == FAIL for r in results) else 0
+
+
+# ---- describing values -------------------------------------------------------------------
+
+def signature(value: Any) -> str:
+    """Type, dtype and shape of one element of an item, e.g. ``tensor float32 (1, 8, 8)``."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor {str(value.dtype).replace('torch.', '')} {tuple(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"ndarray {value.dtype} {value.shape}"
+    if isinstance(value, np.generic):
+        return f"numpy {value.dtype}"
+    return type(value).__name__
+
+
+def _shapes(values: Sequence[Any]) -> str:
+    return "[" + ", ".join(str(tuple(v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__ for v in values) + "]"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _names(names: Sequence[str], most: int = 4) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def sample_indices(length: int, k: int) -> list[int]:
+    """Up to ``k`` indices spread over ``range(length)``, first and last included."""
+    if length <= k:
+        return list(range(length))
+    return sorted({round(i * (length - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+
+
+# ---- dataset -----------------------------------------------------------------------------
+
+def check_dataset(s: Session) -> list[CheckResult]:
+    return [
+        _run(s, "dataset.index", (), _index),
+        *(_run(s, f"dataset.mode.{mode}", ("dataset.index",), partial(_mode, mode=mode)) for mode in MODES),
+        _run(s, "dataset.lengths", ("dataset.mode.train",), _lengths),
+        _run(s, "dataset.items", ("dataset.lengths",), _items),
+        _run(s, "dataset.consistency", ("dataset.items",), _consistency),
+        _run(s, "dataset.collate", ("dataset.consistency",), _collate),
+    ]
+
+
+def _index(s: Session) -> str:
+    s.index = s.dataset_file.build_index(s.dataset_path)
+    if s.dataset_file.index_cls is None:
+        return f"no DataSetIndex; DataSet receives the dataset path ({s.dataset_path!r})"
+    return f"DataSetIndex({s.dataset_path!r}) built a {type(s.index).__name__}"
+
+
+def _mode(s: Session, mode: str) -> str:
+    s.datasets.pop(mode, None)
+    ds = s.dataset_file.build(s.index, mode)
+    s.datasets[mode] = ds
+    return f"DataSet(mode={mode!r}) has {len(ds)} items"
+
+
+def _lengths(s: Session) -> str:
+    lengths = {mode: len(ds) for mode, ds in s.datasets.items()}
+    if lengths["train"] == 0:
+        raise CheckFailed(f"{s.dataset_file.path}: DataSet(mode='train') has no samples (len 0), expected at least one")
+    note = "; valid is empty: runs will have no validation" if lengths.get("valid") == 0 else ""
+    return ", ".join(f"{mode} {n}" for mode, n in lengths.items()) + note
+
+
+def _items(s: Session) -> str:
+    s.samples = {}
+    for mode, ds in s.datasets.items():
+        rows = []
+        for i in sample_indices(len(ds), s.options.sample):
+            where = f"{s.dataset_file.path}: DataSet.__getitem__ (mode={mode!r}, index {i})"
+            inputs, targets = check_item(call_user(where, ds.__getitem__, i), where)
+            rows.append((i, inputs, targets))
+        if rows:
+            s.samples[mode] = rows
+    _, inputs, targets = s.samples["train"][0]
+    count = sum(len(rows) for rows in s.samples.values())
+    return (f"{count} items are (inputs, targets) lists; train[0]: inputs [{', '.join(map(signature, inputs))}], "
+            f"targets [{', '.join(map(signature, targets))}]")
+
+
+def _consistency(s: Session) -> str:
+    _, ref_in, ref_tg = s.samples["train"][0]
+    ref = {"inputs": [signature(v) for v in ref_in], "targets": [signature(v) for v in ref_tg]}
+    count = 0
+    for mode, rows in s.samples.items():
+        for i, inputs, targets in rows:
+            count += 1
+            for part, values in (("inputs", inputs), ("targets", targets)):
+                if len(values) != len(ref[part]):
+                    raise CheckFailed(
+                        f"{s.dataset_file.path}: DataSet(mode={mode!r})[{i}] has {len(values)} {part} but train[0] has "
+                        f"{len(ref[part])}; expected the same number in every item"
+                    )
+                for pos, value in enumerate(values):
+                    if signature(value) != ref[part][pos]:
+                        raise CheckFailed(
+                            f"{s.dataset_file.path}: DataSet(mode={mode!r})[{i}] {part}[{pos}] is {signature(value)} but "
+                            f"train[0] {part}[{pos}] is {ref[part][pos]}; expected one type, dtype and shape per position"
+                        )
+    return f"{count} items agree position by position (sampled over {', '.join(s.samples)})"
+
+
+def _collate(s: Session) -> str:
+    s.batches = {}
+    for mode in s.samples:
+        where = f"{s.dataset_file.path}: DataSet.__getitem__ (mode={mode!r})"
+        s.batches[mode] = first_batch(s.datasets[mode], s.options.batch_size, where, data.ListCollate(where))
+    inputs, targets = s.batch
+    return f"first {len(s.batches)} batches collate; train: inputs {_shapes(inputs)}, targets {_shapes(targets)}"
+
+
+# ---- model -------------------------------------------------------------------------------
+
+def check_model(s: Session) -> list[CheckResult]:
+    if s.model_file is None:
+        raise ScorchError("no model file given: open_files(model=...) is needed for the model checks")
+    return [
+        _run(s, "model.network", (), _network),
+        _run(s, "model.socket", ("model.network",), _socket),
+        _run(s, "model.trainable", ("model.socket",), _trainable),
+        _run(s, "model.forward", ("model.trainable", "dataset.collate"), _forward),
+        _run(s, "model.criterion", ("model.forward",), _criterion),
+        _run(s, "model.metrics", ("model.criterion",), _metrics),
+        _run(s, "model.gradients", ("model.criterion",), _gradients),
+        _run(s, "model.optimizer", ("model.trainable",), _optimizer),
+        _run(s, "model.scheduler", ("model.optimizer",), _scheduler),
+        _run(s, "model.frozen", ("model.optimizer", "model.gradients"), _frozen),
+    ]
+
+
+def _network(s: Session) -> str:
+    assert s.model_file is not None
+    seed_everything(s.options.seed)
+    s.network, s.socket = s.model_file.build_network(), None
+    n = sum(p.numel() for p in s.network.parameters())
+    return f"Network() has {n:,} parameters in {len(list(s.network.parameters()))} tensors"
+
+
+def _socket(s: Session) -> str:
+    assert s.model_file is not None
+    s.socket_raw = call_user(f"{s.model_path}: Socket.__init__", s.model_file.socket_cls, s.network)
+    return f"Socket(network) built; criterion and metrics are defined{_optional_hooks(s.socket_raw)}"
+
+
+def _optional_hooks(raw: Any) -> str:
+    hooks = [h for h in ("optimizer", "scheduler") if callable(getattr(raw, h, None))]
+    return f", and {' and '.join(hooks)}" if hooks else ""
+
+
+def _trainable(s: Session) -> str:
+    """Socket wraps and checks trainable_modules (non-empty, the Network's); the rest is frozen as in scorch-train."""
+    assert s.network is not None
+    s.socket = Socket(s.model_path, s.socket_raw, s.network)
+    _freeze(s.network, s.socket)
+    s.initial_state = copy.deepcopy(s.network.state_dict())
+    frozen = [n for n, p in s.network.named_parameters() if not p.requires_grad]
+    n_train = sum(p.numel() for p in s.socket.trainable_params)
+    n_all = sum(p.numel() for p in s.network.parameters())
+    what = f"{len(s.socket.trainable_params)} tensors ({n_train:,} of {n_all:,} parameters) are trained"
+    return what + (f"; frozen: {_names(frozen)}" if frozen else "; nothing is frozen")
+
+
+def _freeze(network: torch.nn.Module, socket: Socket) -> None:
+    trainable = {id(p) for p in socket.trainable_params}
+    for p in network.parameters():
+        p.requires_grad_(id(p) in trainable)
+
+
+def _forward(s: Session) -> str:
+    assert s.network is not None
+    s.network.train()
+    where = f"{s.model_path}: Network.forward"
+    s.preds = [p.detach() for p in check_preds(call_user(where, s.network, s.batch[0]), where)]
+    return f"returned a list of {_plural(len(s.preds), 'tensor')}: {_shapes(s.preds)}"
+
+
+def _criterion(s: Session) -> str:
+    """scorch-train's own batch checks, on the predictions of model.forward."""
+    s.metrics_error = None
+    try:
+        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, s.socket, s.batch, s.model_path, "train")  # type: ignore[arg-type]
+    except ScorchError as exc:
+        if not str(exc).startswith(f"{s.model_path}: Socket.metrics"):
+            raise
+        s.metrics_error, s.loss = exc, None  # the criterion passed before the metrics failed
+        return "returned a finite scalar"
+    s.loss, s.metrics = float(loss), {k: float(v) for k, v in metrics.items()}
+    return f"returned a finite scalar: {s.loss:.4g}"
+
+
+def _metrics(s: Session) -> str:
+    if s.metrics_error is not None:
+        raise s.metrics_error
+    if not s.metrics:
+        return "returned no metrics (only the loss will be recorded)"
+    return ", ".join(f"{k} {v:.4g}" for k, v in s.metrics.items())
+
+
+def _batch_loss(s: Session) -> torch.Tensor:
+    """Forward and criterion on the check batch, as training computes them (already checked)."""
+    preds = call_user(f"{s.model_path}: Network.forward", s.network, s.batch[0])  # type: ignore[arg-type]
+    where = f"{s.model_path}: Socket.criterion"
+    return check_loss(call_user(where, s.socket.criterion, preds, s.batch[1]), where)  # type: ignore[union-attr]
+
+
+def _gradients(s: Session) -> str:
+    assert s.network is not None and s.socket is not None
+    s.network.train()
+    for p in s.network.parameters():
+        p.grad = None
+    seed_everything(s.options.seed)
+    _batch_loss(s).backward()
+    named = s.socket.named_trainable_parameters()
+    none = [n for n, p in named if p.grad is None]
+    if none:
+        raise CheckFailed(
+            f"{s.model_path}: no gradient reached {len(none)} of {len(named)} trainable tensors ({_names(none)}); "
+            "expected every parameter of Socket.trainable_modules to be used in Network.forward without "
+            ".detach(), .data or torch.no_grad() on the way to the loss"
+        )
+    bad = [n for n, p in named if not torch.isfinite(p.grad).all()]  # type: ignore[arg-type]
+    if bad:
+        raise CheckFailed(f"{s.model_path}: non-finite gradients in {_names(bad)}; expected finite numbers")
+    # Exactly zero is legal at initialisation (a zero-initialised gate or last layer), so only noted;
+    # train.overfit shows whether they learn.
+    zero = [n for n, p in named if not p.grad.abs().sum() > 0]  # type: ignore[union-attr]
+    for p in s.network.parameters():
+        p.grad = None
+    if zero:
+        return f"all {len(named)} trainable tensors got finite gradients; exactly zero for now in {_names(zero)}"
+    return f"all {len(named)} trainable tensors got finite, non-zero gradients"
+
+
+def _optimizer(s: Session) -> str:
+    assert s.socket is not None
+    opt = make_optimizer(s.train_config(), s.socket)
+    _freeze(s.network, s.socket)  # type: ignore[arg-type]  # a hook may have switched requires_grad
+    in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
+    left_out = [n for n, p in s.socket.named_trainable_parameters() if id(p) not in in_opt]
+    if left_out:
+        raise CheckFailed(
+            f"{s.model_path}: Socket.optimizer leaves out trainable tensors {_names(left_out)}; "
+            "expected it to optimise the params it is given (the parameters of Socket.trainable_modules)"
+        )
+    source = "Socket.optimizer" if callable(getattr(s.socket.raw, "optimizer", None)) else "default (--lr)"
+    lrs = sorted({group.get("lr") for group in opt.param_groups}, key=str)
+    return f"{type(opt).__name__} from {source}, lr {', '.join(map(str, lrs))}, holds every trainable tensor"
+
+
+def _scheduler(s: Session) -> str:
+    assert s.socket is not None
+    scheduler = s.socket.scheduler(make_optimizer(s.train_config(), s.socket))
+    _freeze(s.network, s.socket)  # type: ignore[arg-type]
+    if scheduler is None:
+        return "no Socket.scheduler: the learning rate stays constant"
+    return f"{type(scheduler).__name__} from Socket.scheduler (stepped once per epoch)"
+
+
+def _train_steps(s: Session, optimizer: torch.optim.Optimizer, steps: int, curve: list[float] | None = None) -> None:
+    assert s.network is not None
+    s.network.train()
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = _batch_loss(s)
+        if not is_finite(loss.detach()):
+            raise CheckFailed(f"{s.model_path}: Socket.criterion returned {float(loss)} at step {step + 1}; expected a finite number")
+        loss.backward()
+        optimizer.step()
+        if curve is not None:
+            curve.append(float(loss.detach()))
+
+
+def _frozen(s: Session) -> str:
+    """A few real optimizer steps; every parameter outside trainable_modules must be bit-for-bit unchanged."""
+    assert s.network is not None and s.socket is not None
+    named = [(n, p) for n, p in s.network.named_parameters() if not p.requires_grad]
+    before = {n: p.detach().clone() for n, p in named}
+    seed_everything(s.options.seed)
+    try:
+        _train_steps(s, make_optimizer(s.train_config(), s.socket), s.options.frozen_steps)
+        changed = [n for n, p in named if not torch.equal(p.detach(), before[n])]
+    finally:  # start the next checks from the initial weights, frozen as scorch-train freezes them
+        s.network.load_state_dict(s.initial_state)
+        _freeze(s.network, s.socket)
+    if changed:
+        raise CheckFailed(
+            f"{s.model_path}: frozen parameters changed after {s.options.frozen_steps} optimizer steps: {_names(changed)}; "
+            "expected parameters outside Socket.trainable_modules to stay fixed (does Socket.optimizer or "
+            "Network.forward update them, or switch requires_grad back on?)"
+        )
+    if not named:
+        return f"nothing is frozen ({s.options.frozen_steps} optimizer steps ran)"
+    return f"{len(named)} frozen tensors unchanged after {s.options.frozen_steps} optimizer steps"
+
+
+# ---- training ----------------------------------------------------------------------------
+
+def check_training(s: Session) -> list[CheckResult]:
+    return [_run(s, "train.overfit", ("model.optimizer", "model.gradients"), _overfit)]
+
+
+def _eval_loss(s: Session) -> float:
+    assert s.network is not None
+    s.network.eval()
+    with torch.no_grad():
+        return float(_batch_loss(s))
+
+
+def _overfit(s: Session) -> str:
+    """Many steps on one small batch: a model that learns at all drives its loss far down."""
+    assert s.network is not None and s.socket is not None
+    s.network.load_state_dict(s.initial_state)
+    seed_everything(s.options.seed)
+    optimizer = make_optimizer(s.train_config(), s.socket)
+    _freeze(s.network, s.socket)
+    first = _eval_loss(s)
+    s.curve = []
+    _train_steps(s, optimizer, s.options.steps, s.curve)
+    last = _eval_loss(s)
+    drop = (first - last) / abs(first) if first != 0 else 0.0
+    n = data.batch_len(s.batch)
+    seen = f"loss {first:.4g} -> {last:.4g} after {s.options.steps} {type(optimizer).__name__} steps on one batch of {n}"
+    if not math.isfinite(last) or drop < s.options.min_drop:
+        raise CheckFailed(
+            f"{seen} (down {drop:.0%}); expected down by at least {s.options.min_drop:.0%}: check the learning rate "
+            "(Socket.optimizer or --lr), that the criterion compares the right outputs and targets, and the model's capacity"
+        )
+    return f"{seen} (down {drop:.2%})"
+
+
+# ---- distributed readiness ---------------------------------------------------------------
+
+def check_checkpoint(s: Session) -> list[CheckResult]:
+    return [_run(s, "checkpoint.roundtrip", ("model.trainable",), _roundtrip)]
+
+
+def _roundtrip(s: Session) -> str:
+    """Save with scorch.checkpoint.save, load with weights_only into a fresh Network: same weights, same outputs."""
+    assert s.network is not None and s.model_file is not None
+    state = s.network.state_dict()
+    with tempfile.TemporaryDirectory(prefix="scorch-check-") as tmp:
+        path = Path(tmp) / "check.pt"
+        checkpoint.save(path, {"model": state, "epoch": 0, "step": len(s.curve)})
+        size = path.stat().st_size
+        loaded = checkpoint.load(path)["model"]
+    seed_everything(s.options.seed + 1)  # different initial weights, so that loading has to restore them
+    fresh = s.model_file.build_network()
+    result = call_user(f"{s.model_path}: Network.load_state_dict", fresh.load_state_dict, loaded, False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckFailed(
+            f"{s.model_path}: the reloaded state_dict does not fit a fresh Network() (missing {_names(result.missing_keys)}; "
+            f"unexpected {_names(result.unexpected_keys)}); expected Network() to build the same modules every time"
+        )
+    differ = [k for k, v in fresh.state_dict().items() if not torch.equal(v, state[k])]
+    if differ:
+        raise CheckFailed(f"{s.model_path}: after loading, {_names(differ)} differ from the saved values")
+    if s.status("model.forward") == PASS:  # else compare the weights only
+        s.network.eval()
+        fresh.eval()
+        with torch.no_grad():
+            a = check_preds(s.network(s.batch[0]), f"{s.model_path}: Network.forward")
+            b = check_preds(fresh(s.batch[0]), f"{s.model_path}: Network.forward")
+        if len(a) != len(b) or not all(x.shape == y.shape and torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(a, b)):
+            raise CheckFailed(
+                f"{s.model_path}: a fresh Network() loaded from the checkpoint predicts differently; expected all state "
+                "in parameters or buffers (register_buffer), not plain tensor attributes, so that ranks and resumes agree"
+            )
+        return f"{len(state)} tensors ({size / 1024:.0f} KiB) reload with weights_only into a fresh Network(): same weights, same outputs"
+    return f"{len(state)} tensors ({size / 1024:.0f} KiB) reload with weights_only into a fresh Network(): same weights"

@@ -1,0 +1,51 @@
+"""MODEL_FILE for scorch, written by `scorch-init`: a small MLP classifier. Edit freely.
+
+    scorch-check --model model.py --dataset dataset.py               # is everything wired up?
+    scorch-train --model model.py --dataset dataset.py --epochs 5    # train it
+
+The contract: ``Network`` (a torch.nn.Module) and ``Socket`` (how to train it).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Network(nn.Module):
+    # Keyword arguments with defaults are the model's settings; keep them in step with dataset.py.
+    def __init__(self, n_features=16, n_classes=4, hidden=64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(n_features, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+        )
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, inputs):
+        # `inputs` is a list with one batched tensor per input the dataset returns.
+        (x,) = inputs
+        # Return a list too: one tensor per output (here just the class logits).
+        return [self.head(self.body(x))]
+
+
+class Socket:
+    def __init__(self, model):
+        self.model = model
+        # Only the parameters of these modules are optimised; all others are frozen.
+        # To fine-tune only the head of a pretrained body: nn.ModuleList([model.head]).
+        self.trainable_modules = nn.ModuleList([model.body, model.head])
+
+    def criterion(self, preds, targets):
+        # Lists in (the Network's outputs, the dataset's batched targets), one scalar tensor out.
+        return F.cross_entropy(preds[0], targets[0])
+
+    def metrics(self, preds, targets):
+        # name -> number, a mean over the batch; scorch averages them over each split per epoch.
+        return {"accuracy": (preds[0].argmax(dim=1) == targets[0]).float().mean()}
+
+    # Optional: your own optimizer (without it, scorch-train's --optimizer and --lr decide).
+    # def optimizer(self, params):
+    #     return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+
+    # Optional: a learning-rate scheduler, stepped once per epoch.
+    # def scheduler(self, optimizer):
+    #     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)

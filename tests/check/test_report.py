@@ -1,0 +1,119 @@
+"""scorch-report: the settings that differ, best-by-monitor and final metrics, and a PNG of the curves."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from scorch import report
+from scorch.cli.report import main
+from tests.check.conftest import ONE_THREAD
+from tests.helpers import BIN, base_args, env, scorch_train
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(root: Path, name: str, config: dict, history: str) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    base = {"name": name, "epochs": 3, "lr": 0.001, "batch_size": 32, "seed": 0, "monitor": None, "monitor_mode": "auto",
+            "overwrite": False, "progress": True}
+    (run / "config.json").write_text(json.dumps({**base, **config}))
+    (run / "history.csv").write_text(history)
+    return run
+
+
+HISTORY_A = """epoch,step,lr,time,train/loss,train/accuracy,valid/loss,valid/accuracy
+1,10,0.001,0.5,1.2,0.5,0.9,0.6
+2,20,0.001,0.5,0.7,0.7,0.5,0.8
+3,30,0.001,0.5,0.4,0.8,0.6,0.7
+"""
+HISTORY_B = """epoch,step,lr,time,train/loss,train/accuracy,valid/loss,valid/accuracy
+1,10,0.01,0.5,1.0,0.6,0.8,0.5
+2,20,0.01,0.5,0.6,0.8,0.4,0.9
+3,30,0.01,0.5,0.3,0.9,0.45,0.9
+"""
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    a = make_run(tmp_path, "a", {"progress": False}, HISTORY_A)  # progress differs too, but is not a setting
+    b = make_run(tmp_path, "b", {"lr": 0.01, "monitor": "valid/accuracy"}, HISTORY_B)
+    return a, b
+
+
+def test_table_shows_differing_settings_best_by_monitor_and_final_values(two_runs: tuple[Path, Path]) -> None:
+    runs = [report.load_run(p) for p in two_runs]
+    rows = report.table(runs)
+    assert rows[0] == ["name", "epochs", "lr", "monitor", "best", "best epoch",
+                       "train/loss", "train/accuracy", "valid/loss", "valid/accuracy"]
+    # a: monitor None -> valid/loss, min -> 0.5 at epoch 2; b: valid/accuracy, max, ties -> the earliest, epoch 2
+    assert rows[1] == ["a", "3", "0.001", "valid/loss (min)", "0.5", "2", "0.4", "0.8", "0.6", "0.7"]
+    assert rows[2] == ["b", "3", "0.01", "valid/accuracy (max)", "0.9", "2", "0.3", "0.9", "0.45", "0.9"]
+
+
+def test_monitor_mode_and_missing_validation(tmp_path: Path) -> None:
+    history = "epoch,step,lr,time,train/loss,train/err\n1,1,0.1,1,0.5,0.3\n2,2,0.1,1,0.8,0.2\n"
+    maxed = report.load_run(make_run(tmp_path, "maxed", {"monitor_mode": "max"}, history))
+    assert (maxed.monitor, maxed.monitor_mode, maxed.best()) == ("train/loss", "max", (2, 0.8))
+    err = report.load_run(make_run(tmp_path, "err", {"monitor": "train/err"}, history))
+    assert (err.monitor_mode, err.best()) == ("min", (2, 0.2))
+    unfinished = report.load_run(make_run(tmp_path, "new", {"epochs": 5}, "epoch,step,lr,time,train/loss\n1,1,0.1,1,2.0\n"))
+    assert report.table([unfinished])[1][:2] == ["new", "1/5"]
+
+
+def test_plot_has_one_panel_per_metric_comparing_runs(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "curves.png"
+    panels = report.plot([report.load_run(p) for p in two_runs], out)
+    assert panels == ["loss", "accuracy"]
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    height, width, _ = matplotlib.image.imread(out).shape
+    assert width > height  # two panels side by side
+
+
+def test_console_script_on_real_runs_writes_report_png_in_the_cwd(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for name, lr in (("slow", "0.001"), ("fast", "0.05")):
+        proc = scorch_train(base_args(root, name, "--epochs", "2", "--lr", lr), extra_env=ONE_THREAD)
+        assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([str(BIN / "scorch-report"), str(root / "slow"), str(root / "fast")], cwd=tmp_path,
+                          capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    header, slow, fast = proc.stdout.splitlines()[:3]
+    assert header.split()[:3] == ["name", "epochs", "lr"]
+    assert slow.split()[:3] == ["slow", "2", "0.001"] and fast.split()[:3] == ["fast", "2", "0.05"]
+    assert "valid/loss (min)" in slow
+    assert proc.stdout.rstrip().endswith("scorch-report: wrote report.png (loss, accuracy, first_class)")
+    assert (tmp_path / "report.png").read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        ("missing", "no such directory"),
+        ("no history", "no history.csv; expected a run directory written by scorch-train"),
+        ("bad json", "config.json: not readable JSON"),
+    ],
+)
+def test_invalid_run_dirs_are_one_line_and_exit_2(setup: str, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    if setup != "missing":
+        run.mkdir()
+        (run / "config.json").write_text("{" if setup == "bad json" else "{}")
+        if setup == "bad json":
+            (run / "history.csv").write_text(HISTORY_A)
+    out = tmp_path / "r.png"
+    assert main([str(run), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("scorch-report: error: ") and words in captured.err
+    assert not out.exists()
+
+
+def test_invalid_run_dir_from_the_console_script_exits_2(tmp_path: Path) -> None:
+    proc = subprocess.run([str(BIN / "scorch-report"), str(tmp_path / "nope")], capture_output=True, text=True, env=env(), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == f"scorch-report: error: RUN_DIR {tmp_path / 'nope'}: no such directory\n"

@@ -1,0 +1,115 @@
+"""The Horovod backend, launched by real mpirun and horovodrun (built by `make setup-horovod`)."""
+import csv
+import json
+import shlex
+import subprocess
+
+import pytest
+import torch
+
+from tests.helpers import BIN, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, base_args, env, scorch_train, weights
+
+hvd = pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
+pytestmark = pytest.mark.mpi
+
+RUN_FILES = {"config.json", "meta.json", "history.csv", "log.txt", "tensorboard", "checkpoints"}
+
+
+def rows(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def meta(run_dir):
+    return json.loads((run_dir / "meta.json").read_text())
+
+
+def horovodrun(np_, args, timeout=300, extra=""):
+    # From a shell, as a user types it: horovodrun in MPI mode is recognised by the shell's "_".
+    cmd = f"{BIN}/horovodrun -np {np_} -H localhost:{np_} {extra} {BIN}/scorch-train {shlex.join(args)}"
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env(), timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    common = ["--epochs", "3", "--lr", "0.05"]
+    for name, np_, batch, backend in (("hvd", 2, "8", "horovod"), ("torch", 2, "8", "torch"), ("one", None, "16", "torch")):
+        out = scorch_train(base_args(root, name, "--batch-size", batch, "--backend", backend, *common), np_=np_)
+        assert out.returncode == 0, out.stderr
+    return root
+
+
+def test_mpirun_backend_horovod_writes_a_complete_run(runs):
+    assert RUN_FILES <= {p.name for p in (runs / "hvd").iterdir()}
+    assert meta(runs / "hvd")["backend"] == "horovod" and meta(runs / "hvd")["world_size"] == 2
+    assert len(rows(runs / "hvd")) == 3
+
+
+def test_horovod_equals_torch_distributed_and_one_rank_with_double_batch(runs):
+    h, t, one = weights(runs / "hvd"), weights(runs / "torch"), weights(runs / "one")
+    for key in h:
+        assert torch.allclose(h[key], t[key], atol=1e-4, rtol=0), key
+        assert torch.allclose(h[key], one[key], atol=1e-4, rtol=0), key
+    for rh, rt in zip(rows(runs / "hvd"), rows(runs / "torch")):
+        for key in ("valid/loss", "valid/accuracy", "valid/first_class"):
+            assert float(rh[key]) == pytest.approx(float(rt[key]), rel=1e-5), key
+
+
+def test_horovodrun_trains_the_digits_example(tmp_path):
+    out = horovodrun(2, base_args(tmp_path, "digits", "--epochs", "4", "--lr", "0.003", model=DIGITS_MODEL, dataset=DIGITS_DATASET))
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "digits"
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    assert (meta(run)["backend"], meta(run)["launcher"], meta(run)["world_size"]) == ("horovod", "horovodrun", 2)
+    assert float(rows(run)[-1]["valid/accuracy"]) > 0.9
+
+
+def test_scorch_backend_env_selects_horovod_under_mpirun(tmp_path):
+    out = scorch_train(base_args(tmp_path, "env", "--epochs", "1"), np_=2, extra_env={"SCORCH_BACKEND": "horovod"})
+    assert out.returncode == 0, out.stderr
+    assert meta(tmp_path / "env")["backend"] == "horovod"
+    out = scorch_train(base_args(tmp_path, "plain", "--epochs", "1"), np_=2)
+    assert meta(tmp_path / "plain")["backend"] == "torch"
+
+
+DROPOUT = dict(model=str(FIXTURES / "dropout_model.py"), dataset=str(FIXTURES / "noisy_dataset.py"))
+
+
+def test_exact_resume_under_horovod(tmp_path):
+    common = ["--batch-size", "8", "--lr", "0.05", "--workers", "2", "--backend", "horovod"]
+    for name, extra in (("whole", ["--epochs", "4"]), ("split", ["--epochs", "2"]), ("split", ["--epochs", "4", "--resume"])):
+        out = scorch_train(base_args(tmp_path, name, *common, *extra, **DROPOUT), np_=2)
+        assert out.returncode == 0, out.stderr
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    assert strip(rows(tmp_path / "whole")) == strip(rows(tmp_path / "split"))
+
+
+@pytest.mark.parametrize("first,second", [("torch", "horovod"), ("horovod", "torch")])
+def test_checkpoints_cross_backends(tmp_path, first, second):
+    common = ["--batch-size", "8", "--lr", "0.05"]
+    out = scorch_train(base_args(tmp_path, "x", *common, "--epochs", "2", "--backend", first), np_=2)
+    assert out.returncode == 0, out.stderr
+    out = scorch_train(base_args(tmp_path, "x", *common, "--epochs", "4", "--backend", second, "--resume"), np_=2)
+    assert out.returncode == 0, out.stderr
+    out = scorch_train(base_args(tmp_path, "ref", *common, "--epochs", "4", "--backend", second), np_=2)
+    assert out.returncode == 0, out.stderr
+    x, ref = weights(tmp_path / "x"), weights(tmp_path / "ref")
+    assert all(torch.allclose(x[k], ref[k], atol=1e-5, rtol=0) for k in x)
+    assert [s["world_size"] for s in meta(tmp_path / "x")["sessions"]] == [2, 2]
+    assert meta(tmp_path / "x")["backend"] == second
+
+
+def test_rank0_decisions_reach_every_rank_under_horovod(tmp_path):
+    # No --name: rank 0 picks the timestamp and broadcasts it; a second run into the same
+    # directory is refused by rank 0 alone. Both broadcasts send an object from rank 0 and None
+    # from the others, which Horovod would pair by type name and deadlock on, unless named.
+    args = ["--model", str(FIXTURES / "mlp_model.py"), "--dataset", str(FIXTURES / "blobs_dataset.py"),
+            "--run-root", str(tmp_path), "--epochs", "1", "--no-progress", "--backend", "horovod"]
+    out = scorch_train(args, np_=2, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (name,) = [p.name for p in tmp_path.iterdir()]
+    out = scorch_train([*args, "--name", name], np_=2, timeout=120)
+    assert out.returncode == 2 and "already exists and is not empty" in out.stderr
