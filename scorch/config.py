@@ -37,6 +37,7 @@ class TrainConfig:
     run_root: str = "runs"
     name: str | None = None
     resume: bool = False
+    auto_resume: bool = False
     overwrite: bool = False
     backend: str = "auto"
     device: str = "auto"
@@ -88,6 +89,10 @@ class TrainConfig:
             raise ScorchError(f"--clip-grad: expected a number > 0, got {self.clip_grad!r}")
         if self.patience is not None and self.patience < 1:
             raise ScorchError(f"--patience: expected a whole number >= 1, got {self.patience!r}")
+        if self.auto_resume and self.overwrite:
+            raise ScorchError("--auto-resume and --overwrite contradict each other: give one of them")
+        if self.auto_resume and not self.name:
+            raise ScorchError("--auto-resume needs --name: the run to continue is <run-root>/<name>")
         if self.resume and self.overwrite:
             raise ScorchError("--resume and --overwrite contradict each other: give one of them")
         if self.resume and not self.name:
@@ -153,6 +158,6 @@ TRAJECTORY_KEYS = (
 
 # Settings that describe how this invocation runs, not what is trained: never taken from a saved run.
 INVOCATION_KEYS = (
-    "resume", "overwrite", "debug", "progress", "config", "nproc_per_node", "nnodes", "node_rank",
+    "resume", "auto_resume", "overwrite", "debug", "progress", "config", "nproc_per_node", "nnodes", "node_rank",
     "master_addr", "master_port", "name", "run_root",
 )

@@ -51,11 +51,25 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.world_size))
 
 
+class ShuffleShardSampler(DistributedSampler):
+    """DistributedSampler that can start part-way into an epoch (``skip`` samples of this rank's
+    shard), for resuming from a mid-epoch checkpoint. The shuffle depends on (seed, epoch) only."""
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.skip:])
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
 def train_loader(
     dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, workers: int, pin_memory: bool, where: str
 ) -> DataLoader:
     """Shuffled and sharded; call ``set_epoch(loader, epoch)`` before each epoch."""
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    sampler = ShuffleShardSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -81,11 +95,14 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
+def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int, skip_batches: int = 0) -> None:
     """A new shuffle each epoch, and worker seeds that depend only on (seed, epoch, rank),
-    so a resumed run draws exactly what an uninterrupted one would."""
+    so a resumed run draws exactly what an uninterrupted one would. ``skip_batches``: start
+    the epoch after that many batches (a mid-epoch resume)."""
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
+    if isinstance(loader.sampler, ShuffleShardSampler):
+        loader.sampler.skip = skip_batches * (loader.batch_size or 1)
     assert loader.generator is not None
     loader.generator.manual_seed((seed * 1_000_003 + epoch * 1009 + rank) % (2**63))
 

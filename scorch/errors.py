@@ -16,3 +16,14 @@ class DistributedError(Exception):
     """A rank failed or the launch environment is broken: exit code 1."""
 
     exit_code = 1
+
+
+EXIT_PREEMPTED = 3
+"""Exit code after a preemption signal (SIGUSR1/SIGTERM/SIGINT): a checkpoint was written; run again with
+--resume (or --auto-resume) to continue exactly where it stopped."""
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    exit_code = EXIT_PREEMPTED

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from . import data
 from ._backends.base import Backend
 from .errors import ScorchError, TrainingError
+from .preempt import StopSignal
 from .progress import Progress
 from .userfiles import Socket
 
@@ -38,6 +39,13 @@ class Totals:
                 else:
                     self.number_sums[i] += float(v) * n
         self.count += n
+
+    def state(self) -> dict[str, Any]:
+        return {"tensor_sums": self.tensor_sums.cpu(), "number_sums": list(self.number_sums), "count": self.count}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.tensor_sums = state["tensor_sums"].to(self.tensor_sums.device, torch.float64)
+        self.number_sums, self.count = list(state["number_sums"]), int(state["count"])
 
     def reduce(self, backend: Backend, prefix: str) -> dict[str, float]:
         """Means over every sample of every rank: one all-reduce, called by all ranks."""
@@ -91,13 +99,32 @@ class StepContext:
     metrics_where: str
 
 
-def train_epoch(ctx: StepContext, loader: DataLoader, epoch: int, step: int, progress: Progress, guard: NanGuard) -> tuple[dict[str, float], int]:
-    """One pass over this rank's shard; returns (train means over all ranks, optimizer steps so far)."""
+@dataclass
+class EpochProgress:
+    """Where a training epoch got to: finished, or stopped by a signal after ``batches`` batches."""
+
+    totals: Totals
+    step: int
+    batches: int
+    stopped: bool
+
+
+def train_epoch(
+    ctx: StepContext,
+    loader: DataLoader,
+    epoch: int,
+    step: int,
+    totals: Totals,
+    progress: Progress,
+    guard: NanGuard,
+    stop: StopSignal,
+    start_batch: int = 0,
+) -> EpochProgress:
+    """This rank's shard of one epoch (from batch ``start_batch`` on a mid-epoch resume)."""
     device = ctx.backend.device
     non_blocking = device.type == "cuda"
     model, socket, optimizer = ctx.model, ctx.socket, ctx.optimizer
-    totals = Totals(ctx.metric_names, device, ctx.metrics_where)
-    n_batches = len(loader)
+    n_batches = start_batch + len(loader)
     model.train()
     ctx.backend.zero_grad(optimizer)
 
@@ -105,7 +132,8 @@ def train_epoch(ctx: StepContext, loader: DataLoader, epoch: int, step: int, pro
         if ctx.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(socket.trainable_params, ctx.clip_grad)
 
-    for i, batch in enumerate(loader):
+    batches = start_batch
+    for i, batch in enumerate(loader, start=start_batch):
         inputs, targets = data.to_device(batch, device, non_blocking)
         n = data.batch_len((inputs, targets))
         boundary = (i + 1) % ctx.accumulate == 0 or i + 1 == n_batches
@@ -123,8 +151,14 @@ def train_epoch(ctx: StepContext, loader: DataLoader, epoch: int, step: int, pro
         with torch.no_grad():
             totals.add(n, loss.detach(), socket.metrics(preds, targets))
         progress.step(loss)
+        batches = i + 1
+        # Stop only where no gradient is half accumulated, and not after the last batch
+        # (the end of the epoch has its own, complete checkpoint).
+        if boundary and batches < n_batches and stop.agreed(ctx.backend, step):
+            guard.flush()
+            return EpochProgress(totals, step, batches, True)
     guard.flush()
-    return totals.reduce(ctx.backend, "train"), step
+    return EpochProgress(totals, step, batches, False)
 
 
 class _Null:

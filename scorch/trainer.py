@@ -18,9 +18,10 @@ import torch
 from . import checkpoint, data, distributed as dist, schedule
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
 from .config import TRAJECTORY_KEYS, TrainConfig
-from .errors import ScorchError
+from .errors import Preempted, ScorchError
 from .history import History
-from .loop import NanGuard, StepContext, evaluate, train_epoch
+from .loop import NanGuard, StepContext, Totals, evaluate, train_epoch
+from .preempt import StopSignal
 from .progress import Progress
 from .rundir import RunDir, check_target, hostname, session_meta
 from .tb import TensorBoard
@@ -133,41 +134,62 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
         run_dir.path, device, backend.world_size, backend.name, len(parts.train_set),
         len(parts.valid_set) if parts.valid_set is not None else 0, parts.monitor, parts.monitor_mode,
     )
+    partial = resumed.get("partial") if resumed is not None else None
     stopped_early = False
     status = "failed"
     try:
-        for epoch in range(epoch_done + 1, config.epochs + 1):
-            start = time.perf_counter()
-            if scheduler is None:
-                schedule.apply(optimizer, schedule.lr_at(epoch, config.lr, config.lr_schedule, config.warmup_epochs, config.epochs), config.lr)
-            lr = optimizer.param_groups[0]["lr"]
-            data.set_epoch(loader, epoch, config.seed, backend.rank)
-            progress = Progress(rank0 and config.progress, len(loader), f"epoch {epoch}/{config.epochs}")
-            try:
-                train_means, step = train_epoch(ctx, loader, epoch, step, progress, guard)
-            finally:
-                progress.close()
-            valid_means = {}
-            if valid_loader is not None:
-                valid_means = evaluate(backend, network, socket, valid_loader, autocast, parts.metric_names, metrics_where)
-            row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "time": time.perf_counter() - start, **train_means, **valid_means}
-            value = row[parts.monitor]
-            improved = loop.improved(value, parts.monitor_mode)
-            if improved:
-                loop.best, loop.best_epoch, loop.bad_epochs = value, epoch, 0
-            else:
-                loop.bad_epochs += 1
-            _step_scheduler(scheduler, value)
-            history.append(row)
-            tb.log_epoch(row)
-            _save(run_dir, config, backend, network, optimizer, scheduler, scaler, loop, epoch, step, improved)
-            log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
-            epoch_done = epoch
-            if config.patience is not None and loop.bad_epochs >= config.patience:
-                log.info("early stop: %s has not improved for %d epochs (best %.6g at epoch %d)", parts.monitor, loop.bad_epochs, loop.best, loop.best_epoch)
-                stopped_early = True
-                break
-        status = "finished"
+        with StopSignal() as stop:
+            for epoch in range(epoch_done + 1, config.epochs + 1):
+                start = time.perf_counter()
+                if scheduler is None:
+                    schedule.apply(optimizer, schedule.lr_at(epoch, config.lr, config.lr_schedule, config.warmup_epochs, config.epochs), config.lr)
+                lr = optimizer.param_groups[0]["lr"]
+                totals = Totals(parts.metric_names, device, metrics_where)
+                start_batch = 0
+                if partial is not None and partial["epoch"] == epoch:  # resuming mid-epoch
+                    start_batch = partial["batches"]
+                    totals.load(partial["totals"][backend.rank])
+                data.set_epoch(loader, epoch, config.seed, backend.rank, skip_batches=start_batch)
+                progress = Progress(rank0 and config.progress, len(loader), f"epoch {epoch}/{config.epochs}")
+                try:
+                    done = train_epoch(ctx, loader, epoch, step, totals, progress, guard, stop, start_batch)
+                finally:
+                    progress.close()
+                step = done.step
+                if done.stopped:
+                    where = {"epoch": epoch, "batches": done.batches, "totals": backend.all_gather_object(done.totals.state())}
+                    _save(run_dir, config, backend, network, optimizer, scheduler, scaler, loop, epoch - 1, step, False, where)
+                    status = "preempted"
+                    raise Preempted(
+                        f"stopped by {stop.received or 'a signal on another rank'} at epoch {epoch}, step {step}; "
+                        f"checkpoint written to {run_dir.last_checkpoint}; continue with --resume"
+                    )
+                train_means = done.totals.reduce(backend, "train")
+                valid_means = {}
+                if valid_loader is not None:
+                    valid_means = evaluate(backend, network, socket, valid_loader, autocast, parts.metric_names, metrics_where)
+                row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "time": time.perf_counter() - start, **train_means, **valid_means}
+                value = row[parts.monitor]
+                improved = loop.improved(value, parts.monitor_mode)
+                if improved:
+                    loop.best, loop.best_epoch, loop.bad_epochs = value, epoch, 0
+                else:
+                    loop.bad_epochs += 1
+                _step_scheduler(scheduler, value)
+                history.append(row)
+                tb.log_epoch(row)
+                _save(run_dir, config, backend, network, optimizer, scheduler, scaler, loop, epoch, step, improved)
+                log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
+                epoch_done = epoch
+                if epoch < config.epochs and stop.agreed(backend, step, force=True):
+                    status = "preempted"
+                    raise Preempted(f"stopped by {stop.received or 'a signal on another rank'} after epoch {epoch}; "
+                                    f"checkpoint written to {run_dir.last_checkpoint}; continue with --resume")
+                if config.patience is not None and loop.bad_epochs >= config.patience:
+                    log.info("early stop: %s has not improved for %d epochs (best %.6g at epoch %d)", parts.monitor, loop.bad_epochs, loop.best, loop.best_epoch)
+                    stopped_early = True
+                    break
+            status = "finished"
     finally:
         tb.close()
         meta["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -191,8 +213,9 @@ def _step_scheduler(scheduler: Any, monitored: float) -> None:
 
 
 def _save(run_dir: RunDir, config: TrainConfig, backend: Any, network: torch.nn.Module, optimizer: Any, scheduler: Any,
-          scaler: Any, loop: LoopState, epoch: int, step: int, improved: bool) -> None:
-    """All ranks contribute their RNG state (a collective); rank 0 writes."""
+          scaler: Any, loop: LoopState, epoch: int, step: int, improved: bool, partial: dict[str, Any] | None = None) -> None:
+    """All ranks contribute their RNG state (a collective); rank 0 writes. ``partial``: where a
+    stopped epoch got to (its number, batches done, every rank's running totals)."""
     rngs = backend.all_gather_object(checkpoint.rng_state())
     if backend.rank != 0:
         return
@@ -207,6 +230,8 @@ def _save(run_dir: RunDir, config: TrainConfig, backend: Any, network: torch.nn.
         "config": config.to_dict(),
         "loop": {"best": loop.best, "best_epoch": loop.best_epoch, "bad_epochs": loop.bad_epochs},
     }
+    if partial is not None:
+        state["partial"] = partial
     try:
         checkpoint.save(run_dir.last_checkpoint, state)
         if improved:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from .. import _launch, _logging, distributed as dist, overrides
 from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, OPTIMIZERS, TrainConfig
-from ..errors import ScorchError
+from ..errors import Preempted, ScorchError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(g, "--name", "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
     add(g, "--resume", "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings "
         "unless overridden", action="store_true")
+    add(g, "--auto-resume", "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for jobs "
+        "that are requeued)", action="store_true")
     add(g, "--overwrite", "replace an existing non-empty run directory", action="store_true")
     g = p.add_argument_group("distributed")
     add(g, "--backend", "auto: horovod when Horovod is importable and the job came from horovodrun, or from "
@@ -94,8 +96,12 @@ def parse_config(argv: Sequence[str] | None) -> TrainConfig:
     layers = [(from_file, f"--config {config_path}"), (given, "flags"), (sets, "--set")]
     peek = {k.replace("-", "_"): v for layer, _ in layers for k, v in layer.items()}
     values: dict[str, object] = {}
+    run_path = Path(str(peek.get("run_root", TrainConfig.__dataclass_fields__["run_root"].default)), str(peek.get("name")))
+    if peek.get("auto_resume") and peek.get("name"):
+        peek["resume"] = (run_path / "checkpoints" / "last.pt").is_file()
+        layers.append(({"resume": peek["resume"]}, "--auto-resume"))
     if peek.get("resume") and peek.get("name"):
-        saved = Path(str(peek.get("run_root", TrainConfig.__dataclass_fields__["run_root"].default)), str(peek["name"]), "config.json")
+        saved = run_path / "config.json"
         if saved.is_file():
             base = {k: v for k, v in json.loads(saved.read_text()).items() if k not in INVOCATION_KEYS}
             values = overrides.apply(values, overrides.flatten(base), str(saved), TrainConfig)
@@ -140,6 +146,9 @@ def _run(argv: list[str], launch: _launch.LaunchInfo, debug: bool) -> int:
         if debug:
             traceback.print_exc()
         print(f"{_error_prefix()}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Preempted as exc:
+        print(f"{_error_prefix()}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{_error_prefix()}: interrupted", file=sys.stderr)
