@@ -7,7 +7,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: setup setup-test setup-horovod demo test clean
+.PHONY: setup setup-test setup-horovod demo test clean bench
 
 setup:
 	bash scripts/setup.sh
@@ -28,3 +28,9 @@ test: setup-test setup-horovod
 
 clean:
 	rm -rf .venv runs .pytest_cache
+
+# scorch against a hand-written loop, Lightning and hand-written DDP (~15 min on 2 cores):
+# writes bench/results/<date>.json and docs/benchmarks.md. Lightning gets its own venv.
+bench: setup
+	bash bench/setup_lightning.sh || echo "bench: Lightning could not be installed; its columns are skipped"
+	$(PY) -m bench $(BENCH_ARGS)

@@ -6,7 +6,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 
 @contextmanager
@@ -26,10 +26,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Persist a rename or creation in ``directory`` (best effort: some filesystems refuse)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -42,6 +43,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def user_facing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError while writing ``path`` (full disk, read-only file system) into one clear line."""
+    from .errors import ScorchError
+
+    try:
+        yield
+    except OSError as exc:
+        raise ScorchError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
@@ -49,3 +61,39 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def write_temp(directory: Path, writer: Callable[[IO[bytes]], None], suffix: str = ".tmp") -> Path:
+    """A fully written and synced temp file in ``directory``; the caller renames or links it."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return Path(tmp)
+
+
+def create_json_once(path: Path, value: Any) -> bool:
+    """Write ``path`` only if it does not exist yet (``os.link`` never overwrites); True if this call did."""
+    data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+    tmp = write_temp(path.parent, lambda f: f.write(data))
+    try:
+        os.link(tmp, path)
+        fsync_dir(path.parent)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)

@@ -6,6 +6,7 @@ Keys: ``model`` (the Network's plain state_dict), ``optimizer``, ``scheduler``, 
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -23,9 +24,14 @@ FORMAT = 1
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a crash leaves the old file intact."""
+    """Write ``state`` to ``path`` atomically: a crash leaves the old file intact.
+
+    Serialised in memory first: torch's zip writer reports a failed write (a full disk) only as
+    "unexpected pos"; writing the bytes ourselves gives the real OSError."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
     with atomic_open(path, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
+        f.write(buffer.getbuffer())
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -74,3 +80,62 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(py_state), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same file as ``src`` atomically (a hard link; a copy where links fail)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+class CheckpointDir:
+    """``checkpoints/``: ``last.pt``, ``best.pt`` and, with ``keep`` > 1, the newest ``keep``
+    checkpoints as ``step-NNNNNNNNN.pt`` (last.pt and best.pt are hard links to them, so each
+    checkpoint is written once). Only rank 0 writes; every rank may load."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 1):
+        self.dir = Path(directory)
+        self.keep = keep
+        self.last = self.dir / "last.pt"
+        self.best = self.dir / "best.pt"
+
+    def kept(self) -> list[Path]:
+        return sorted(self.dir.glob("step-*.pt"), reverse=True)
+
+    def write(self, state: dict[str, Any], step: int, best: bool) -> None:
+        if self.keep > 1:
+            path = self.dir / f"step-{step:09d}.pt"
+            save(path, state)
+            _link_or_copy(path, self.last)
+            for old in self.kept()[self.keep:]:
+                old.unlink()
+        else:
+            save(self.last, state)
+        if best:
+            _link_or_copy(self.last, self.best)
+
+    def load_latest(self) -> dict[str, Any]:
+        """``last.pt``, or else the newest kept checkpoint that loads (saying so)."""
+        import logging
+
+        log = logging.getLogger(__name__)
+        candidates = [self.last, *[p for p in self.kept() if not (self.last.exists() and p.samefile(self.last))]]
+        errors = []
+        for path in candidates:
+            try:
+                state = load(path)
+            except ScorchError as exc:
+                errors.append(str(exc))
+                continue
+            if errors:
+                log.warning("%s; resuming from %s instead (epoch %s, step %s)", errors[0], path, state["epoch"], state["step"])
+            return state
+        if len(errors) == 1:
+            raise ScorchError(errors[0])
+        raise ScorchError(f"no usable checkpoint in {self.dir}: " + "; ".join(errors))

@@ -13,6 +13,7 @@ BACKENDS = ("auto", "torch", "horovod")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITOR_MODES = ("auto", "min", "max")
+NAN_POLICIES = ("stop", "skip")
 
 
 def _flag(name: str) -> str:
@@ -47,6 +48,8 @@ class TrainConfig:
     monitor: str | None = None
     monitor_mode: str = "auto"
     patience: int | None = None
+    keep_checkpoints: int = 1
+    nan_policy: str = "stop"
     progress: bool = True
     debug: bool = False
     dist_timeout: float = 1800.0
@@ -75,7 +78,9 @@ class TrainConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ScorchError(f"{_flag(name)}: {getattr(self, name)!r} is not one of {', '.join(choices)}")
-        for name in ("epochs", "batch_size", "accumulate", "nproc_per_node", "nnodes"):
+        if self.nan_policy not in NAN_POLICIES:
+            raise ScorchError(f"--nan-policy: {self.nan_policy!r} is not one of {', '.join(NAN_POLICIES)}")
+        for name in ("epochs", "batch_size", "accumulate", "nproc_per_node", "nnodes", "keep_checkpoints"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ScorchError(f"{_flag(name)}: expected a whole number >= 1, got {getattr(self, name)!r}")
         for name in ("workers", "node_rank", "seed"):

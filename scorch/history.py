@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._atomic import write_text
+from ._atomic import user_facing, write_text
 
 FIRST = ("epoch", "step", "lr", "time")
 
@@ -49,4 +49,5 @@ class History:
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})
-        write_text(self.path, out.getvalue())
+        with user_facing(self.path):
+            write_text(self.path, out.getvalue())

@@ -59,13 +59,16 @@ class Totals:
 
 
 class NanGuard:
-    """Stops on a non-finite loss. On CUDA the check lags one step so it does not stall the GPU queue."""
+    """Stops on a non-finite loss. On CUDA the check lags one step so it does not stall the GPU queue.
+    With ``skip`` it stops nothing: the step is skipped where the gradients are checked."""
 
-    def __init__(self, lag: bool):
-        self.lag = lag
+    def __init__(self, lag: bool, skip: bool = False):
+        self.lag, self.skip = lag, skip
         self.pending: tuple[torch.Tensor, int, int] | None = None
 
     def push(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        if self.skip:
+            return
         if self.lag:
             self.flush()
             self.pending = (loss.detach(), epoch, step)
@@ -97,6 +100,7 @@ class StepContext:
     clip_grad: float | None
     metric_names: list[str]
     metrics_where: str
+    skip_nonfinite: bool = False
 
 
 @dataclass
@@ -107,6 +111,7 @@ class EpochProgress:
     step: int
     batches: int
     stopped: bool
+    skipped: int = 0
 
 
 def train_epoch(
@@ -128,9 +133,24 @@ def train_epoch(
     model.train()
     ctx.backend.zero_grad(optimizer)
 
-    def clip() -> None:
+    skipped = 0
+
+    def before_step() -> bool:
+        """Clip; with --nan-policy skip, refuse a step whose (averaged, so same on every rank)
+        gradients are not finite."""
+        nonlocal skipped
+        norm = None
         if ctx.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(socket.trainable_params, ctx.clip_grad)
+            norm = torch.nn.utils.clip_grad_norm_(socket.trainable_params, ctx.clip_grad)
+        if not ctx.skip_nonfinite:
+            return True
+        if norm is None:
+            grads = [p.grad for p in socket.trainable_params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if bool(torch.isfinite(norm)):
+            return True
+        skipped += 1
+        return False
 
     batches = start_batch
     for i, batch in enumerate(loader, start=start_batch):
@@ -145,20 +165,21 @@ def train_epoch(
             guard.push(loss, epoch, step + 1)
             ctx.scaler.scale(loss / ctx.accumulate if ctx.accumulate > 1 else loss).backward()
         if boundary:
-            ctx.backend.optimizer_step(optimizer, ctx.scaler, clip)
+            ctx.backend.optimizer_step(optimizer, ctx.scaler, before_step)
             ctx.backend.zero_grad(optimizer)
             step += 1
         with torch.no_grad():
-            totals.add(n, loss.detach(), socket.metrics(preds, targets))
+            if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
+                totals.add(n, loss.detach(), socket.metrics(preds, targets))
         progress.step(loss)
         batches = i + 1
         # Stop only where no gradient is half accumulated, and not after the last batch
         # (the end of the epoch has its own, complete checkpoint).
         if boundary and batches < n_batches and stop.agreed(ctx.backend, step):
             guard.flush()
-            return EpochProgress(totals, step, batches, True)
+            return EpochProgress(totals, step, batches, True, skipped)
     guard.flush()
-    return EpochProgress(totals, step, batches, False)
+    return EpochProgress(totals, step, batches, False, skipped)
 
 
 class _Null:

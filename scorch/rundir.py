@@ -26,7 +26,7 @@ TENSORBOARD = "tensorboard"
 def check_target(path: Path, resume: bool, overwrite: bool) -> str | None:
     """Why this run may not use ``path`` (a one-line message), or None when it may."""
     if resume:
-        if not (path / CHECKPOINTS / "last.pt").is_file():
+        if not (path / CHECKPOINTS / "last.pt").is_file() and not any((path / CHECKPOINTS).glob("step-*.pt")):
             return f"--resume: no checkpoint to resume from at {path / CHECKPOINTS / 'last.pt'}"
         return None
     if path.exists() and not path.is_dir():
@@ -67,7 +67,8 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any]) -> None:
         if self.rank0:
-            _atomic.write_json(self.path / "config.json", config)
+            with _atomic.user_facing(self.path / "config.json"):
+                _atomic.write_json(self.path / "config.json", config)
 
     def copy_sources(self, *files: str) -> None:
         """Keep copies of the model and dataset files; on resume keep the first copies."""
@@ -83,12 +84,13 @@ class RunDir:
                 if target.read_bytes() != text:
                     log.warning("%s differs from the copy kept in the run directory (%s)", f, target)
                 continue
-            with _atomic.atomic_open(target, "wb") as out:
-                out.write(text)
+            with _atomic.user_facing(target):
+                _atomic.write_bytes(target, text)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         if self.rank0:
-            _atomic.write_json(self.path / "meta.json", meta)
+            with _atomic.user_facing(self.path / "meta.json"):
+                _atomic.write_json(self.path / "meta.json", meta)
 
     def read_meta(self) -> dict[str, Any]:
         import json
@@ -102,7 +104,8 @@ class RunDir:
         """Rank 0's console log also goes to ``log.txt`` (appended on resume)."""
         if not self.rank0:
             return
-        handler = logging.FileHandler(self.path / "log.txt", mode="a", encoding="utf-8")
+        with _atomic.user_facing(self.path / "log.txt"):
+            handler = logging.FileHandler(self.path / "log.txt", mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("scorch").addHandler(handler)
         self._log_handler = handler

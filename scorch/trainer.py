@@ -6,8 +6,6 @@ Rank facts are worked out once, here; rank-0-only side effects live in objects
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ import torch
 from . import checkpoint, data, distributed as dist, schedule
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
 from .config import TRAJECTORY_KEYS, TrainConfig
-from .errors import Preempted, ScorchError
+from .errors import Preempted, ScorchError, TrainingError
 from .history import History
 from .loop import NanGuard, StepContext, Totals, evaluate, train_epoch
 from .preempt import StopSignal
@@ -36,6 +34,7 @@ class LoopState:
     best: float | None = None
     best_epoch: int = 0
     bad_epochs: int = 0
+    skipped_steps: int = 0
 
     def improved(self, value: float, mode: str) -> bool:
         return self.best is None or (value < self.best if mode == "min" else value > self.best)
@@ -69,7 +68,7 @@ def train(config: TrainConfig) -> RunResult:
     verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite) if rank0 else None)
     if verdict:
         raise ScorchError(verdict)
-    resumed = checkpoint.load(run_dir.last_checkpoint) if config.resume else None
+    resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
 
     hostnames = dist.all_gather(hostname())
     run_dir.create(overwrite=config.overwrite)
@@ -121,10 +120,11 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
         )
     autocast = autocast_factory(config, device)
     metrics_where = f"{config.model}: Socket.metrics"
-    ctx = StepContext(backend, model, socket, optimizer, scaler, autocast, config.accumulate, config.clip_grad, parts.metric_names, metrics_where)
+    ctx = StepContext(backend, model, socket, optimizer, scaler, autocast, config.accumulate, config.clip_grad, parts.metric_names, metrics_where,
+                      skip_nonfinite=config.nan_policy == "skip")
     history = History(run_dir.path / "history.csv", rank0, keep_until_epoch=epoch_done)
     tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=epoch_done + 1 if resumed is not None else None)
-    guard = NanGuard(lag=device.type == "cuda")
+    guard = NanGuard(lag=device.type == "cuda", skip=config.nan_policy == "skip")
 
     if resumed is not None:
         checkpoint.set_rng_state(resumed["rng"][backend.rank] if backend.rank < len(resumed["rng"]) else resumed["rng"][0])
@@ -134,6 +134,7 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
         run_dir.path, device, backend.world_size, backend.name, len(parts.train_set),
         len(parts.valid_set) if parts.valid_set is not None else 0, parts.monitor, parts.monitor_mode,
     )
+    saver = _Checkpointer(run_dir, config, backend, network, optimizer, scheduler, scaler, loop)
     partial = resumed.get("partial") if resumed is not None else None
     stopped_early = False
     status = "failed"
@@ -156,9 +157,10 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
                 finally:
                     progress.close()
                 step = done.step
+                loop.skipped_steps += done.skipped
                 if done.stopped:
                     where = {"epoch": epoch, "batches": done.batches, "totals": backend.all_gather_object(done.totals.state())}
-                    _save(run_dir, config, backend, network, optimizer, scheduler, scaler, loop, epoch - 1, step, False, where)
+                    saver.save(epoch - 1, step, False, where)
                     status = "preempted"
                     raise Preempted(
                         f"stopped by {stop.received or 'a signal on another rank'} at epoch {epoch}, step {step}; "
@@ -169,6 +171,8 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
                 if valid_loader is not None:
                     valid_means = evaluate(backend, network, socket, valid_loader, autocast, parts.metric_names, metrics_where)
                 row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "time": time.perf_counter() - start, **train_means, **valid_means}
+                if config.nan_policy == "skip":
+                    row["skipped_steps"] = loop.skipped_steps
                 value = row[parts.monitor]
                 improved = loop.improved(value, parts.monitor_mode)
                 if improved:
@@ -178,7 +182,7 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
                 _step_scheduler(scheduler, value)
                 history.append(row)
                 tb.log_epoch(row)
-                _save(run_dir, config, backend, network, optimizer, scheduler, scaler, loop, epoch, step, improved)
+                saver.save(epoch, step, improved)
                 log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
                 epoch_done = epoch
                 if epoch < config.epochs and stop.agreed(backend, step, force=True):
@@ -195,7 +199,10 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
         meta["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         meta["status"] = status
         meta["epochs_done"] = epoch_done
-        run_dir.write_meta(meta)
+        try:
+            run_dir.write_meta(meta)
+        except ScorchError as exc:  # do not hide the error that ended the run
+            log.warning("%s", exc)
     return RunResult(run_dir.path, epoch_done, history.rows, loop.best, parts.monitor, stopped_early)
 
 
@@ -212,34 +219,45 @@ def _step_scheduler(scheduler: Any, monitored: float) -> None:
         scheduler.step()
 
 
-def _save(run_dir: RunDir, config: TrainConfig, backend: Any, network: torch.nn.Module, optimizer: Any, scheduler: Any,
-          scaler: Any, loop: LoopState, epoch: int, step: int, improved: bool, partial: dict[str, Any] | None = None) -> None:
-    """All ranks contribute their RNG state (a collective); rank 0 writes. ``partial``: where a
-    stopped epoch got to (its number, batches done, every rank's running totals)."""
-    rngs = backend.all_gather_object(checkpoint.rng_state())
-    if backend.rank != 0:
-        return
-    state = {
-        "model": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict(),
-        "epoch": epoch,
-        "step": step,
-        "rng": rngs,
-        "config": config.to_dict(),
-        "loop": {"best": loop.best, "best_epoch": loop.best_epoch, "bad_epochs": loop.bad_epochs},
-    }
-    if partial is not None:
-        state["partial"] = partial
-    try:
-        checkpoint.save(run_dir.last_checkpoint, state)
-        if improved:
-            tmp = run_dir.best_checkpoint.with_suffix(".pt.tmp")
-            shutil.copyfile(run_dir.last_checkpoint, tmp)
-            os.replace(tmp, run_dir.best_checkpoint)
-    except OSError as exc:
-        raise ScorchError(f"cannot write checkpoint in {run_dir.path / 'checkpoints'}: {exc.strerror or exc}") from exc
+class _Checkpointer:
+    """Built on every rank: all ranks contribute their RNG state (a collective); rank 0 writes."""
+
+    def __init__(self, run_dir: RunDir, config: TrainConfig, backend: Any, network: torch.nn.Module,
+                 optimizer: Any, scheduler: Any, scaler: Any, loop: LoopState):
+        self.dir = checkpoint.CheckpointDir(run_dir.path / "checkpoints", config.keep_checkpoints)
+        self.config, self.backend, self.network = config, backend, network
+        self.optimizer, self.scheduler, self.scaler, self.loop = optimizer, scheduler, scaler, loop
+
+    def save(self, epoch: int, step: int, improved: bool, partial: dict[str, Any] | None = None) -> None:
+        """``partial``: where a stopped epoch got to (its number, batches done, every rank's totals)."""
+        rngs = self.backend.all_gather_object(checkpoint.rng_state())
+        if self.backend.rank != 0:
+            return
+        weights = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingError(f"weights {', '.join(bad[:3])} are not finite at epoch {epoch}, step {step}; "
+                                f"not writing a checkpoint (the last good one stays in {self.dir.dir})")
+        loop = self.loop
+        state = {
+            "model": weights,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "rng": rngs,
+            "config": self.config.to_dict(),
+            "loop": {"best": loop.best, "best_epoch": loop.best_epoch, "bad_epochs": loop.bad_epochs,
+                     "skipped_steps": loop.skipped_steps},
+        }
+        if partial is not None:
+            state["partial"] = partial
+        try:
+            self.dir.write(state, step, improved)
+        except OSError as exc:
+            raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
+                              "the last complete checkpoint is intact") from exc
 
 
 def _restore(config: TrainConfig, state: dict[str, Any], network: torch.nn.Module, optimizer: Any, scheduler: Any,
@@ -259,4 +277,5 @@ def _restore(config: TrainConfig, state: dict[str, Any], network: torch.nn.Modul
         scaler.load_state_dict(state["scaler"])
     saved_loop = state.get("loop", {})
     loop.best, loop.best_epoch, loop.bad_epochs = saved_loop.get("best"), saved_loop.get("best_epoch", 0), saved_loop.get("bad_epochs", 0)
+    loop.skipped_steps = saved_loop.get("skipped_steps", 0)
     return int(state["epoch"]), int(state["step"])

@@ -73,12 +73,13 @@ class Backend:
         self,
         optimizer: torch.optim.Optimizer,
         scaler: "torch.amp.GradScaler",
-        before_step: Callable[[], None],
+        before_step: Callable[[], bool],
     ) -> None:
-        """Unscale, run ``before_step`` (gradient clipping), step. Gradients are already averaged."""
+        """Unscale, run ``before_step`` (clipping; False skips this step), step. Gradients are
+        already averaged, so every rank makes the same decision."""
         scaler.unscale_(optimizer)
-        before_step()
-        scaler.step(optimizer)
+        if before_step():
+            scaler.step(optimizer)
         scaler.update()
 
     def shutdown(self) -> None:

@@ -94,13 +94,13 @@ class HorovodBackend(Backend):
         self,
         optimizer: torch.optim.Optimizer,
         scaler: "torch.amp.GradScaler",
-        before_step: Callable[[], None],
+        before_step: Callable[[], bool],
     ) -> None:
         optimizer.synchronize()  # type: ignore[attr-defined]
         scaler.unscale_(optimizer)
-        before_step()
-        with optimizer.skip_synchronize():  # type: ignore[attr-defined]
-            scaler.step(optimizer)
+        if before_step():
+            with optimizer.skip_synchronize():  # type: ignore[attr-defined]
+                scaler.step(optimizer)
         scaler.update()
 
     def shutdown(self) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
 from typing import Sequence
 
-from .. import _launch, _logging, distributed as dist, overrides
-from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, OPTIMIZERS, TrainConfig
+from .. import _launch, _logging, distributed as dist, overrides, slurm
+from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, NAN_POLICIES, OPTIMIZERS, TrainConfig
 from ..errors import Preempted, ScorchError
 
 
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(g, "--monitor", "metric for best.pt and early stopping, e.g. valid/accuracy (default: valid/loss)")
     add(g, "--monitor-mode", "auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
     add(g, "--patience", "stop after this many epochs without improvement of --monitor", type=int)
+    add(g, "--nan-policy", "on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer step and "
+        "count it in history.csv", choices=NAN_POLICIES)
     g = p.add_argument_group("run directory")
     add(g, "--run-root", "directory holding run directories")
     add(g, "--name", "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(g, "--auto-resume", "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for jobs "
         "that are requeued)", action="store_true")
     add(g, "--overwrite", "replace an existing non-empty run directory", action="store_true")
+    add(g, "--keep-checkpoints", "keep this many newest checkpoints (a resume falls back to the newest good one)", type=int)
     g = p.add_argument_group("distributed")
     add(g, "--backend", "auto: horovod when Horovod is importable and the job came from horovodrun, or from "
         "mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
@@ -84,12 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     add(g, "--no-progress", "no progress bar", action="store_false", dest="progress")
     add(g, "--debug", "debug logging and tracebacks on errors", action="store_true")
+    slurm.add_arguments(p)
     return p
 
 
 def parse_config(argv: Sequence[str] | None) -> TrainConfig:
     """Defaults < --config file < flags < --set; on --resume the run's saved config.json is the base."""
     given = vars(build_parser().parse_args(argv))
+    for dest in slurm.DESTS:  # the job's layout, not the run's settings: see _run
+        given.pop(dest, None)
     sets = dict(overrides.parse_assignment(item) for item in given.pop("set", []))
     config_path = given.get("config") or sets.get("config")
     from_file = overrides.flatten(overrides.load_config_file(config_path)) if config_path else {}
@@ -133,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: list[str], launch: _launch.LaunchInfo, debug: bool) -> int:
     try:
         config = parse_config(argv)
+        given = vars(build_parser().parse_args(argv))
+        if given.get("slurm") or given.get("submit"):
+            return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
         if config.nproc_per_node > 1 and launch.launcher == "none":
             from .. import _elastic
             from ..trainer import default_name
@@ -159,6 +169,19 @@ def _run(argv: list[str], launch: _launch.LaunchInfo, debug: bool) -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"{_error_prefix()}: failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -> int:
+    """--slurm: write <run>/job.sbatch and job_config.json; --submit: also sbatch it."""
+    from ..trainer import default_name
+
+    script = slurm.write_job(config, options, config.name or default_name())
+    if not submit:
+        print(f"wrote {script}; submit it with: sbatch {shlex.quote(str(script))}")
+        return 0
+    job_id = slurm.submit(script)
+    print(f"submitted SLURM job {job_id}: {script.parent} (log: {script.parent / f'slurm-{job_id}.out'})")
+    return 0
 
 
 def console_main() -> None:

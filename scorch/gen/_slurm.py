@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ._atomic import atomic_write_bytes
+from .._atomic import write_bytes as atomic_write_bytes
 from .errors import GenError, JobsFailed
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import atomic_write_json
+from .._atomic import write_json as atomic_write_json
 from ._store import ParamSetDir, read_chunk
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from typing import IO, Any, Iterator, Mapping
 
 import numpy as np
 
-from ._atomic import create_json_once, fsync_dir, write_temp
+from .._atomic import create_json_once, fsync_dir, write_temp
 from .errors import GenError
 
 CACHE_DIRNAME = "gen_cache"

@@ -1,0 +1,143 @@
+"""docs/benchmarks.md from one results dict."""
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {"loop": 1.05, "checkpoint": 1.1, "gpu": 0.98}
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _status(section: dict[str, Any]) -> str | None:
+    return section.get("skipped") or (f"failed: {section['failed']}" if "failed" in section else None)
+
+
+def render(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "scorch against what a user would otherwise write, measured side by side in one run",
+        f"(`make bench`, or `python -m bench`; results in `bench/results/`). Run of {r['date']}"
+        f"{' (tiny mode: the numbers mean nothing)' if r['tiny'] else ''}.",
+        "",
+        f"Machine: {m['cpus']} CPU cores ({m['cpu']}), {m['platform']}, Python {m['python']}, torch {m['torch']}"
+        f"; `OMP_NUM_THREADS={m['omp_threads']}` for every process (1 thread per rank in the distributed runs). "
+        "The machine was shared with other people's test runs while this ran: every comparison is interleaved "
+        "(A, B, C, A, B, C, ...) in separate processes and medians are reported, so load hits all variants alike, "
+        "but absolute numbers are noisy.",
+        "",
+    ]
+    lines += _loop(r["sections"].get("loop"))
+    lines += _dist(r["sections"].get("distributed"))
+    lines += _ckpt(r["sections"].get("checkpoint"))
+    lines += _startup(r["sections"].get("startup"))
+    lines += _gpu(r["sections"].get("gpu"))
+    lines += [
+        "## How it is measured",
+        "",
+        "Every variant trains the same `Network` (`bench/workload.py`, also scorch's `--model`) on the same",
+        "in-memory `DataSet` (`bench/workload_data.py`, scorch's `--dataset`): same batch size, Adam, lr, seed,",
+        "epochs, `workers 0`, and a validation pass each epoch. The Network stamps `time.perf_counter()` at each",
+        "training forward; an epoch's time is from its first step to the next epoch's first step, so it holds",
+        "the steps, validation and whatever the runner does at the epoch's end (scorch: history.csv, TensorBoard,",
+        "`last.pt`/`best.pt` with fsync; Lightning: its logger and ModelCheckpoint). The first epoch is dropped",
+        "(warm-up); time per step = median steady epoch time / steps per epoch.",
+        "",
+        "- **raw**: `bench/raw_loop.py`, a minimal loop (no progress bar, no logging, no checkpoints).",
+        "- **scorch**: `scorch.cli.train.main([...])` with default settings: progress bar, TensorBoard,",
+        "  history and checkpoints on.",
+        "- **lightning**: `bench/lightning_loop.py`, `lightning.Trainer` with progress bar, TensorBoardLogger and",
+        "  ModelCheckpoint (last + best by valid/loss), in its own venv `bench/.venv-lightning` (same torch).",
+        "- **ddp**: `bench/raw_loop.py --ddp`, hand-written DistributedDataParallel (gloo, DistributedSampler)",
+        "  under `mpirun`, like scorch's runs.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _loop(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return []
+    out = ["## 1. Loop overhead (CPU)", ""]
+    if _status(s):
+        return out + [_status(s) or "", ""]
+    lt = s["lightning"]
+    out += [f"Target: scorch/raw ≤ {TARGETS['loop']} on the small model, and below Lightning's ratio. "
+            + (f"Lightning: {lt}." if isinstance(lt, str) else f"Lightning {lt.get('lightning')} on torch {lt.get('torch')}."), ""]
+    out += ["| model | params | steps/epoch | variant | ms/step (median) | ratio to raw | runs |", "|---|---|---|---|---|---|---|"]
+    for size, w in s["works"].items():
+        for v in s["variants"]:
+            med = w["median_step_s"][v]
+            out.append(f"| {size} MLP, batch {w['work']['batch_size']} | {w['params']:,} | {w['steps_per_epoch']} | {v} | "
+                       f"{_f(med * 1e3 if med else None, '.3f')} | {_f(w['ratio_to_raw'][v], '.3f')} | {len(w['runs'][v])} |")
+    return out + [""]
+
+
+def _dist(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return []
+    out = ["## 2. Distributed on CPU", ""]
+    if _status(s):
+        return out + [_status(s) or "", ""]
+    w = s["work"]
+    out += [f"Training samples/s over all ranks (MLP, {s['params']:,} parameters, batch {w['batch_size']} per rank, "
+            f"{w['dataset']['n_train']} samples per epoch, no validation), every variant under `mpirun -np N`, "
+            "1 thread per rank.", ""]
+    for v, why in s["skipped"].items():
+        out += [f"{v}: {why}", ""]
+    out += ["| ranks | variant | samples/s (median) | ratio to hand-written DDP | runs |", "|---|---|---|---|---|"]
+    for world, d in s["worlds"].items():
+        for v in s["variants"]:
+            out.append(f"| {world} | {v} | {_f(d['median_samples_per_s'][v], '.0f')} | {_f(d['ratio_to_ddp'][v], '.3f')} | {len(d['runs'][v])} |")
+    return out + [""]
+
+
+def _ckpt(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return []
+    out = ["## 3. Checkpoint save and load", ""]
+    if _status(s):
+        return out + [_status(s) or "", ""]
+    med = s["median_s"]
+    out += [f"A {s['bytes'] / 1e6:.0f} MB state dict. scorch's save is atomic: temp file, fsync, rename, fsync of the "
+            f"directory; `torch.save+fsync` is bare `torch.save` plus the fsync alone. Target: ≤ {TARGETS['checkpoint']}× bare.", ""]
+    out += ["| operation | seconds (median) | ratio |", "|---|---|---|"]
+    out.append(f"| torch.save | {med['torch.save']:.3f} | 1.000 |")
+    out.append(f"| torch.save + fsync | {med['torch.save+fsync']:.3f} | {med['torch.save+fsync'] / med['torch.save']:.3f} |")
+    out.append(f"| scorch.checkpoint.save | {med['scorch.save']:.3f} | {s['save_ratio']:.3f} ({s['save_ratio_to_fsync']:.3f} to save + fsync) |")
+    out.append(f"| torch.load(weights_only=True) | {med['torch.load']:.3f} | 1.000 |")
+    out.append(f"| scorch.checkpoint.load | {med['scorch.load']:.3f} | {s['load_ratio']:.3f} |")
+    return out + [""]
+
+
+def _startup(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return []
+    out = ["## 4. Start-up", ""]
+    if _status(s):
+        return out + [_status(s) or "", ""]
+    out += ["Seconds from starting the process to the first training step (the `scorch-train` console script; "
+            "the same small MLP and data).", ""]
+    out += ["| variant | seconds (median) | minus raw | runs |", "|---|---|---|---|"]
+    for v in s["variants"]:
+        out.append(f"| {v} | {s['median_s'][v]:.2f} | {s['minus_raw_s'][v]:+.2f} | {len(s['runs'][v])} |")
+    return out + [""]
+
+
+def _gpu(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return []
+    out = ["## 5. GPU", ""]
+    if _status(s):
+        return out + [f"{_status(s)}. Run it on a GPU machine with `python -m bench --only gpu --out DIR` "
+                      "(ResNet-18 on 3x32x32, batch 128, `--amp bf16`, 4 DataLoader workers).", ""]
+    out += [f"{s['device_name']}; ResNet-18 ({s['params']:,} parameters), batch {s['work']['batch_size']}, "
+            f"`--amp bf16`. Target: scorch ≥ {TARGETS['gpu']} of the hand-written loop's throughput.", ""]
+    out += ["| variant | samples/s (median) | start-up s (median) |", "|---|---|---|"]
+    for v in s["median_samples_per_s"]:
+        out.append(f"| {v} | {s['median_samples_per_s'][v]:.0f} | {s['median_startup_s'][v]:.2f} |")
+    out += ["", f"Throughput ratio scorch/raw: {s['throughput_ratio']:.3f}", ""]
+    return out
