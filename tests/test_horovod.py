@@ -113,3 +113,13 @@ def test_rank0_decisions_reach_every_rank_under_horovod(tmp_path):
     (name,) = [p.name for p in tmp_path.iterdir()]
     out = scorch_train([*args, "--name", name], np_=2, timeout=120)
     assert out.returncode == 2 and "already exists and is not empty" in out.stderr
+
+
+def test_a_failing_rank_ends_a_horovod_job_naming_it(tmp_path):
+    import time
+    start = time.monotonic()
+    out = scorch_train(base_args(tmp_path, "fail", "--epochs", "2", "--batch-size", "8", "--backend", "horovod",
+                                 dataset=str(FIXTURES / "failing_dataset.py")), np_=2, timeout=120)
+    assert time.monotonic() - start < 60
+    assert out.returncode != 0
+    assert "scorch-train[rank 1]: failed: OSError: disk read failed" in out.stderr
