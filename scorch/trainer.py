@@ -36,8 +36,14 @@ class LoopState:
     bad_epochs: int = 0
     skipped_steps: int = 0
 
-    def improved(self, value: float, mode: str) -> bool:
-        return self.best is None or (value < self.best if mode == "min" else value > self.best)
+    def record(self, value: float, epoch: int, mode: str) -> bool:
+        """Note this epoch's monitored value; True when it is the best so far."""
+        improved = self.best is None or (value < self.best if mode == "min" else value > self.best)
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
 
 
 @dataclass
@@ -95,10 +101,7 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
     if resumed is not None:
         epoch_done, step = _restore(config, resumed, network, optimizer, scheduler, scaler, loop, backend.rank)
 
-    previous = run_dir.read_meta() if resumed is not None and rank0 else {}
-    meta = session_meta(backend.world_size, backend.name, str(device), backend.launch.launcher, hostnames)
-    meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
-    meta["resumed_from_epoch"] = epoch_done if resumed is not None else None
+    meta = _start_meta(run_dir, backend, hostnames, epoch_done if resumed is not None else None)
     run_dir.write_config(config.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
@@ -106,18 +109,7 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
     model = backend.wrap_model(network) if backend.world_size > 1 else network
     backend.broadcast_training_state(network, optimizer)
 
-    pin = device.type == "cuda"
-    dpath = config.dataset
-    loader = data.train_loader(
-        parts.train_set, config.batch_size, backend.rank, backend.world_size, config.seed, config.workers, pin,
-        f"{dpath}: DataSet.__getitem__ (mode='train')",
-    )
-    valid_loader = None
-    if parts.valid_set is not None:
-        valid_loader = data.eval_loader(
-            parts.valid_set, config.batch_size, backend.rank, backend.world_size, config.workers, pin,
-            f"{dpath}: DataSet.__getitem__ (mode='valid')",
-        )
+    loader, valid_loader = _loaders(config, parts)
     autocast = autocast_factory(config, device)
     metrics_where = f"{config.model}: Socket.metrics"
     ctx = StepContext(backend, model, socket, optimizer, scaler, autocast, config.accumulate, config.clip_grad, parts.metric_names, metrics_where,
@@ -158,14 +150,13 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
                     progress.close()
                 step = done.step
                 loop.skipped_steps += done.skipped
-                if done.stopped:
-                    where = {"epoch": epoch, "batches": done.batches, "totals": backend.all_gather_object(done.totals.state())}
-                    saver.save(epoch - 1, step, False, where)
+                if done.stopped:  # a stop signal mid-epoch: save where every rank got to
                     status = "preempted"
-                    raise Preempted(
-                        f"stopped by {stop.received or 'a signal on another rank'} at epoch {epoch}, step {step}; "
-                        f"checkpoint written to {run_dir.last_checkpoint}; continue with --resume"
-                    )
+                    saver.save(epoch - 1, step, False, {
+                        "epoch": epoch, "batches": done.batches, "totals": backend.all_gather_object(done.totals.state()),
+                    })
+                    raise Preempted(f"stopped by {stop.received or 'a signal on another rank'} at epoch {epoch}, "
+                                    f"step {step}; checkpoint written to {run_dir.last_checkpoint}; continue with --resume")
                 train_means = done.totals.reduce(backend, "train")
                 valid_means = {}
                 if valid_loader is not None:
@@ -173,13 +164,8 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
                 row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "time": time.perf_counter() - start, **train_means, **valid_means}
                 if config.nan_policy == "skip":
                     row["skipped_steps"] = loop.skipped_steps
-                value = row[parts.monitor]
-                improved = loop.improved(value, parts.monitor_mode)
-                if improved:
-                    loop.best, loop.best_epoch, loop.bad_epochs = value, epoch, 0
-                else:
-                    loop.bad_epochs += 1
-                _step_scheduler(scheduler, value)
+                improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode)
+                _step_scheduler(scheduler, row[parts.monitor])
                 history.append(row)
                 tb.log_epoch(row)
                 saver.save(epoch, step, improved)
@@ -204,6 +190,29 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
         except ScorchError as exc:  # do not hide the error that ended the run
             log.warning("%s", exc)
     return RunResult(run_dir.path, epoch_done, history.rows, loop.best, parts.monitor, stopped_early)
+
+
+def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
+    """This rank's shuffled training shard, and its exact (unpadded) validation shard."""
+    backend = parts.backend
+    pin = parts.device.type == "cuda"
+    where = f"{config.dataset}: DataSet.__getitem__ (mode={{!r}})"
+    loader = data.train_loader(parts.train_set, config.batch_size, backend.rank, backend.world_size, config.seed,
+                               config.workers, pin, where.format("train"))
+    valid_loader = None
+    if parts.valid_set is not None:
+        valid_loader = data.eval_loader(parts.valid_set, config.batch_size, backend.rank, backend.world_size,
+                                        config.workers, pin, where.format("valid"))
+    return loader, valid_loader
+
+
+def _start_meta(run_dir: RunDir, backend: Any, hostnames: list[str], resumed_from: int | None) -> dict[str, Any]:
+    """meta.json for this session; a resumed run keeps the list of its earlier sessions."""
+    previous = run_dir.read_meta() if resumed_from is not None and backend.rank == 0 else {}
+    meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, hostnames)
+    meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
+    meta["resumed_from_epoch"] = resumed_from
+    return meta
 
 
 def _summary(row: dict[str, Any]) -> str:
