@@ -38,7 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"directory for <date>.json (default: {DEFAULT_OUT})")
     p.add_argument("--docs", type=Path, help=f"markdown output (default: {DOCS} for a full run, OUT/benchmarks.md otherwise)")
     p.add_argument("--reps", type=int, help="repetitions per variant (default: 5, tiny 1)")
+    p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the markdown from a results file")
     args = p.parse_args(argv)
+    if args.render is not None:
+        docs = args.docs or DOCS
+        docs.write_text(_report.render(json.loads(args.render.read_text())))
+        print(f"wrote {docs}", file=sys.stderr)
+        return 0
 
     plan = _sections.plan(args.tiny, args.reps)
     names = args.only or list(_sections.SECTIONS)

@@ -6,7 +6,6 @@ Keys: ``model`` (the Network's plain state_dict), ``optimizer``, ``scheduler``, 
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import random
@@ -26,12 +25,37 @@ FORMAT = 1
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a crash leaves the old file intact.
 
-    Serialised in memory first: torch's zip writer reports a failed write (a full disk) only as
-    "unexpected pos"; writing the bytes ourselves gives the real OSError."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
+    torch's zip writer reports a failed write (a full disk) only as "unexpected pos"; the file
+    object remembers the OSError behind it, which is what we raise."""
     with atomic_open(path, "wb") as f:
-        f.write(buffer.getbuffer())
+        recorder = _WriteErrors(f)
+        try:
+            torch.save({"format": FORMAT, **state}, recorder)
+        except RuntimeError:
+            if recorder.error is not None:
+                raise recorder.error from None
+            raise
+
+
+class _WriteErrors:
+    """A writable file that keeps the first OSError its writes raised."""
+
+    def __init__(self, f: Any):
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.f.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

@@ -20,6 +20,22 @@ class ListCollate:
         self.where = where
 
     def __call__(self, items: Sequence[Any]) -> Batch:
+        # Fast path: check the first item's structure and every item's list lengths (cheap);
+        # anything else that is wrong makes default_collate raise, and then every item is
+        # checked to say precisely what.
+        inputs0, targets0 = check_item(items[0], self.where)
+        n_in, n_tg = len(inputs0), len(targets0)
+        try:
+            if all(len(item[0]) == n_in and len(item[1]) == n_tg for item in items):
+                return (
+                    [default_collate([item[0][i] for item in items]) for i in range(n_in)],
+                    [default_collate([item[1][j] for item in items]) for j in range(n_tg)],
+                )
+        except (TypeError, RuntimeError, IndexError, KeyError, ValueError):
+            pass
+        return self._checked(items)
+
+    def _checked(self, items: Sequence[Any]) -> Batch:
         pairs = [check_item(item, self.where) for item in items]
         n_in, n_tg = len(pairs[0][0]), len(pairs[0][1])
         for inputs, targets in pairs:

@@ -1,6 +1,7 @@
 """One training epoch and one evaluation pass. No file I/O and no rank checks here."""
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
@@ -82,7 +83,7 @@ class NanGuard:
 
     @staticmethod
     def _check(loss: torch.Tensor, epoch: int, step: int) -> None:
-        if not bool(torch.isfinite(loss)):
+        if not math.isfinite(loss.item()):
             raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {step}; stopping (no checkpoint is written with these weights)")
 
 

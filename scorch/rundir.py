@@ -23,15 +23,19 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 
 
-def check_target(path: Path, resume: bool, overwrite: bool) -> str | None:
-    """Why this run may not use ``path`` (a one-line message), or None when it may."""
+def check_target(path: Path, resume: bool, overwrite: bool, auto_resume: bool = False) -> str | None:
+    """Why this run may not use ``path`` (a one-line message), or None when it may.
+
+    ``auto_resume`` (set when there was no checkpoint to resume) accepts a non-empty directory:
+    a SLURM job's own files live there, and a requeued job may have crashed before its first
+    checkpoint."""
     if resume:
         if not (path / CHECKPOINTS / "last.pt").is_file() and not any((path / CHECKPOINTS).glob("step-*.pt")):
             return f"--resume: no checkpoint to resume from at {path / CHECKPOINTS / 'last.pt'}"
         return None
     if path.exists() and not path.is_dir():
         return f"run directory {path} exists and is not a directory"
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if path.is_dir() and any(path.iterdir()) and not overwrite and not auto_resume:
         return f"run directory {path} already exists and is not empty; pass --resume to continue it or --overwrite to replace it"
     return None
 

@@ -71,7 +71,7 @@ def train(config: TrainConfig) -> RunResult:
     config = parts.config  # with the files' declared settings resolved
 
     run_dir = RunDir(config.run_dir, rank0)
-    verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite) if rank0 else None)
+    verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite, config.auto_resume) if rank0 else None)
     if verdict:
         raise ScorchError(verdict)
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
@@ -155,6 +155,9 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
                     saver.save(epoch - 1, step, False, {
                         "epoch": epoch, "batches": done.batches, "totals": backend.all_gather_object(done.totals.state()),
                     })
+                    # Nobody exits before rank 0 has written: a launcher ends the whole job
+                    # when the first rank exits non-zero.
+                    backend.barrier()
                     raise Preempted(f"stopped by {stop.received or 'a signal on another rank'} at epoch {epoch}, "
                                     f"step {step}; checkpoint written to {run_dir.last_checkpoint}; continue with --resume")
                 train_means = done.totals.reduce(backend, "train")

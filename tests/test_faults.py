@@ -141,8 +141,12 @@ def test_read_only_run_directory_is_a_clear_error(small_disk, capsys):
 
 
 @pytest.mark.mpi
-def test_a_rank_killed_with_sigkill_ends_the_job(tmp_path):
-    cmd = [*mpirun(2), str(BIN / "scorch-train"), *base_args(tmp_path, "k9", "--epochs", "200", "--batch-size", "8")]
+@pytest.mark.parametrize("backend", ["torch", "horovod"])
+def test_a_rank_killed_with_sigkill_ends_the_job(tmp_path, backend):
+    if backend == "horovod":
+        pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
+    cmd = [*mpirun(2), str(BIN / "scorch-train"),
+           *base_args(tmp_path, "k9", "--epochs", "200", "--batch-size", "8", "--backend", backend)]
     e = env()
     e["SCORCH_TEST_SLOW"] = "0.001"
     proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

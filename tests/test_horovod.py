@@ -56,6 +56,15 @@ def test_horovod_equals_torch_distributed_and_one_rank_with_double_batch(runs):
             assert float(rh[key]) == pytest.approx(float(rt[key]), rel=1e-5), key
 
 
+def test_mpirun_backend_horovod_trains_the_digits_example(tmp_path):
+    out = scorch_train(base_args(tmp_path, "digits", "--epochs", "4", "--lr", "0.003", "--backend", "horovod",
+                                 model=DIGITS_MODEL, dataset=DIGITS_DATASET), np_=2)
+    assert out.returncode == 0, out.stderr
+    assert RUN_FILES <= {p.name for p in (tmp_path / "digits").iterdir()}
+    assert meta(tmp_path / "digits")["backend"] == "horovod"
+    assert float(rows(tmp_path / "digits")[-1]["valid/accuracy"]) > 0.9
+
+
 def test_horovodrun_trains_the_digits_example(tmp_path):
     out = horovodrun(2, base_args(tmp_path, "digits", "--epochs", "4", "--lr", "0.003", model=DIGITS_MODEL, dataset=DIGITS_DATASET))
     assert out.returncode == 0, out.stderr

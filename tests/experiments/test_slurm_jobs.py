@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.slurm_fixture import TERMINAL_STATES
 from tests.helpers import BIN, DATASET, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, MODEL
 
 pytestmark = pytest.mark.slow
@@ -62,10 +63,7 @@ def test_preempted_job_requeues_resumes_and_ends_bitwise_equal(slurm, tmp_path):
     cut = submit_train(slurm, [*common, "--name", "cut"], SCORCH_TEST_SLOW="0.02")  # about 1 s per epoch
     whole = submit_train(slurm, [*common, "--name", "whole"])
     last = root / "cut" / "checkpoints" / "last.pt"
-    deadline = time.time() + 180
-    while time.time() < deadline and not last.exists():
-        time.sleep(0.02)
-    assert last.exists(), "the job wrote no checkpoint"
+    wait_for_checkpoint(slurm, cut, last, root / "cut" / f"slurm-{cut}.out")
     time.sleep(0.2)  # into epoch 2
     slurm.run(["scancel", "--signal=USR1", "--batch", cut])  # what --signal=B:USR1@90 sends before the time limit
     assert slurm.wait_job(whole, timeout=240) == "COMPLETED"
@@ -86,6 +84,18 @@ def test_preempted_job_requeues_resumes_and_ends_bitwise_equal(slurm, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(_tensors(a["optimizer"]), _tensors(b["optimizer"])))
     drop_time = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
     assert drop_time(rows(root / "cut" / "history.csv")) == drop_time(rows(root / "whole" / "history.csv"))
+
+
+def wait_for_checkpoint(slurm, job: str, path: Path, log: Path, timeout: float = 180) -> None:
+    """Until ``path`` exists; fails at once, with the job's log, when the job ends without it."""
+    deadline = time.time() + timeout
+    polls = 0
+    while not path.exists():
+        polls += 1
+        if polls % 50 == 0 and set(slurm.job_states(job).values()) <= TERMINAL_STATES:
+            raise AssertionError(f"job {job} ended without {path}:\n{log.read_text() if log.exists() else ''}")
+        assert time.time() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
 
 
 def _tensors(obj):
