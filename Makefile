@@ -17,7 +17,7 @@ setup-test:
 	bash scripts/setup_slurm.sh
 
 # Needs .venv (setup-test); builds Horovod 0.28.1 from source once (~5 min).
-setup-horovod:
+setup-horovod: setup-test
 	bash scripts/setup_horovod.sh
 
 demo: setup

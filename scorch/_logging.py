@@ -6,6 +6,19 @@ import os
 import sys
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, not the one there was at set-up (which a test
+    harness or a notebook may since have closed or replaced)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup(rank: int, debug: bool) -> None:
     level = os.environ.get("SCORCH_LOG_LEVEL", "DEBUG" if debug else "INFO").upper()
     logger = logging.getLogger("scorch")
@@ -13,7 +26,7 @@ def setup(rank: int, debug: bool) -> None:
     for h in list(logger.handlers):
         if getattr(h, "_scorch_console", False):
             logger.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("scorch: %(message)s" if rank == 0 else f"scorch[rank {rank}]: %(message)s"))
     handler._scorch_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
