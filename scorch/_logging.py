@@ -1,9 +1,11 @@
 """Console logging: rank 0 at INFO (DEBUG with --debug), other ranks errors only."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from typing import Iterator
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -31,3 +33,18 @@ def setup(rank: int, debug: bool) -> None:
     handler._scorch_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
+
+
+@contextlib.contextmanager
+def configured(rank: int, debug: bool) -> Iterator[None]:
+    """:func:`setup` for the length of one command; the ``scorch`` logger is restored afterwards,
+    so a command called in-process (tests, notebooks) leaves no handlers behind."""
+    logger = logging.getLogger("scorch")
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    setup(rank, debug)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        logger.handlers[:] = saved[2]

@@ -53,10 +53,16 @@ def _print_result(result: check.CheckResult) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command, with console logging set up for its length only."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with _logging.configured(0, "--debug" in argv):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Run scorch-check; returns the exit code (0 all passed, 1 a check failed, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    _logging.setup(0, debug)
     build_log = logging.getLogger("scorch.build")
     level = build_log.level
     if not debug:  # its INFO line about Socket.optimizer speaks of scorch-train's flags

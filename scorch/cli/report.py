@@ -29,10 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command, with console logging set up for its length only."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with _logging.configured(0, "--debug" in argv):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Run scorch-report; returns the exit code (0 written, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    _logging.setup(0, debug)
     try:
         ns = build_parser().parse_args(argv)
         runs = [report.load_run(path) for path in ns.runs]

@@ -95,11 +95,17 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command, with console logging set up for its length only."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with _logging.configured(0, "--debug" in argv):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Run scorch-sweep; returns the exit code (0 all finished, 1 a run failed, 2 bad input,
     3 stopped by a signal with runs left to resume)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    _logging.setup(0, debug)
     try:
         return run(argv)
     except ScorchError as exc:

@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     launch = _launch.detect()
-    _logging.setup(launch.rank, debug)
-    code = _run(argv, launch, debug)
+    with _logging.configured(launch.rank, debug):
+        code = _run(argv, launch, debug)
     # A failed rank of several skips the teardown: it could wait for a rank stuck in a collective.
     if code == 0 or dist.world_size() == 1:
         dist.shutdown()
