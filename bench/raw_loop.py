@@ -85,6 +85,7 @@ def main() -> None:
         if rank == 0:
             print(line, flush=True)
     if args.ddp:
+        tdist.barrier()  # no rank tears gloo down while a peer still reads from it
         tdist.destroy_process_group()
 
 

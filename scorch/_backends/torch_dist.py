@@ -115,5 +115,9 @@ class TorchBackend(Backend):
         return model.no_sync()  # type: ignore[operator]
 
     def shutdown(self) -> None:
+        """Called by every rank after a successful run. The barrier keeps one rank from tearing
+        its gloo connections down while a peer's connection thread still reads from them (which
+        aborts the peer: "terminate called without an active exception")."""
         if tdist.is_initialized():
+            self.barrier()
             tdist.destroy_process_group()
