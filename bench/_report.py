@@ -16,15 +16,15 @@ PROFILE = [
     "",
     "| per step | µs | note |",
     "|---|---|---|",
-    "| `ListCollate` (per-item `check_item` + `default_collate` per position) | +20 over `default_collate` | 160–230 µs for 64 items either way |",
-    "| `NanGuard.push` on CPU (`bool(torch.isfinite(loss))`) | 17–25 | a sync on CUDA, hence its one-step lag there |",
+    "| `ListCollate` (first item checked, list lengths compared, then `default_collate` per position; every item checked only when that fails) | +7.7 over `default_collate` (51.1 vs 43.4 for 64 items) | +37.5 when every item is checked, as before |",
+    "| `NanGuard.push` on CPU (`math.isfinite(loss.item())`) | 0.3 | `bool(torch.isfinite(loss))`, as before: 6.8; on CUDA a sync, hence its one-step lag there |",
     "| `Totals.add` (loss and metrics summed on the device) | 33–35 | the raw loop does the same work (50–65 µs) |",
     "| `Progress.step` (tqdm `update(1)`, postfix ≤ 2×/s) | ~10 | |",
     "| `StopSignal.agreed` (1 rank: a flag read) | ~3 | |",
     "",
     "| per epoch | ms | note |",
     "|---|---|---|",
-    "| checkpoint: `torch.save` to memory + atomic write (fsync file and directory) + `best.pt` hard link | ~10 | bare `torch.save` of the same state: ~5 |",
+    "| checkpoint: `torch.save` into the atomic temp file, fsync file and directory, rename, `best.pt` hard link | ~10 | bare `torch.save` of the same state: ~5; the difference is the fsync |",
     "| `history.csv` rewritten atomically (fsync) | ~1.6 | |",
     "| TensorBoard `log_epoch` + flush | ~1.4 | |",
     "| RNG states gathered for the checkpoint | ~0.1 | |",
@@ -57,9 +57,10 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpus']} CPU cores ({m['cpu']}), {m['platform']}, Python {m['python']}, torch {m['torch']}"
         f"; `OMP_NUM_THREADS={m['omp_threads']}` for every process (1 thread per rank in the distributed runs). "
-        "The machine was shared with other people's test runs while this ran: every comparison is interleaved "
-        "(A, B, C, A, B, C, ...) in separate processes and medians are reported, so load hits all variants alike, "
-        "but absolute numbers are noisy.",
+        "Every comparison is interleaved (A, B, C, A, B, C, ...) in separate processes and medians are reported, "
+        "so background load hits all variants alike; on 2 shared cores absolute numbers still move between runs "
+        "(a run of 06:26 under a load average of ~4 measured small-model scorch/raw 1.24 by median, 1.02 best; "
+        "see bench/results/ for every run).",
         "",
     ]
     lines += _loop(r["sections"].get("loop"))
@@ -127,10 +128,10 @@ def _dist(s: dict[str, Any] | None) -> list[str]:
         for v in s["variants"]:
             out.append(f"| {world} | {v} | {_f(d['median_samples_per_s'][v], '.0f')} | {_f(d['ratio_to_ddp'][v], '.3f')} | {len(d['runs'][v])} |")
     return out + ["", "At 1 rank scorch does not wrap the model in DistributedDataParallel; the hand-written script does "
-                  "(its bucket copies and a 1-rank gloo all-reduce every step). Horovod at 2 ranks on 2 cores is "
-                  "an order of magnitude slower here: its background thread and Open MPI's busy polling compete with "
-                  "the 2 compute threads on an oversubscribed machine (not investigated further; try "
-                  "`HOROVOD_CYCLE_TIME` or the Gloo controller on a real machine).", ""]
+                  "(its bucket copies and a 1-rank gloo all-reduce every step). Horovod's background thread and Open MPI's "
+                  "busy polling need spare cores: in a run on a machine loaded by other jobs (06:26) Horovod at 2 ranks "
+                  "fell to a tenth of DDP's throughput; with the 2 cores free it keeps up (try `HOROVOD_CYCLE_TIME` or "
+                  "the Gloo controller where cores are scarce).", ""]
 
 
 def _ckpt(s: dict[str, Any] | None) -> list[str]:
