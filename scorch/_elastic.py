@@ -7,6 +7,7 @@ import sys
 import uuid
 
 from .config import TrainConfig
+from .errors import RankFailed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,10 @@ def launch(config: TrainConfig, argv: list[str]) -> int:
     try:
         elastic_launch(lc, sys.executable)("-m", "scorch.cli.train", *child_argv(argv, config.name))
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        print(f"scorch-train: rank {rank} failed with exit code {failure.exitcode}", file=sys.stderr)
-        return failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
+        # Every failed rank: the agent's "first" one is often only a peer of the rank that broke.
+        failed = sorted(exc.failures.items())
+        codes = [f.exitcode for _, f in failed]
+        what = ", ".join(f"rank {rank} (exit code {f.exitcode})" for rank, f in failed)
+        code = next((c for c in codes if c and c > 0), 1)
+        raise RankFailed(f"{what} failed; each rank's own error is above", code) from None
     return 0

@@ -12,6 +12,14 @@ class TrainingError(ScorchError):
     """Training cannot go on (e.g. a NaN loss): one line, exit code 2."""
 
 
+class RankFailed(ScorchError):
+    """A rank started by scorch itself (--nproc-per-node) failed; exits with that rank's code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class DistributedError(Exception):
     """A rank failed or the launch environment is broken: exit code 1."""
 

@@ -103,3 +103,11 @@ def test_torchrun_launch(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=300)
     assert out.returncode == 0, out.stderr
     assert len(rows(tmp_path / "tr")) == 1
+
+
+def test_nproc_per_node_reports_a_failed_rank_with_its_exit_code(tmp_path):
+    out = scorch_train(base_args(tmp_path, "elastic-fail", "--epochs", "2", "--batch-size", "8", "--nproc-per-node", "2",
+                                 dataset=str(FIXTURES / "failing_dataset.py")), timeout=120)
+    assert out.returncode == 1
+    assert "scorch-train[rank 1]: failed: OSError: disk read failed" in out.stderr
+    assert "scorch-train: error:" in out.stderr and "rank 1 (exit code 1)" in out.stderr
