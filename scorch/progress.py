@@ -8,15 +8,22 @@ import torch
 from tqdm import tqdm
 
 
+class _Bar(tqdm):  # type: ignore[type-arg]
+    # No monitor thread: it starts with a bar and exits when the bar closes, which is exactly
+    # when validation forks its DataLoader workers; a fork while that thread is being torn down
+    # can leave the worker deadlocked in CPython's after-fork clean-up (seen on 3.11).
+    monitor_interval = 0
+
+
 class Progress:
     def __init__(self, enabled: bool, total: int, desc: str, interval: float = 0.5):
-        self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, mininterval=interval)
         self.enabled = enabled
         self.interval = interval
         self._next = time.monotonic() + interval
+        self.bar = _Bar(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=interval) if enabled else None
 
     def step(self, loss: torch.Tensor | None = None) -> None:
-        if not self.enabled:
+        if self.bar is None:
             return
         self.bar.update(1)
         now = time.monotonic()
@@ -25,4 +32,5 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
 
     def close(self, **postfix: Any) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
