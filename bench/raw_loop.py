@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 
 import torch
 import torch.distributed as tdist
@@ -85,8 +86,12 @@ def main() -> None:
         if rank == 0:
             print(line, flush=True)
     if args.ddp:
-        tdist.barrier()  # no rank tears gloo down while a peer still reads from it
-        tdist.destroy_process_group()
+        # Wait for every rank, then leave without gloo's C++ teardown, which aborted a rank racing
+        # its peer's teardown once in CI ("terminate called without an active exception"):
+        # the same exit scorch-train takes (scorch.distributed.exit_process).
+        tdist.barrier()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ must be called by every rank, in the same order; never behind a rank check.
 """
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any, Mapping
+import sys
+from typing import Any, Mapping, NoReturn
 
 import torch
 
@@ -91,6 +93,32 @@ def shutdown() -> None:
     global _backend
     _backend.shutdown()
     _backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+
+
+def leave() -> None:
+    """For a process that ends right after a successful run: every rank waits for the others and
+    background work stops (Horovod's thread), but nothing is torn down; end with
+    :func:`exit_process`."""
+    global _backend
+    _backend.leave()
+    _backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this process now with ``code``, skipping the interpreter's teardown: the C++
+    destructors of gloo, NCCL and Horovod threads run at no moment a peer could race (and a
+    failed rank never waits in one for a rank stuck in a collective). Python's streams and
+    logging are flushed first; after a success MPI is finalized if it was initialized (mpirun
+    counts a rank that skips MPI_Finalize as failed), after a failure it is not (Finalize
+    would wait for the stuck ranks)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 0 and "mpi4py.MPI" in sys.modules:
+        MPI = sys.modules["mpi4py.MPI"]
+        if MPI.Is_initialized() and not MPI.Is_finalized():
+            MPI.Finalize()
+    os._exit(code)
 
 
 def current() -> Backend:

@@ -84,3 +84,8 @@ class Backend:
 
     def shutdown(self) -> None:
         pass
+
+    def leave(self) -> None:
+        """Called by every rank of a successful run whose process ends right after: wait for the
+        other ranks and stop background work; the rest of the teardown is the process exit's."""
+        self.shutdown()

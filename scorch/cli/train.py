@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import traceback
@@ -125,16 +124,21 @@ def _error_prefix() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run scorch-train; returns the exit code (0 ok, 1 failure, 2 bad input)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    launch = _launch.detect()
-    with _logging.configured(launch.rank, debug):
-        code = _run(argv, launch, debug)
+    """Run scorch-train; returns the exit code (0 ok, 1 failure, 2 bad input). The process goes
+    on afterwards (API, tests): the process group is torn down after a success."""
+    code = _main(argv)
     # A failed rank of several skips the teardown: it could wait for a rank stuck in a collective.
     if code == 0 or dist.world_size() == 1:
         dist.shutdown()
     return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    launch = _launch.detect()
+    with _logging.configured(launch.rank, debug):
+        return _run(argv, launch, debug)
 
 
 def _run(argv: list[str], launch: _launch.LaunchInfo, debug: bool) -> int:
@@ -185,14 +189,16 @@ def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -
 
 
 def console_main() -> None:
-    code = main()
-    if code != 0 and dist.world_size() > 1:
-        # Do not wait in MPI_Finalize or a process-group teardown for ranks that may be
-        # stuck in a collective: leave now so the launcher ends the whole job.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    code = _main(None)
+    if dist.world_size() == 1:
+        dist.shutdown()
+        sys.exit(code)
+    # Several ranks: after a success every rank waits for the others, then all leave without
+    # tearing the process group down (see dist.exit_process); after a failure leave at once so
+    # the launcher ends the whole job.
+    if code == 0:
+        dist.leave()
+    dist.exit_process(code)
 
 
 if __name__ == "__main__":
