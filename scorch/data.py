@@ -1,10 +1,12 @@
 """Batches from user DataSets: collation per list position and rank sharding."""
 from __future__ import annotations
 
+import random
+import sys
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 from .errors import ScorchError
@@ -81,15 +83,77 @@ class ShuffleShardSampler(DistributedSampler):
         return super().__len__() - self.skip
 
 
+class SeededBatch(list):  # type: ignore[type-arg]
+    """A batch of dataset indices carrying the seed a DataLoader worker loads it with."""
+
+    seed: int = 0
+
+
+def batch_seed(epoch_seed: int, position: int) -> int:
+    """Seed of the ``position``-th batch of an epoch (counted from the epoch's start)."""
+    return (epoch_seed * 6364136223846793005 + position * 1442695040888963407 + 1) % (2**63)
+
+
+class EpochBatches(Sampler[SeededBatch]):
+    """This rank's batches of one epoch, each carrying the seed of its position in the epoch.
+
+    A worker reseeds torch, ``random`` and numpy's global RNG with it before loading the batch
+    (:class:`SeededItems`), so random augmentation depends on (seed, epoch, rank, batch
+    position) only: not on which worker loads the batch, how many workers there are, or where
+    the epoch (re)started, which makes a mid-epoch resume with workers exact."""
+
+    def __init__(self, sampler: "ShuffleShardSampler", batch_size: int):
+        self.sampler, self.batch_size = sampler, batch_size
+        self.epoch_seed, self.skip_batches = 0, 0
+
+    def __iter__(self) -> Iterator[SeededBatch]:
+        indices = list(self.sampler)
+        for b, start in enumerate(range(0, len(indices), self.batch_size)):
+            batch = SeededBatch(indices[start:start + self.batch_size])
+            batch.seed = batch_seed(self.epoch_seed, self.skip_batches + b)
+            yield batch
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+
+def reseed(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
+
+
+class SeededItems:
+    """A user DataSet behind a DataLoader: in a worker, each batch is loaded after reseeding the
+    global RNGs with the batch's seed; in the main process (``--workers 0``) the RNGs are left
+    alone (their state is in every checkpoint)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def __getitems__(self, batch: Sequence[int]) -> list[Any]:
+        seed = getattr(batch, "seed", None)
+        if seed is not None and get_worker_info() is not None:
+            reseed(seed)
+        return [self.dataset[i] for i in batch]
+
+
 def train_loader(
     dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, workers: int, pin_memory: bool, where: str
 ) -> DataLoader:
     """Shuffled and sharded; call ``set_epoch(loader, epoch)`` before each epoch."""
     sampler = ShuffleShardSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
     return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
+        SeededItems(dataset),
+        batch_sampler=EpochBatches(sampler, batch_size),
         num_workers=workers,
         collate_fn=ListCollate(where),
         pin_memory=pin_memory,
@@ -115,12 +179,13 @@ def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int, skip_batches
     """A new shuffle each epoch, and worker seeds that depend only on (seed, epoch, rank),
     so a resumed run draws exactly what an uninterrupted one would. ``skip_batches``: start
     the epoch after that many batches (a mid-epoch resume)."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
-    if isinstance(loader.sampler, ShuffleShardSampler):
-        loader.sampler.skip = skip_batches * (loader.batch_size or 1)
-    assert loader.generator is not None
-    loader.generator.manual_seed((seed * 1_000_003 + epoch * 1009 + rank) % (2**63))
+    epoch_seed = (seed * 1_000_003 + epoch * 1009 + rank) % (2**63)
+    batches = loader.batch_sampler
+    assert isinstance(batches, EpochBatches) and loader.generator is not None
+    batches.sampler.set_epoch(epoch)
+    batches.sampler.skip = skip_batches * batches.batch_size
+    batches.epoch_seed, batches.skip_batches = epoch_seed, skip_batches
+    loader.generator.manual_seed(epoch_seed)
 
 
 def to_device(batch: Batch, device: torch.device, non_blocking: bool) -> Batch:

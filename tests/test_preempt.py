@@ -18,7 +18,7 @@ DATASET = str(FIXTURES / "noisy_dataset.py")
 
 
 def args(root, name, *extra):
-    # --workers 0: a mid-epoch resume is exact when items are loaded in the main process.
+    # Items loaded in the main process (--workers 0, the default); see the workers test below.
     return base_args(root, name, "--batch-size", "4", "--lr", "0.05", "--epochs", "3", *extra, model=MODEL, dataset=DATASET)
 
 
@@ -61,6 +61,21 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_is_exact(tmp_path):
     out = scorch_train(args(tmp_path, "cut", "--auto-resume"))
     assert out.returncode == 0, out.stderr
     out = scorch_train(args(tmp_path, "whole"))
+    assert out.returncode == 0, out.stderr
+    assert_bitwise_equal(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_mid_epoch_resume_with_dataloader_workers_is_exact(tmp_path):
+    """Workers draw random augmentation from a seed of (seed, epoch, rank, batch position), so
+    the batches after a mid-epoch restart are the ones an uninterrupted run loads."""
+    workers = ("--workers", "2")
+    code, err = start_and_signal([str(BIN / "scorch-train"), *args(tmp_path, "cut", *workers)], tmp_path / "cut", signal.SIGTERM, False)
+    assert code == EXIT_PREEMPTED, err
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert "partial" in ckpt and 0 < ckpt["partial"]["batches"] < 24, "the stop was not mid-epoch"
+    out = scorch_train(args(tmp_path, "cut", "--auto-resume"))  # workers come back from config.json
+    assert out.returncode == 0, out.stderr
+    out = scorch_train(args(tmp_path, "whole", *workers))
     assert out.returncode == 0, out.stderr
     assert_bitwise_equal(tmp_path / "whole", tmp_path / "cut")
 
