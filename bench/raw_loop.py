@@ -9,6 +9,7 @@ No progress bar, no TensorBoard, no history file, no checkpoints: the minimum.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import sys
@@ -90,6 +91,7 @@ def main() -> None:
         # its peer's teardown once in CI ("terminate called without an active exception"):
         # the same exit scorch-train takes (scorch.distributed.exit_process).
         tdist.barrier()
+        atexit._run_exitfuncs()  # bench.workload writes its timing stamps at exit
         sys.stdout.flush()
         os._exit(0)
 

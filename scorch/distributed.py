@@ -12,6 +12,7 @@ must be called by every rank, in the same order; never behind a rank check.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -105,19 +106,24 @@ def leave() -> None:
 
 
 def exit_process(code: int) -> NoReturn:
-    """End this process now with ``code``, skipping the interpreter's teardown: the C++
-    destructors of gloo, NCCL and Horovod threads run at no moment a peer could race (and a
-    failed rank never waits in one for a rank stuck in a collective). Python's streams and
-    logging are flushed first; after a success MPI is finalized if it was initialized (mpirun
-    counts a rank that skips MPI_Finalize as failed), after a failure it is not (Finalize
-    would wait for the stuck ranks)."""
-    logging.shutdown()
+    """End this process now with ``code``, skipping the interpreter's teardown, so that the C++
+    destructors of gloo, NCCL and Horovod run at no moment a peer could race.
+
+    After a success, the ``atexit`` handlers run first (the user's files may have registered
+    some; logging's flushes every handler), then MPI is finalized if it was initialized (mpirun
+    counts a rank that skips MPI_Finalize as failed). After a failure neither runs: either
+    could wait for a rank stuck in a collective, and the launcher must end the whole job."""
     sys.stdout.flush()
     sys.stderr.flush()
-    if code == 0 and "mpi4py.MPI" in sys.modules:
-        MPI = sys.modules["mpi4py.MPI"]
-        if MPI.Is_initialized() and not MPI.Is_finalized():
+    if code == 0:
+        atexit._run_exitfuncs()
+        MPI = sys.modules.get("mpi4py.MPI")
+        if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
             MPI.Finalize()
+    else:
+        logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)
 
 

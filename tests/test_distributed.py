@@ -111,3 +111,15 @@ def test_nproc_per_node_reports_a_failed_rank_with_its_exit_code(tmp_path):
     assert out.returncode == 1
     assert "scorch-train[rank 1]: failed: OSError: disk read failed" in out.stderr
     assert "scorch-train: error:" in out.stderr and "rank 1 (exit code 1)" in out.stderr
+
+
+def test_every_rank_runs_the_user_atexit_handlers_and_mpirun_sees_a_clean_exit(tmp_path):
+    # Ranks end with os._exit (no gloo teardown to race a peer's), after running atexit handlers
+    # and MPI_Finalize: without the latter, mpirun reports the rank as "exiting improperly".
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = scorch_train(base_args(tmp_path, "r", "--epochs", "1", "--batch-size", "8", dataset=str(FIXTURES / "atexit_dataset.py")),
+                       np_=2, extra_env={"SCORCH_TEST_ATEXIT_DIR": str(marks)})
+    assert out.returncode == 0, out.stderr
+    assert "improperly" not in out.stderr
+    assert len(list(marks.iterdir())) == 2
