@@ -143,6 +143,8 @@ class SeededItems:
         seed = getattr(batch, "seed", None)
         if seed is not None and get_worker_info() is not None:
             reseed(seed)
+        if hasattr(self.dataset, "__getitems__"):  # the user's own batched loading
+            return list(self.dataset.__getitems__(list(batch)))
         return [self.dataset[i] for i in batch]
 
 

@@ -1,4 +1,5 @@
 """The training loader's batches: sharding, the mid-epoch skip, and per-batch worker seeds."""
+import pytest
 import torch
 
 from scorch import data
@@ -20,6 +21,7 @@ def epoch(loader, epoch_no, skip=0):
     return [(x.tolist(), y.tolist()) for (x,), (y,) in loader]
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # 3 workers on 2 cores
 def test_batches_do_not_depend_on_the_number_of_workers_or_a_mid_epoch_start():
     loaders = {w: data.train_loader(Noisy(), 4, rank=1, world_size=2, seed=3, workers=w, pin_memory=False, where="t")
                for w in (1, 3)}
@@ -50,3 +52,19 @@ def test_training_with_two_or_three_workers_gives_the_same_weights(tmp_path):
 
     a, b = run("two", "2"), run("three", "3")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Batched(Noisy):
+    """Loads a batch at once; scorch must call this, not __getitem__ item by item."""
+
+    def __getitem__(self, i):
+        raise AssertionError("__getitem__ called although __getitems__ exists")
+
+    def __getitems__(self, indices):
+        return [([torch.tensor(i)], [torch.tensor(-1.0)]) for i in indices]
+
+
+def test_a_dataset_with_its_own_getitems_loads_whole_batches():
+    loader = data.train_loader(Batched(), 8, rank=0, world_size=1, seed=3, workers=1, pin_memory=False, where="t")
+    got = epoch(loader, 1)
+    assert sorted(i for x, _ in got for i in x) == list(range(50))
