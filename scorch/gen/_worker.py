@@ -2,22 +2,26 @@
 
 Started as ``python -m scorch.gen._worker`` by a SLURM array task (its share
 from ``SLURM_ARRAY_TASK_ID``) or by the local runner (``--task``). Each
-``save_every`` samples become one chunk, written atomically; if the job is
-killed, only the samples since its last chunk are lost and nothing partial
-is counted.
+``save_every`` samples become one chunk, written atomically. Stopped by
+SIGTERM, SIGUSR1 or SIGINT (a SLURM time limit, ``scancel``, Ctrl-C), the job
+saves the samples it finished since its last chunk as a smaller chunk and
+exits with 128 + the signal number; killed outright (SIGKILL), it loses those
+samples, and nothing partial is counted.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import contextlib
 import os
+import signal
 import sys
 import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -42,6 +46,33 @@ def _stack(values: list[Any], what: str, spec: GeneratorSpec) -> np.ndarray:
         return np.stack([np.asarray(v) for v in values])
     except ValueError as exc:
         raise GenError(f"generator {spec.name}: the {what} of one chunk differ in shape ({exc})") from exc
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """A stop signal arrived; raised in the main thread by the signal handler (a BaseException,
+    like KeyboardInterrupt, so that a generator's own `except Exception` does not swallow it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Stop signals wait until the block is done (a chunk is published whole, and the buffer
+    emptied with it, or neither)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class _ChunkWriter:
@@ -73,9 +104,10 @@ class _ChunkWriter:
             "time": np.asarray(self.times, dtype=np.float64),
             "uid": np.asarray([f"{self.prefix}-{first + i}" for i in range(n)]),
         }
-        path = publish_chunk(self.ps, arrays)
-        self.written += n
-        self.xs, self.ys, self.times = [], [], []
+        with _signals_deferred():
+            path = publish_chunk(self.ps, arrays)
+            self.written += n
+            self.xs, self.ys, self.times = [], [], []
         log.info("saved %d samples to %s (%d so far)", n, path.name, self.written)
 
 
@@ -86,16 +118,22 @@ def generate_samples(directory: str | Path, spec: GeneratorSpec, params: Params,
     writer = _ChunkWriter(ps, spec)
     samples = iter(spec.func(n, params))
     start = time.perf_counter()
-    for index in range(n):
-        try:
-            sample = next(samples)
-        except StopIteration:
-            log.warning("generator %s stopped after %d of %d samples", spec.name, index, n)
-            break
-        seconds = time.perf_counter() - start
-        x, y = _unpack(sample, spec, index)
-        writer.add(x, y, seconds)
-        start = time.perf_counter()  # chunk writes are not the sample's time
+    try:
+        for index in range(n):
+            try:
+                sample = next(samples)
+            except StopIteration:
+                log.warning("generator %s stopped after %d of %d samples", spec.name, index, n)
+                break
+            seconds = time.perf_counter() - start
+            x, y = _unpack(sample, spec, index)
+            writer.add(x, y, seconds)
+            start = time.perf_counter()  # chunk writes are not the sample's time
+    except Stopped as stop:
+        with _signals_deferred():
+            log.warning("stopped by %s: saving the %d samples finished since the last chunk", stop, len(writer.xs))
+            writer.flush()
+        raise
     writer.flush()
     return writer.written
 
@@ -134,8 +172,12 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("SCORCH_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stopped)
     try:
         run(_parse(argv))
+    except Stopped as stop:
+        return 128 + stop.signum
     except GenError as exc:
         log.error("%s", exc)
         if os.environ.get("SCORCH_DEBUG"):

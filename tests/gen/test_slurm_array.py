@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,21 @@ def test_sbatch_refusal_is_one_line_exit_1(slurm, slurm_gen_dir: Path, capsys):
                gen_dir=slurm_gen_dir) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sbatch refused" in err and "partition" in err.lower()
+
+
+def test_scancel_keeps_the_finished_samples_of_the_unfinished_chunk(slurm, slurm_gen_dir: Path, capsys):
+    # 0.2 s per sample, 10 per chunk: cancel 0.5 s after the first chunk, mid-way into the second.
+    assert cli("generate", "seq", "-n", "1000", "--jobs", "1", "--time", "3", "--params", "{'delay': 0.2}",
+               gen_dir=slurm_gen_dir) == 0
+    job = _job_id(capsys.readouterr().out)
+    deadline = time.monotonic() + 120
+    while not list(slurm_gen_dir.glob(f"gen_cache/seq/*/{UNASSIGNED}/*.npz")):
+        assert time.monotonic() < deadline, "the job wrote no chunk"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    slurm.run(["scancel", job])  # SIGTERM to the job's processes, SIGKILL after KillWait
+    assert slurm.wait_job(job, timeout=120) == "CANCELLED"
+    ps = only_param_set(slurm_gen_dir)
+    sizes = sorted(n for _, n in ps.chunks(UNASSIGNED))
+    assert sizes[-1] == 10 and 0 < sizes[0] < 10, sizes
+    assert assert_consistent(ps) == ps.count(UNASSIGNED) == sum(sizes)

@@ -89,3 +89,18 @@ def test_sigkill_at_random_moments_during_large_writes(gen_dir: Path):
         os.utime(path, (0, 0))
     assert ps.clean_tmp() == len(leftovers)
     assert list(ps.tmp.iterdir()) == []
+
+
+def test_sigterm_saves_the_finished_samples_of_the_unfinished_chunk(gen_dir: Path):
+    # 0.2 s per sample: after the first chunk, 0.5 s more is 2 finished samples and one under way.
+    values = {"delay": 0.2}
+    proc = _worker(gen_dir, values, total=1000)
+    ps = param_set_dir(gen_dir, "seq", param_id({"offset": 0.0, "delay": 0.2, "width": 1}))
+    _wait_for_chunks(ps, 1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends at the time limit, and scancel
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    sizes = sorted(n for _, n in ps.chunks("unassigned"))
+    assert sizes[-1] == 10 and 0 < sizes[0] < 10, sizes  # the partial chunk was saved
+    assert assert_consistent(ps) == ps.count("unassigned") == sum(sizes)
+    assert list(ps.tmp.iterdir()) == []
