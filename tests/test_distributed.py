@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from tests.helpers import DATASET, FIXTURES, MODEL, base_args, scorch_train, weights
+from tests.helpers import FIXTURES, base_args, scorch_train, weights
 
 pytestmark = pytest.mark.mpi
 

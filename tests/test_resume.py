@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train
+from tests.helpers import BIN, FIXTURES, base_args, env, scorch_train
 
 MODEL = str(FIXTURES / "dropout_model.py")
 DATASET = str(FIXTURES / "noisy_dataset.py")
