@@ -39,6 +39,9 @@ class DataSet:
 
     def __getitem__(self, i):
         j = self.ids[i]
+        # Random augmentation goes here; draw it from torch's, numpy's or `random`'s global RNG
+        # (e.g. `x = x + 0.1 * torch.randn_like(x)`), which scorch seeds per batch, so a resumed
+        # run draws exactly what an uninterrupted one would.
         # ([inputs...], [targets...]): scorch batches each position separately, so every
         # item must have the same number of inputs and targets, each of one shape and dtype.
         return [self.x[j]], [self.y[j]]
