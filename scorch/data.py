@@ -69,20 +69,6 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.world_size))
 
 
-class ShuffleShardSampler(DistributedSampler):
-    """DistributedSampler that can start part-way into an epoch (``skip`` samples of this rank's
-    shard), for resuming from a mid-epoch checkpoint. The shuffle depends on (seed, epoch) only."""
-
-    skip = 0
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.skip:])
-
-    def __len__(self) -> int:
-        return super().__len__() - self.skip
-
-
 class SeededBatch(list):  # type: ignore[type-arg]
     """A batch of dataset indices carrying the seed a DataLoader worker loads it with."""
 
@@ -102,19 +88,20 @@ class EpochBatches(Sampler[SeededBatch]):
     position) only: not on which worker loads the batch, how many workers there are, or where
     the epoch (re)started, which makes a mid-epoch resume with workers exact."""
 
-    def __init__(self, sampler: "ShuffleShardSampler", batch_size: int):
+    def __init__(self, sampler: DistributedSampler, batch_size: int):
         self.sampler, self.batch_size = sampler, batch_size
-        self.epoch_seed, self.skip_batches = 0, 0
+        self.epoch_seed = 0
+        self.skip_batches = 0  # > 0: the epoch starts after that many batches (a mid-epoch resume)
 
     def __iter__(self) -> Iterator[SeededBatch]:
         indices = list(self.sampler)
-        for b, start in enumerate(range(0, len(indices), self.batch_size)):
-            batch = SeededBatch(indices[start:start + self.batch_size])
-            batch.seed = batch_seed(self.epoch_seed, self.skip_batches + b)
+        for b in range(self.skip_batches, len(self) + self.skip_batches):
+            batch = SeededBatch(indices[b * self.batch_size:(b + 1) * self.batch_size])
+            batch.seed = batch_seed(self.epoch_seed, b)
             yield batch
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.batch_size)
+        return -(-len(self.sampler) // self.batch_size) - self.skip_batches
 
 
 def reseed(seed: int) -> None:
@@ -152,7 +139,7 @@ def train_loader(
     dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, workers: int, pin_memory: bool, where: str
 ) -> DataLoader:
     """Shuffled and sharded; call ``set_epoch(loader, epoch)`` before each epoch."""
-    sampler = ShuffleShardSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
     return DataLoader(
         SeededItems(dataset),
         batch_sampler=EpochBatches(sampler, batch_size),
@@ -185,7 +172,6 @@ def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int, skip_batches
     batches = loader.batch_sampler
     assert isinstance(batches, EpochBatches) and loader.generator is not None
     batches.sampler.set_epoch(epoch)
-    batches.sampler.skip = skip_batches * batches.batch_size
     batches.epoch_seed, batches.skip_batches = epoch_seed, skip_batches
     loader.generator.manual_seed(epoch_seed)
 

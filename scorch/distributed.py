@@ -24,7 +24,11 @@ from . import _launch
 from ._backends.base import Backend
 from .errors import ScorchError
 
-_backend: Backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+def _single_process() -> Backend:
+    return Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+
+
+_backend: Backend = _single_process()
 
 
 def choose_backend(requested: str, launch: _launch.LaunchInfo, env: Mapping[str, str] | None = None) -> str:
@@ -93,7 +97,7 @@ def shutdown() -> None:
     """Tear the process group down; afterwards the module answers for a single process again."""
     global _backend
     _backend.shutdown()
-    _backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+    _backend = _single_process()
 
 
 def leave() -> None:
@@ -102,7 +106,7 @@ def leave() -> None:
     :func:`exit_process`."""
     global _backend
     _backend.leave()
-    _backend = Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+    _backend = _single_process()
 
 
 def exit_process(code: int) -> NoReturn:
@@ -113,8 +117,6 @@ def exit_process(code: int) -> NoReturn:
     some; logging's flushes every handler), then MPI is finalized if it was initialized (mpirun
     counts a rank that skips MPI_Finalize as failed). After a failure neither runs: either
     could wait for a rank stuck in a collective, and the launcher must end the whole job."""
-    sys.stdout.flush()
-    sys.stderr.flush()
     if code == 0:
         atexit._run_exitfuncs()
         MPI = sys.modules.get("mpi4py.MPI")

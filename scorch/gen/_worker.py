@@ -11,9 +11,9 @@ samples, and nothing partial is counted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import contextlib
 import os
 import signal
 import sys
