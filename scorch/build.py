@@ -6,7 +6,7 @@ import logging
 import random
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -41,10 +41,14 @@ class Parts:
     metric_names: list[str]
     monitor: str
     monitor_mode: str
+    unused_parameters: bool = False  # some trainable parameter got no gradient from the first batch
 
     @property
     def device(self) -> torch.device:
         return self.backend.device
+
+    def train_mode(self) -> None:
+        self.socket.train_mode()
 
 
 def _shapes(tensors: list[Any]) -> str:
@@ -76,32 +80,54 @@ def first_batch(ds: Any, n: int, where: str, collate: data.ListCollate) -> data.
     return collate(items)
 
 
-def preflight(parts: Parts, batch_size: int) -> list[str]:
-    """Run one train batch and one valid batch through the user's code; return the metric names.
+@contextlib.contextmanager
+def forked_rngs() -> Iterator[None]:
+    """torch's CPU, numpy's and ``random``'s global RNGs are as they were afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
-    Runs in eval mode, without gradients, with the RNG forked, so the run it checks is unchanged.
-    """
+
+def preflight(parts: Parts, batch_size: int) -> tuple[list[str], list[str]]:
+    """Run one train batch and one valid batch through the user's code; return the metric names
+    and the trainable parameters the train batch's loss does not depend on.
+
+    Runs in eval mode with every global RNG forked (torch's CPU one, numpy's, ``random``'s), so
+    the run it checks draws exactly what it would have drawn without it."""
     dpath, mpath = parts.dataset_file.path, parts.model_file.path
     names: list[str] | None = None
-    was_training = parts.network.training
+    unused: list[str] = []
     parts.network.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            for mode, ds in (("train", parts.train_set), ("valid", parts.valid_set)):
-                if ds is None or len(ds) == 0:
-                    continue
-                where = f"{dpath}: DataSet.__getitem__ (mode={mode!r})"
-                batch = data.to_device(first_batch(ds, batch_size, where, data.ListCollate(where)), parts.device, False)
-                _, _, metrics = run_batch_checks(parts.network, parts.socket, batch, mpath, mode)
-                if names is None:
-                    names = list(metrics)
-                elif list(metrics) != names:
-                    raise ScorchError(
-                        f"{mpath}: Socket.metrics returned {list(metrics)} on a valid batch but {names} on a train batch; expected the same names"
-                    )
-    finally:
-        parts.network.train(was_training)
-    return names or []
+    with forked_rngs():
+        for mode, ds in (("train", parts.train_set), ("valid", parts.valid_set)):
+            if ds is None or len(ds) == 0:
+                continue
+            where = f"{dpath}: DataSet.__getitem__ (mode={mode!r})"
+            batch = data.to_device(first_batch(ds, batch_size, where, data.ListCollate(where)), parts.device, False)
+            with torch.set_grad_enabled(mode == "train"):
+                _, loss, metrics = run_batch_checks(parts.network, parts.socket, batch, mpath, mode)
+                if mode == "train":
+                    unused = unused_parameters(parts.socket, loss)
+            if names is None:
+                names = list(metrics)
+            elif list(metrics) != names:
+                raise ScorchError(
+                    f"{mpath}: Socket.metrics returned {list(metrics)} on a valid batch but {names} on a train batch; expected the same names"
+                )
+    return names or [], unused
+
+
+def unused_parameters(socket: Socket, loss: torch.Tensor) -> list[str]:
+    """Names of trainable parameters that get no gradient from ``loss``."""
+    named = socket.named_trainable_parameters()
+    if not loss.requires_grad:
+        return []  # run_batch_checks' gradient check is scorch-check's; training fails clearly on its own
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    return [name for (name, _), g in zip(named, grads) if g is None]
 
 
 def resolve_monitor(config: TrainConfig, metric_names: list[str], has_valid: bool) -> str:
@@ -139,7 +165,11 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
             p.requires_grad_(False)
 
     parts = Parts(config, backend, model_file, dataset_file, network, socket, train_set, valid_set, [], "", "min")
-    parts.metric_names = preflight(parts, config.batch_size)
+    parts.metric_names, unused = preflight(parts, config.batch_size)
+    if unused and backend.world_size > 1:
+        log.info("%s: %s get no gradient from the first batch; DistributedDataParallel looks for unused "
+                 "parameters in every step", config.model, ", ".join(unused[:3]) + (" ..." if len(unused) > 3 else ""))
+        parts.unused_parameters = True
     parts.monitor = resolve_monitor(config, parts.metric_names, valid_set is not None)
     parts.monitor_mode = config.monitor_direction(parts.monitor)
     return parts

@@ -1,8 +1,11 @@
 """Checkpoints: plain dicts of tensors and numbers, written atomically, loaded with weights_only.
 
 Keys: ``model`` (the Network's plain state_dict), ``optimizer``, ``scheduler``, ``scaler``,
-``epoch`` (completed epochs), ``step`` (optimizer steps), ``rng`` (one entry per rank),
-``config`` and ``loop`` (early-stopping and best-value state), ``format`` (version).
+``loop`` (best value, early stopping, skipped steps), ``cursor`` (where the run is: epochs done,
+steps, samples of the current epoch, global batch, world size), ``epoch`` and ``step`` (the
+cursor's, for readers), ``totals`` (every rank's metric sums of an unfinished epoch), ``rng``
+(one entry per rank), ``config``, ``format`` (version). :class:`TrainingState` saves and restores
+the stateful objects among them in one place.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import os
 import pickle
 import random
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,9 @@ import torch
 
 from ._atomic import atomic_open
 from .errors import ScorchError
+from .state import Cursor, LoopState
 
-FORMAT = 1
+FORMAT = 2
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -74,6 +79,62 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise ScorchError(f"checkpoint {path} is not a scorch checkpoint (no 'model'/'epoch' keys)")
     return state
+
+
+@dataclass
+class TrainingState:
+    """The objects a checkpoint restores, by checkpoint key. One place saves them all and one
+    restores them: adding saved state is one entry here."""
+
+    network: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    loop: LoopState
+    cursor: Cursor
+
+    def objects(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler,
+                "loop": self.loop, "cursor": self.cursor}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every object's state (the model's on the CPU); raises if a weight is not finite."""
+        weights = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFiniteWeights(bad)
+        state: dict[str, Any] = {"model": weights}
+        state.update({k: obj.state_dict() if obj is not None else None for k, obj in self.objects().items()})
+        state["epoch"], state["step"] = self.cursor.epoch, self.cursor.step
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], where: str) -> None:
+        """Restore every object; ``where`` names the model file in the error of a misfit."""
+        check_fits(self.network, state["model"], where)
+        self.network.load_state_dict(state["model"])
+        for key, obj in self.objects().items():
+            if obj is not None and state.get(key) is not None:
+                obj.load_state_dict(state[key])
+
+
+class NonFiniteWeights(ValueError):
+    def __init__(self, names: list[str]):
+        super().__init__(", ".join(names[:3]))
+        self.names = names
+
+
+def check_fits(network: torch.nn.Module, weights: dict[str, Any], where: str) -> None:
+    """One line naming the first key that is missing, unexpected or of another shape."""
+    own = network.state_dict()
+    for key, value in own.items():
+        if key not in weights:
+            raise ScorchError(f"checkpoint does not fit {where}: it has no {key!r} (shape {tuple(value.shape)})")
+        if tuple(weights[key].shape) != tuple(value.shape):
+            raise ScorchError(f"checkpoint does not fit {where}: {key!r} has shape {tuple(weights[key].shape)} "
+                              f"in the checkpoint, {tuple(value.shape)} in the Network")
+    extra = [k for k in weights if k not in own]
+    if extra:
+        raise ScorchError(f"checkpoint does not fit {where}: {extra[0]!r} is in the checkpoint but not in the Network")
 
 
 def rng_state() -> dict[str, Any]:

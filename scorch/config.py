@@ -50,6 +50,7 @@ class TrainConfig:
     patience: int | None = None
     keep_checkpoints: int = 1
     nan_policy: str = "stop"
+    find_unused_parameters: bool = False
     progress: bool = True
     debug: bool = False
     dist_timeout: float = 1800.0

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import random
 import sys
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 from .errors import ScorchError
@@ -69,6 +70,80 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.world_size))
 
 
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from integers (an LCG step per part)."""
+    value = 0x5DEECE66D
+    for part in parts:
+        value = (value * 6364136223846793005 + part * 1442695040888963407 + 1) % (2**63)
+    return value
+
+
+def epoch_order(length: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of an epoch's samples: a function of (seed, epoch) only, never of the
+    world size, so a run can go on from any sample position on any number of ranks."""
+    generator = torch.Generator().manual_seed(_mix(seed, epoch))
+    return torch.randperm(length, generator=generator).tolist()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One micro-batch of one rank: its dataset indices and how its loss counts in its step."""
+
+    indices: list[int]
+    seed: int  # the seed a DataLoader worker loads it with (a function of its position in the epoch)
+    weight: float  # its loss is multiplied by this: count * world_size / samples of the step
+    count: int  # real samples (0: a stand-in sample so that every rank runs every micro-step)
+    last: bool  # the last micro-batch of its optimizer step: gradients are exchanged after it
+
+
+class EpochPlan:
+    """Which samples rank ``rank`` trains in each micro-batch of one epoch.
+
+    The epoch's order is split into optimizer steps of ``global_batch`` samples (the last may be
+    shorter), starting at sample ``start`` (a resumed epoch). A step's samples fill
+    ``global_batch // micro_batch`` slots: ``micro_batch`` samples each, or, in a short last
+    step, its samples spread as evenly as the slots allow. Slot ``j`` of a step is micro-batch
+    ``j // world_size`` of rank ``j % world_size``. So every rank runs the same number of
+    micro-steps, every sample is trained exactly once per epoch (no padding), and a slot's
+    samples and seed depend on (seed, epoch, global batch, micro-batch) only: 2 ranks with
+    ``--batch-size 16`` train the slots of 1 rank with ``--batch-size 16 --accumulate 2``.
+    A slot's loss is weighted by its share of the step's samples, so each step's gradient is
+    the mean over exactly the samples of that step however they are spread over the ranks.
+    """
+
+    def __init__(self, length: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
+                 seed: int, epoch: int, start: int = 0):
+        slots = global_batch // micro_batch
+        if global_batch % micro_batch or slots % world_size:
+            raise ValueError(f"global batch {global_batch} is not micro-batch {micro_batch} x {world_size} ranks x a whole number")
+        self.length, self.global_batch, self.start = length, global_batch, start
+        self.epoch_seed = _mix(seed, epoch, 1)
+        self.accumulate = slots // world_size
+        order = epoch_order(length, seed, epoch)
+        self.slots: list[Slot] = []
+        for base in range(start, length, global_batch):
+            n_step = min(global_batch, length - base)
+            full, extra = divmod(n_step, slots)
+            for a in range(self.accumulate):
+                j = a * world_size + rank
+                size = micro_batch if n_step == global_batch else full + (j < extra)
+                first = base + (j * micro_batch if n_step == global_batch else j * full + min(j, extra))
+                last = a == self.accumulate - 1
+                if size == 0:  # a short last step with fewer samples than slots
+                    self.slots.append(Slot([order[base]], 0, 0.0, 0, last))
+                else:
+                    self.slots.append(Slot(order[first:first + size], batch_seed(self.epoch_seed, first),
+                                           size * world_size / n_step, size, last))
+
+    @property
+    def steps(self) -> int:
+        return len(self.slots) // self.accumulate
+
+    def samples_after(self, steps: int) -> int:
+        """Samples of the epoch trained once ``steps`` steps of this plan are done."""
+        return min(self.length, self.start + steps * self.global_batch)
+
+
 class SeededBatch(list):  # type: ignore[type-arg]
     """A batch of dataset indices carrying the seed a DataLoader worker loads it with."""
 
@@ -76,36 +151,34 @@ class SeededBatch(list):  # type: ignore[type-arg]
 
 
 def batch_seed(epoch_seed: int, position: int) -> int:
-    """Seed of the ``position``-th batch of an epoch (counted from the epoch's start)."""
-    return (epoch_seed * 6364136223846793005 + position * 1442695040888963407 + 1) % (2**63)
+    """Seed of the micro-batch whose first sample is at ``position`` of the epoch's order."""
+    return _mix(epoch_seed, position)
 
 
-class EpochBatches(Sampler[SeededBatch]):
-    """This rank's batches of one epoch, each carrying the seed of its position in the epoch.
+class PlanBatches(Sampler[SeededBatch]):
+    """The slots of the current :class:`EpochPlan`, as batches of indices carrying their seeds.
 
-    A worker reseeds torch, ``random`` and numpy's global RNG with it before loading the batch
-    (:class:`SeededItems`), so random augmentation depends on (seed, epoch, rank, batch
-    position) only: not on which worker loads the batch, how many workers there are, or where
-    the epoch (re)started, which makes a mid-epoch resume with workers exact."""
+    A worker reseeds torch, ``random`` and numpy's global RNG with a batch's seed before loading
+    it (:class:`SeededItems`), so random augmentation depends on (seed, epoch, the batch's
+    position in the epoch) only: not on which worker loads the batch, how many workers or ranks
+    there are, or where the epoch (re)started."""
 
-    def __init__(self, sampler: DistributedSampler, batch_size: int):
-        self.sampler, self.batch_size = sampler, batch_size
-        self.epoch_seed = 0
-        self.skip_batches = 0  # > 0: the epoch starts after that many batches (a mid-epoch resume)
+    def __init__(self) -> None:
+        self.plan: EpochPlan | None = None
 
     def __iter__(self) -> Iterator[SeededBatch]:
-        indices = list(self.sampler)
-        for b in range(self.skip_batches, len(self) + self.skip_batches):
-            batch = SeededBatch(indices[b * self.batch_size:(b + 1) * self.batch_size])
-            batch.seed = batch_seed(self.epoch_seed, b)
+        assert self.plan is not None, "set_plan() before iterating"
+        for slot in self.plan.slots:
+            batch = SeededBatch(slot.indices)
+            batch.seed = slot.seed
             yield batch
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.batch_size) - self.skip_batches
+        return len(self.plan.slots) if self.plan is not None else 0
 
 
 def reseed(seed: int) -> None:
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # the CPU generator only: torch.manual_seed costs ~100x more
     random.seed(seed)
     np = sys.modules.get("numpy")
     if np is not None:
@@ -135,23 +208,28 @@ class SeededItems:
         return [self.dataset[i] for i in batch]
 
 
-def train_loader(
-    dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, workers: int, pin_memory: bool, where: str
-) -> DataLoader:
-    """Shuffled and sharded; call ``set_epoch(loader, epoch)`` before each epoch."""
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str) -> DataLoader:
+    """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
     return DataLoader(
         SeededItems(dataset),
-        batch_sampler=EpochBatches(sampler, batch_size),
+        batch_sampler=PlanBatches(),
         num_workers=workers,
         collate_fn=ListCollate(where),
         pin_memory=pin_memory,
-        persistent_workers=False,  # workers re-seeded per epoch, for exact resume
+        persistent_workers=False,  # workers start afresh each epoch
         generator=torch.Generator(),
     )
 
 
+def set_plan(loader: DataLoader, plan: EpochPlan) -> None:
+    batches = loader.batch_sampler
+    assert isinstance(batches, PlanBatches) and loader.generator is not None
+    batches.plan = plan
+    loader.generator.manual_seed(plan.epoch_seed)
+
+
 def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str) -> DataLoader:
+    """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -159,21 +237,14 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
         num_workers=workers,
         collate_fn=ListCollate(where),
         pin_memory=pin_memory,
-        persistent_workers=False,  # workers re-seeded per epoch, for exact resume
+        persistent_workers=False,
         generator=torch.Generator(),
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int, skip_batches: int = 0) -> None:
-    """A new shuffle each epoch, and worker seeds that depend only on (seed, epoch, rank),
-    so a resumed run draws exactly what an uninterrupted one would. ``skip_batches``: start
-    the epoch after that many batches (a mid-epoch resume)."""
-    epoch_seed = (seed * 1_000_003 + epoch * 1009 + rank) % (2**63)
-    batches = loader.batch_sampler
-    assert isinstance(batches, EpochBatches) and loader.generator is not None
-    batches.sampler.set_epoch(epoch)
-    batches.epoch_seed, batches.skip_batches = epoch_seed, skip_batches
-    loader.generator.manual_seed(epoch_seed)
+def common_batches(length: int, batch_size: int, world_size: int) -> int:
+    """How many evaluation batches every rank has (ranks with a smaller shard have fewer)."""
+    return -(-(length // world_size) // batch_size)
 
 
 def to_device(batch: Batch, device: torch.device, non_blocking: bool) -> Batch:

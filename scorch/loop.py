@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
 
@@ -11,52 +10,11 @@ from torch.utils.data import DataLoader
 
 from . import data
 from ._backends.base import Backend
-from .errors import ScorchError, TrainingError
+from .errors import TrainingError
 from .preempt import StopSignal
 from .progress import Progress
+from .state import MetricTotals
 from .userfiles import Socket
-
-
-class Totals:
-    """Sample-weighted sums of loss and metrics, kept on the device (no per-step sync)."""
-
-    def __init__(self, names: list[str], device: torch.device, where: str):
-        self.names, self.where = names, where
-        self.tensor_sums = torch.zeros(1 + len(names), dtype=torch.float64, device=device)
-        self.number_sums = [0.0] * (1 + len(names))
-        self.count = 0
-
-    def add(self, n: int, loss: torch.Tensor, metrics: dict[str, Any]) -> None:
-        if list(metrics) != self.names:
-            raise ScorchError(f"{self.where} returned {list(metrics)}, expected the same names as before: {self.names}")
-        values = [loss, *metrics.values()]
-        tensors = [v for v in values if isinstance(v, torch.Tensor)]
-        if len(tensors) == len(values):
-            self.tensor_sums.add_(torch.stack([t.to(torch.float64) for t in tensors]), alpha=n)
-        else:
-            for i, v in enumerate(values):
-                if isinstance(v, torch.Tensor):
-                    self.tensor_sums[i] += v.to(torch.float64) * n
-                else:
-                    self.number_sums[i] += float(v) * n
-        self.count += n
-
-    def state(self) -> dict[str, Any]:
-        return {"tensor_sums": self.tensor_sums.cpu(), "number_sums": list(self.number_sums), "count": self.count}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.tensor_sums = state["tensor_sums"].to(self.tensor_sums.device, torch.float64)
-        self.number_sums, self.count = list(state["number_sums"]), int(state["count"])
-
-    def reduce(self, backend: Backend, prefix: str) -> dict[str, float]:
-        """Means over every sample of every rank: one all-reduce, called by all ranks."""
-        sums = self.tensor_sums + torch.tensor(self.number_sums, dtype=torch.float64, device=self.tensor_sums.device)
-        packed = torch.cat([sums, torch.tensor([float(self.count)], dtype=torch.float64, device=sums.device)])
-        packed = backend.all_reduce(packed, "sum").cpu().tolist()
-        count = packed[-1]
-        if count == 0:
-            return {}
-        return {f"{prefix}/{name}": value / count for name, value in zip(["loss", *self.names], packed[:-1])}
 
 
 class NanGuard:
@@ -97,20 +55,16 @@ class StepContext:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     autocast: Callable[[], ContextManager[Any]]
-    accumulate: int
     clip_grad: float | None
-    metric_names: list[str]
-    metrics_where: str
     skip_nonfinite: bool = False
 
 
 @dataclass
-class EpochProgress:
-    """Where a training epoch got to: finished, or stopped by a signal after ``batches`` batches."""
+class EpochResult:
+    """Where a training epoch got to: all of its plan, or ``steps`` steps when a signal stopped it."""
 
-    totals: Totals
-    step: int
-    batches: int
+    step: int  # optimizer steps of the run so far
+    steps: int  # steps of this plan done
     stopped: bool
     skipped: int = 0
 
@@ -118,23 +72,20 @@ class EpochProgress:
 def train_epoch(
     ctx: StepContext,
     loader: DataLoader,
+    plan: data.EpochPlan,
     epoch: int,
     step: int,
-    totals: Totals,
+    totals: MetricTotals,
     progress: Progress,
     guard: NanGuard,
     stop: StopSignal,
-    start_batch: int = 0,
-) -> EpochProgress:
-    """This rank's shard of one epoch (from batch ``start_batch`` on a mid-epoch resume)."""
+) -> EpochResult:
+    """This rank's micro-batches of ``plan``; stops early at a step boundary all ranks agree on."""
     device = ctx.backend.device
     non_blocking = device.type == "cuda"
-    model, socket, optimizer = ctx.model, ctx.socket, ctx.optimizer
-    n_batches = start_batch + len(loader)
-    model.train()
-    ctx.backend.zero_grad(optimizer)
-
-    skipped = 0
+    model, socket, optimizer, backend = ctx.model, ctx.socket, ctx.optimizer, ctx.backend
+    backend.zero_grad(optimizer)
+    skipped = steps = 0
 
     def before_step() -> bool:
         """Clip; with --nan-policy skip, refuse a step whose (averaged, so same on every rank)
@@ -153,34 +104,35 @@ def train_epoch(
         skipped += 1
         return False
 
-    batches = start_batch
-    for i, batch in enumerate(loader, start=start_batch):
+    for slot, batch in zip(plan.slots, loader):
         inputs, targets = data.to_device(batch, device, non_blocking)
-        n = data.batch_len((inputs, targets))
-        boundary = (i + 1) % ctx.accumulate == 0 or i + 1 == n_batches
-        # Gradients of accumulation micro-steps stay local until the last one.
-        with (ctx.backend.no_sync(model) if not boundary else _null):
+        # Gradients of a step's earlier micro-batches stay local until its last one.
+        with (backend.no_sync(model) if not slot.last else _null):
             with ctx.autocast():
                 preds = model(inputs)
                 loss = socket.criterion(preds, targets)
+            if loss.dim():
+                loss = loss.reshape(())  # a one-element loss of shape (1,)
             guard.push(loss, epoch, step + 1)
-            ctx.scaler.scale(loss / ctx.accumulate if ctx.accumulate > 1 else loss).backward()
-        if boundary:
-            ctx.backend.optimizer_step(optimizer, ctx.scaler, before_step)
-            ctx.backend.zero_grad(optimizer)
+            # The slot's share of its step's samples: the step's gradient is the mean over them.
+            ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
+        if slot.last:
+            backend.optimizer_step(optimizer, ctx.scaler, before_step)
+            backend.zero_grad(optimizer)
             step += 1
-        with torch.no_grad():
-            if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
-                totals.add(n, loss.detach(), socket.metrics(preds, targets))
+            steps += 1
+        if slot.count:
+            with torch.no_grad():
+                if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
+                    totals.add(slot.count, loss.detach(), socket.metrics(preds, targets))
         progress.step(loss)
-        batches = i + 1
-        # Stop only where no gradient is half accumulated, and not after the last batch
+        # Stop only where no gradient is half accumulated, and not after the last step
         # (the end of the epoch has its own, complete checkpoint).
-        if boundary and batches < n_batches and stop.agreed(ctx.backend, step):
+        if slot.last and steps < plan.steps and stop.poll(backend):
             guard.flush()
-            return EpochProgress(totals, step, batches, True, skipped)
+            return EpochResult(step, steps, True, skipped)
     guard.flush()
-    return EpochProgress(totals, step, batches, False, skipped)
+    return EpochResult(step, steps, False, skipped)
 
 
 class _Null:
@@ -194,6 +146,11 @@ class _Null:
 _null = _Null()
 
 
+def reduce_totals(backend: Backend, totals: MetricTotals, prefix: str) -> dict[str, float]:
+    """Means over every sample of every rank: one all-reduce, called by all ranks."""
+    return totals.means(backend.all_reduce(totals.packed(), "sum"), prefix)
+
+
 @torch.no_grad()
 def evaluate(
     backend: Backend,
@@ -201,28 +158,29 @@ def evaluate(
     socket: Socket,
     loader: DataLoader,
     autocast: Callable[[], ContextManager[Any]],
-    metric_names: list[str],
-    metrics_where: str,
+    totals: MetricTotals,
+    stop: StopSignal,
+    common: int,
     prefix: str = "valid",
-) -> dict[str, float]:
-    """Every sample of the split counted once over all ranks; sample-weighted means.
+) -> dict[str, float] | None:
+    """Every sample of the split counted once over all ranks; sample-weighted means. None when a
+    stop signal ended it (polled after each of the ``common`` batches every rank has).
 
     Uses the unwrapped Network: a DDP forward would issue collectives, and ranks may
     hold different numbers of batches here.
     """
     device = backend.device
-    totals = Totals(metric_names, device, metrics_where)
     was_training = network.training
     network.eval()
-    for batch in loader:
-        inputs, targets = data.to_device(batch, device, device.type == "cuda")
-        with autocast():
-            preds = network(inputs)
-            loss = socket.criterion(preds, targets)
-        totals.add(data.batch_len((inputs, targets)), loss.detach(), socket.metrics(preds, targets))
-    network.train(was_training)
-    return totals.reduce(backend, prefix)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real)
+    try:
+        for i, batch in enumerate(loader):
+            inputs, targets = data.to_device(batch, device, device.type == "cuda")
+            with autocast():
+                preds = network(inputs)
+                loss = socket.criterion(preds, targets)
+            totals.add(data.batch_len((inputs, targets)), loss.detach().reshape(()), socket.metrics(preds, targets))
+            if i < common and stop.poll(backend):
+                return None
+    finally:
+        network.train(was_training)
+    return reduce_totals(backend, totals, prefix)

@@ -1,11 +1,13 @@
 """``train(config)``: the whole run, from process group to the last checkpoint.
 
 Rank facts are worked out once, here; rank-0-only side effects live in objects
-(RunDir, History, TensorBoard, Progress) that are built on every rank.
+(RunDir, History, TensorBoard, Progress, Saver) that are built on every rank. The run is a
+loop of named steps: train an epoch, validate it, end it, and stop where a signal says so.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,37 +15,20 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, data, distributed as dist, schedule
+from . import checkpoint, data, distributed as dist, resume, schedule
+from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
-from .config import TRAJECTORY_KEYS, TrainConfig
+from .config import TrainConfig
 from .errors import Preempted, ScorchError, TrainingError
 from .history import History
-from .loop import NanGuard, StepContext, Totals, evaluate, train_epoch
+from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .progress import Progress
 from .rundir import RunDir, check_target, hostname, session_meta
+from .state import Cursor, LoopState, MetricTotals
 from .tb import TensorBoard
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoopState:
-    """Saved in every checkpoint under ``loop``: what early stopping and best.pt need."""
-
-    best: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    skipped_steps: int = 0
-
-    def record(self, value: float, epoch: int, mode: str) -> bool:
-        """Note this epoch's monitored value; True when it is the best so far."""
-        improved = self.best is None or (value < self.best if mode == "min" else value > self.best)
-        if improved:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-        else:
-            self.bad_epochs += 1
-        return improved
 
 
 @dataclass
@@ -68,140 +53,243 @@ def train(config: TrainConfig) -> RunResult:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
 
     parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
-    config = parts.config  # with the files' declared settings resolved
-
-    run_dir = RunDir(config.run_dir, rank0)
+    run_dir = RunDir(parts.config.run_dir, rank0)
     verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite, config.auto_resume) if rank0 else None)
     if verdict:
         raise ScorchError(verdict)
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
+    if resumed is not None:
+        parts.config = resume.adapt(parts.config, resumed, backend.world_size, parts.socket.has_optimizer,
+                                    parts.socket.has_scheduler, len(parts.train_set))
 
     hostnames = dist.all_gather(hostname())
     run_dir.create(overwrite=config.overwrite)
     run_dir.attach_log()
     try:
-        return _fit(config, parts, run_dir, resumed, hostnames)
+        return _fit(_open(parts, run_dir, resumed, hostnames))
     finally:
         run_dir.detach_log()
 
 
-def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, Any] | None, hostnames: list[str]) -> RunResult:
-    backend, device = parts.backend, parts.device
-    rank0 = backend.rank == 0
-    network, socket = parts.network, parts.socket
+@dataclass
+class Session:
+    """Everything a run holds while it trains."""
+
+    config: TrainConfig
+    parts: Parts
+    run_dir: RunDir
+    state: checkpoint.TrainingState
+    ctx: StepContext
+    loader: Any
+    valid_loader: Any
+    history: History
+    tb: TensorBoard
+    saver: "Saver"
+    guard: NanGuard
+    meta: dict[str, Any]
+    saved_totals: list[dict[str, Any]] | None = None  # a resumed epoch's metric sums, one per saved rank
+    started: float = 0.0  # when the current epoch started (perf_counter)
+
+    @property
+    def backend(self) -> Backend:
+        return self.parts.backend
+
+    @property
+    def cursor(self) -> Cursor:
+        return self.state.cursor
+
+    @property
+    def loop(self) -> LoopState:
+        return self.state.loop
+
+    def totals(self) -> MetricTotals:
+        return MetricTotals(self.parts.metric_names, self.backend.device, f"{self.config.model}: Socket.metrics")
+
+
+def _open(parts: Parts, run_dir: RunDir, resumed: dict[str, Any] | None, hostnames: list[str]) -> Session:
+    """Build the optimizer, restore a checkpoint, write the run's files, wrap the model."""
+    config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
     # Wrap before anything holds the optimizer: Horovod's wrapper is a new optimizer built from the
     # param_groups, so state loaded into (or a scheduler attached to) the original would be lost.
     optimizer = backend.wrap_optimizer(make_optimizer(config, socket), socket.named_trainable_parameters(), config.accumulate)
     scheduler = socket.scheduler(optimizer)
-    if scheduler is not None and config.lr_schedule not in (None, "constant"):
-        raise ScorchError(f"--set lr_schedule: {config.model} defines Socket.scheduler too; use one of them")
-    scaler = make_scaler(config, device)
-    loop = LoopState()
-    epoch_done, step = 0, 0
+    schedule.check_owner(config, scheduler is not None)
+    cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
+                    world_size=backend.world_size, length=len(parts.train_set))
+    state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
+    saved_totals = None
     if resumed is not None:
-        epoch_done, step = _restore(config, resumed, network, optimizer, scheduler, scaler, loop, backend.rank)
+        state.load_state_dict(resumed, f"{config.model}: Network")
+        saved_totals = _resumed_state(resumed, state, parts, backend)
+        log.info("resumed %s at epoch %d (%d completed), step %d", run_dir.path, cursor.epoch + 1, cursor.epoch, cursor.step)
 
-    meta = _start_meta(run_dir, backend, hostnames, epoch_done if resumed is not None else None)
+    meta = _start_meta(run_dir, backend, hostnames, cursor.epoch if resumed is not None else None)
     run_dir.write_config(config.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
 
-    model = backend.wrap_model(network) if backend.world_size > 1 else network
+    find_unused = parts.unused_parameters or config.find_unused_parameters
+    model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
     backend.broadcast_training_state(network, optimizer)
-
+    ctx = StepContext(backend, model, socket, optimizer, state.scaler, autocast_factory(config, backend.device),
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
     loader, valid_loader = _loaders(config, parts)
-    autocast = autocast_factory(config, device)
-    metrics_where = f"{config.model}: Socket.metrics"
-    ctx = StepContext(backend, model, socket, optimizer, scaler, autocast, config.accumulate, config.clip_grad, parts.metric_names, metrics_where,
-                      skip_nonfinite=config.nan_policy == "skip")
-    history = History(run_dir.path / "history.csv", rank0, keep_until_epoch=epoch_done)
-    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=epoch_done + 1 if resumed is not None else None)
-    guard = NanGuard(lag=device.type == "cuda", skip=config.nan_policy == "skip")
+    rank0 = backend.rank == 0
+    history = History(run_dir.path / "history.csv", rank0, keep_until_epoch=cursor.epoch)
+    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None)
+    log.info("training %s on %s: %d rank(s), backend %s, %d train / %d valid samples, %d per step, monitor %s (%s)",
+             run_dir.path, backend.device, backend.world_size, backend.name, len(parts.train_set),
+             len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
+             parts.monitor_mode)
+    return Session(config, parts, run_dir, state, ctx, loader, valid_loader, history, tb, Saver(run_dir, config, backend, state),
+                   NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta, saved_totals)
 
-    if resumed is not None:
-        checkpoint.set_rng_state(resumed["rng"][backend.rank] if backend.rank < len(resumed["rng"]) else resumed["rng"][0])
-        log.info("resumed %s at epoch %d, step %d", run_dir.path, epoch_done, step)
-    log.info(
-        "training %s on %s: %d rank(s), backend %s, %d train / %d valid samples, monitor %s (%s)",
-        run_dir.path, device, backend.world_size, backend.name, len(parts.train_set),
-        len(parts.valid_set) if parts.valid_set is not None else 0, parts.monitor, parts.monitor_mode,
-    )
-    saver = _Checkpointer(run_dir, config, backend, network, optimizer, scheduler, scaler, loop)
-    partial = resumed.get("partial") if resumed is not None else None
-    stopped_early = False
-    status = "failed"
+
+def _resumed_state(resumed: dict[str, Any], state: checkpoint.TrainingState, parts: Parts,
+                   backend: Backend) -> list[dict[str, Any]] | None:
+    """After the objects are restored: this run's optimizer settings, this rank's RNG, and the
+    metric sums of an unfinished epoch."""
+    config, cursor = parts.config, state.cursor
+    if not parts.socket.has_optimizer:
+        resume.apply_optimizer_settings(state.optimizer, config, resumed.get("config", {}))
+    rngs = resumed.get("rng") or []
+    if backend.rank < len(rngs):
+        checkpoint.set_rng_state(rngs[backend.rank])
+    else:
+        data.reseed(data.batch_seed(config.seed, backend.rank))
+        log.info("rank %d has no saved RNG state (the run was saved by %d rank(s)): seeded afresh", backend.rank, len(rngs))
+    cursor.global_batch = config.batch_size * config.accumulate * backend.world_size
+    cursor.world_size, cursor.length = backend.world_size, len(parts.train_set)
+    return resumed.get("totals")
+
+
+def _fit(s: Session) -> RunResult:
+    config, backend = s.config, s.backend
+    status, stopped_early = "failed", False
     try:
         with StopSignal() as stop:
-            for epoch in range(epoch_done + 1, config.epochs + 1):
-                start = time.perf_counter()
-                if scheduler is None:
-                    schedule.apply(optimizer, schedule.lr_at(epoch, config.lr, config.lr_schedule, config.warmup_epochs, config.epochs), config.lr)
-                lr = optimizer.param_groups[0]["lr"]
-                totals = Totals(parts.metric_names, device, metrics_where)
-                start_batch = 0
-                if partial is not None and partial["epoch"] == epoch:  # resuming mid-epoch
-                    start_batch = partial["batches"]
-                    totals.load(partial["totals"][backend.rank])
-                data.set_epoch(loader, epoch, config.seed, backend.rank, skip_batches=start_batch)
-                progress = Progress(rank0 and config.progress, len(loader), f"epoch {epoch}/{config.epochs}")
-                try:
-                    done = train_epoch(ctx, loader, epoch, step, totals, progress, guard, stop, start_batch)
-                finally:
-                    progress.close()
-                step = done.step
-                loop.skipped_steps += done.skipped
-                if done.stopped:  # a stop signal mid-epoch: save where every rank got to
-                    status = "preempted"
-                    saver.save(epoch - 1, step, False, {
-                        "epoch": epoch, "batches": done.batches, "totals": backend.all_gather_object(done.totals.state()),
-                    })
-                    # Nobody exits before rank 0 has written: a launcher ends the whole job
-                    # when the first rank exits non-zero.
-                    backend.barrier()
-                    raise Preempted(f"stopped by {stop.received or 'a signal on another rank'} at epoch {epoch}, "
-                                    f"step {step}; checkpoint written to {run_dir.last_checkpoint}; continue with --resume")
-                train_means = done.totals.reduce(backend, "train")
-                valid_means = {}
-                if valid_loader is not None:
-                    valid_means = evaluate(backend, network, socket, valid_loader, autocast, parts.metric_names, metrics_where)
-                row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "time": time.perf_counter() - start, **train_means, **valid_means}
-                if config.nan_policy == "skip":
-                    row["skipped_steps"] = loop.skipped_steps
-                improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode)
-                _step_scheduler(scheduler, row[parts.monitor])
-                history.append(row)
-                tb.log_epoch(row)
-                saver.save(epoch, step, improved)
-                log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
-                epoch_done = epoch
-                if epoch < config.epochs and stop.agreed(backend, step, force=True):
-                    status = "preempted"
-                    raise Preempted(f"stopped by {stop.received or 'a signal on another rank'} after epoch {epoch}; "
-                                    f"checkpoint written to {run_dir.last_checkpoint}; continue with --resume")
-                if config.patience is not None and loop.bad_epochs >= config.patience:
-                    log.info("early stop: %s has not improved for %d epochs (best %.6g at epoch %d)", parts.monitor, loop.bad_epochs, loop.best, loop.best_epoch)
+            while s.cursor.epoch < config.epochs:
+                epoch = s.cursor.epoch + 1
+                totals = _train(s, epoch, stop)
+                row = _validate(s, epoch, totals, stop)
+                if _end_epoch(s, row):
                     stopped_early = True
                     break
+                if epoch < config.epochs and stop.settle(backend):
+                    raise Preempted(f"stopped by {stop.describe()} after epoch {epoch}; checkpoint written to "
+                                    f"{s.run_dir.last_checkpoint}; continue with --resume")
             status = "finished"
+    except Preempted:
+        status = "preempted"
+        raise
     finally:
-        tb.close()
-        meta["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        meta["status"] = status
-        meta["epochs_done"] = epoch_done
-        try:
-            run_dir.write_meta(meta)
-        except ScorchError as exc:  # do not hide the error that ended the run
-            log.warning("%s", exc)
-    return RunResult(run_dir.path, epoch_done, history.rows, loop.best, parts.monitor, stopped_early)
+        _finish_meta(s, status)
+    return RunResult(s.run_dir.path, s.cursor.epoch, s.history.rows, s.loop.best, s.parts.monitor, stopped_early)
+
+
+def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
+    """Train epoch ``epoch`` (the rest of it, on a resume); a stop signal saves and raises Preempted."""
+    s.started = time.perf_counter()
+    config, backend, cursor = s.config, s.backend, s.cursor
+    _set_lr(s, epoch)
+    totals = s.totals()
+    _take_saved_totals(s, totals)
+    if cursor.trained:  # stopped during this epoch's validation
+        return totals
+    plan = data.EpochPlan(len(s.parts.train_set), cursor.global_batch, config.batch_size, backend.rank,
+                          backend.world_size, config.seed, epoch, start=cursor.samples)
+    data.set_plan(s.loader, plan)
+    s.parts.train_mode()
+    progress = Progress(backend.rank == 0 and config.progress, len(plan.slots), f"epoch {epoch}/{config.epochs}")
+    try:
+        done = train_epoch(s.ctx, s.loader, plan, epoch, cursor.step, totals, progress, s.guard, stop)
+    except RuntimeError as exc:
+        if "find_unused_parameters" not in str(exc):
+            raise
+        raise ScorchError(f"{config.model}: a trainable parameter got no gradient in a step of epoch {epoch} on rank "
+                          f"{backend.rank} (a branch not taken?), which DistributedDataParallel cannot average; "
+                          "pass --find-unused-parameters, or keep such modules out of Socket.trainable_modules") from exc
+    finally:
+        progress.close()
+    cursor.step = done.step
+    s.loop.skipped_steps += done.skipped
+    if done.stopped:
+        cursor.samples = plan.samples_after(done.steps)
+        s.saver.save(False, totals)
+        raise Preempted(f"stopped by {stop.describe()} in epoch {epoch} at step {cursor.step}; checkpoint written "
+                        f"to {s.run_dir.last_checkpoint}; continue with --resume")
+    cursor.samples, cursor.trained = len(s.parts.train_set), True
+    return totals
+
+
+def _take_saved_totals(s: Session, totals: MetricTotals) -> None:
+    """A resumed epoch starts from the metric sums saved with it: each rank its own when the world
+    size is the same (so the sums are bitwise those of an uninterrupted run), else rank 0 all."""
+    saved, s.saved_totals = s.saved_totals, None
+    if not saved:
+        return
+    if len(saved) == s.backend.world_size:
+        totals.load_state_dict(saved[s.backend.rank])
+    elif s.backend.rank == 0:
+        totals.absorb(saved)
+
+
+def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) -> dict[str, Any]:
+    """The epoch's row: train means, then the validation of the model that is checkpointed
+    (every rank evaluates with rank 0's buffers). A stop signal saves and raises Preempted; the
+    resumed run redoes this validation."""
+    backend, parts = s.backend, s.parts
+    lr = s.state.optimizer.param_groups[0]["lr"]
+    row: dict[str, Any] = {"epoch": epoch, "step": s.cursor.step, "lr": lr, **reduce_totals(backend, totals, "train")}
+    if s.valid_loader is not None:
+        backend.broadcast_buffers(parts.network)
+        common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
+        means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop, common)
+        if means is None:
+            s.saver.save(False, totals)
+            raise Preempted(f"stopped by {stop.describe()} while validating epoch {epoch}; checkpoint written to "
+                            f"{s.run_dir.last_checkpoint}; continue with --resume (it redoes the validation)")
+        row.update(means)
+    row["time"] = time.perf_counter() - s.started
+    if s.config.nan_policy == "skip":
+        row["skipped_steps"] = s.loop.skipped_steps
+    return row
+
+
+def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
+    """Record the epoch (best, scheduler, history, TensorBoard, checkpoint); True to stop early."""
+    config, parts, loop, epoch = s.config, s.parts, s.loop, row["epoch"]
+    if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
+        raise TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping (the checkpoint of "
+                            f"epoch {epoch - 1} stays; --nan-policy skip would go on)")
+    improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
+    _step_scheduler(s.state.scheduler, row[parts.monitor])
+    s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
+    s.history.append(row)
+    s.tb.log_epoch(row)
+    s.saver.save(improved, None)
+    log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
+    if config.patience is not None and loop.bad_epochs >= config.patience:
+        log.info("early stop: %s has not improved for %d epochs (best %s at epoch %d)", parts.monitor,
+                 loop.bad_epochs, f"{loop.best:.6g}" if loop.best is not None else "none", loop.best_epoch)
+        return True
+    return False
+
+
+def _set_lr(s: Session, epoch: int) -> None:
+    """The epoch's learning rate from --lr/lr_schedule/warmup (unless Socket.scheduler owns it)."""
+    if s.state.scheduler is None:
+        config = s.config
+        base = config.lr if not s.parts.socket.has_optimizer else None
+        schedule.apply(s.state.optimizer, epoch, config.lr_schedule, config.warmup_epochs, config.epochs, base)
 
 
 def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
-    """This rank's shuffled training shard, and its exact (unpadded) validation shard."""
+    """This rank's training loader (fed an EpochPlan per epoch), and its exact validation shard."""
     backend = parts.backend
     pin = parts.device.type == "cuda"
     where = f"{config.dataset}: DataSet.__getitem__ (mode={{!r}})"
-    loader = data.train_loader(parts.train_set, config.batch_size, backend.rank, backend.world_size, config.seed,
-                               config.workers, pin, where.format("train"))
+    loader = data.train_loader(parts.train_set, config.workers, pin, where.format("train"))
     valid_loader = None
     if parts.valid_set is not None:
         valid_loader = data.eval_loader(parts.valid_set, config.batch_size, backend.rank, backend.world_size,
@@ -218,6 +306,15 @@ def _start_meta(run_dir: RunDir, backend: Any, hostnames: list[str], resumed_fro
     return meta
 
 
+def _finish_meta(s: Session, status: str) -> None:
+    s.tb.close()
+    s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
+    try:
+        s.run_dir.write_meta(s.meta)
+    except ScorchError as exc:  # do not hide the error that ended the run
+        log.warning("%s", exc)
+
+
 def _summary(row: dict[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
 
@@ -231,63 +328,29 @@ def _step_scheduler(scheduler: Any, monitored: float) -> None:
         scheduler.step()
 
 
-class _Checkpointer:
-    """Built on every rank: all ranks contribute their RNG state (a collective); rank 0 writes."""
+class Saver:
+    """Built on every rank: all ranks contribute their RNG state (and an unfinished epoch's metric
+    sums) through collectives; rank 0 writes the checkpoint."""
 
-    def __init__(self, run_dir: RunDir, config: TrainConfig, backend: Any, network: torch.nn.Module,
-                 optimizer: Any, scheduler: Any, scaler: Any, loop: LoopState):
+    def __init__(self, run_dir: RunDir, config: TrainConfig, backend: Backend, state: checkpoint.TrainingState):
         self.dir = checkpoint.CheckpointDir(run_dir.path / "checkpoints", config.keep_checkpoints)
-        self.config, self.backend, self.network = config, backend, network
-        self.optimizer, self.scheduler, self.scaler, self.loop = optimizer, scheduler, scaler, loop
+        self.config, self.backend, self.state = config, backend, state
 
-    def save(self, epoch: int, step: int, improved: bool, partial: dict[str, Any] | None = None) -> None:
-        """``partial``: where a stopped epoch got to (its number, batches done, every rank's totals)."""
+    def save(self, improved: bool, totals: MetricTotals | None) -> None:
+        """``totals``: the metric sums of an epoch stopped before its end (a mid-epoch checkpoint)."""
         rngs = self.backend.all_gather_object(checkpoint.rng_state())
+        sums = self.backend.all_gather_object(totals.state_dict()) if totals is not None else None
         if self.backend.rank != 0:
             return
-        weights = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad:
-            raise TrainingError(f"weights {', '.join(bad[:3])} are not finite at epoch {epoch}, step {step}; "
-                                f"not writing a checkpoint (the last good one stays in {self.dir.dir})")
-        loop = self.loop
-        state = {
-            "model": weights,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "rng": rngs,
-            "config": self.config.to_dict(),
-            "loop": {"best": loop.best, "best_epoch": loop.best_epoch, "bad_epochs": loop.bad_epochs,
-                     "skipped_steps": loop.skipped_steps},
-        }
-        if partial is not None:
-            state["partial"] = partial
+        cursor = self.state.cursor
         try:
-            self.dir.write(state, step, improved)
+            state = self.state.state_dict()
+        except checkpoint.NonFiniteWeights as exc:
+            raise TrainingError(f"weights {exc} are not finite at epoch {cursor.epoch + 1}, step {cursor.step}; "
+                                f"not writing a checkpoint (the last good one stays in {self.dir.dir})") from None
+        state.update(rng=rngs, totals=sums, config=self.config.to_dict())
+        try:
+            self.dir.write(state, cursor.step, improved)
         except OSError as exc:
             raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
                               "the last complete checkpoint is intact") from exc
-
-
-def _restore(config: TrainConfig, state: dict[str, Any], network: torch.nn.Module, optimizer: Any, scheduler: Any,
-             scaler: Any, loop: LoopState, rank: int) -> tuple[int, int]:
-    saved = state.get("config", {})
-    changed = [k for k in TRAJECTORY_KEYS if k in saved and saved[k] != getattr(config, k)]
-    if changed and rank == 0:
-        log.warning("resuming with changed settings: %s", ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}" for k in changed))
-    try:
-        network.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise ScorchError(f"checkpoint does not fit {config.model}: Network ({str(exc).splitlines()[0]})") from exc
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    saved_loop = state.get("loop", {})
-    loop.best, loop.best_epoch, loop.bad_epochs = saved_loop.get("best"), saved_loop.get("best_epoch", 0), saved_loop.get("bad_epochs", 0)
-    loop.skipped_steps = saved_loop.get("skipped_steps", 0)
-    return int(state["epoch"]), int(state["step"])

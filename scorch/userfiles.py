@@ -150,6 +150,10 @@ class Socket:
         self.path, self.raw = path, raw
         modules = getattr(raw, "trainable_modules", None)
         if isinstance(modules, (list, tuple)):
+            bad = [m for m in modules if not isinstance(m, torch.nn.Module)]
+            if bad:
+                raise ScorchError(f"{path}: Socket.trainable_modules holds a {_describe(bad[0])}, expected the Network's "
+                                  "modules (a torch.nn.ModuleList of them)")
             modules = torch.nn.ModuleList(modules)
         if not isinstance(modules, torch.nn.ModuleList):
             raise ScorchError(
@@ -168,7 +172,24 @@ class Socket:
         if not params:
             raise ScorchError(f"{path}: Socket.trainable_modules has no parameters to train")
         self.trainable_params = params
+        self.trainable_modules = modules
         self.network = network
+
+    @property
+    def has_optimizer(self) -> bool:
+        """Whether the model file builds the optimizer itself (Socket.optimizer)."""
+        return getattr(self.raw, "optimizer", None) is not None
+
+    @property
+    def has_scheduler(self) -> bool:
+        """Whether the model file sets the learning rate itself (Socket.scheduler)."""
+        return getattr(self.raw, "scheduler", None) is not None
+
+    def train_mode(self) -> None:
+        """Only the trainable modules train; the frozen rest stays in eval mode (a frozen
+        BatchNorm's running statistics never move, a frozen Dropout is off)."""
+        self.network.eval()
+        self.trainable_modules.train()
 
     def named_trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         ids = {id(p) for p in self.trainable_params}
@@ -292,4 +313,4 @@ def check_loss(loss: Any, where: str) -> torch.Tensor:
 
 
 def is_finite(value: Any) -> bool:
-    return math.isfinite(float(value))
+    return math.isfinite(float(value.detach() if isinstance(value, torch.Tensor) else value))

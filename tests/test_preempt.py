@@ -56,7 +56,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_is_exact(tmp_path):
     assert code == EXIT_PREEMPTED, err
     assert "stopped by SIGTERM" in err and "--resume" in err
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
-    assert "partial" in ckpt and 0 < ckpt["partial"]["batches"] < 24, "the stop was not mid-epoch"
+    assert 0 < ckpt["cursor"]["samples"] < 96, "the stop was not mid-epoch"
     assert json.loads((tmp_path / "cut" / "meta.json").read_text())["status"] == "preempted"
     out = scorch_train(args(tmp_path, "cut", "--auto-resume"))
     assert out.returncode == 0, out.stderr
@@ -72,7 +72,7 @@ def test_mid_epoch_resume_with_dataloader_workers_is_exact(tmp_path):
     code, err = start_and_signal([str(BIN / "scorch-train"), *args(tmp_path, "cut", *workers)], tmp_path / "cut", signal.SIGTERM, False)
     assert code == EXIT_PREEMPTED, err
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
-    assert "partial" in ckpt and 0 < ckpt["partial"]["batches"] < 24, "the stop was not mid-epoch"
+    assert 0 < ckpt["cursor"]["samples"] < 96, "the stop was not mid-epoch"
     out = scorch_train(args(tmp_path, "cut", "--auto-resume"))  # workers come back from config.json
     assert out.returncode == 0, out.stderr
     out = scorch_train(args(tmp_path, "whole", *workers))
@@ -86,7 +86,7 @@ def test_sigusr1_to_mpirun_stops_every_rank_and_resume_is_exact(tmp_path):
     code, err = start_and_signal(cmd, tmp_path / "cut", signal.SIGUSR1, False)  # mpirun forwards SIGUSR1
     assert code == EXIT_PREEMPTED, err
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
-    assert len(ckpt["rng"]) == 2 and len(ckpt.get("partial", {"totals": [0, 0]})["totals"]) == 2
+    assert len(ckpt["rng"]) == 2 and (ckpt["totals"] is None or len(ckpt["totals"]) == 2)
     out = scorch_train(args(tmp_path, "cut", "--auto-resume"), np_=2)
     assert out.returncode == 0, out.stderr
     out = scorch_train(args(tmp_path, "whole"), np_=2)

@@ -44,11 +44,9 @@ class Backend:
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         return tensor
 
-    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        return tensor
-
     # --- training hooks ---------------------------------------------------
-    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap_model(self, model: torch.nn.Module, find_unused: bool = False) -> torch.nn.Module:
+        """The model to train with; ``find_unused``: some trainable parameters may get no gradient."""
         return model
 
     def wrap_optimizer(
@@ -84,6 +82,15 @@ class Backend:
 
     def shutdown(self) -> None:
         pass
+
+    def all_reduce_async(self, tensor: torch.Tensor, op: str = "sum") -> Callable[[], torch.Tensor]:
+        """Start an all-reduce of a small CPU tensor; the returned function waits for it and
+        returns the result. Every rank must start the same ones in the same order."""
+        result = self.all_reduce(tensor, op)
+        return lambda: result
+
+    def broadcast_buffers(self, model: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (e.g. BatchNorm's running statistics)."""
 
     def leave(self) -> None:
         """Called by every rank of a successful run whose process ends right after: wait for the

@@ -61,9 +61,6 @@ class HorovodBackend(Backend):
         ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
         return self.hvd.allreduce_(tensor, op=ops[op])
 
-    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        return self.hvd.broadcast_(tensor, root_rank=src)
-
     def wrap_optimizer(
         self,
         optimizer: torch.optim.Optimizer,
@@ -102,6 +99,16 @@ class HorovodBackend(Backend):
             with optimizer.skip_synchronize():  # type: ignore[attr-defined]
                 scaler.step(optimizer)
         scaler.update()
+
+    def all_reduce_async(self, tensor: torch.Tensor, op: str = "sum") -> Callable[[], torch.Tensor]:
+        ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
+        handle = self.hvd.allreduce_async_(tensor, op=ops[op], name=self._name("flag"))
+        return lambda: self.hvd.synchronize(handle)
+
+    def broadcast_buffers(self, model: torch.nn.Module) -> None:
+        buffers = list(model.named_buffers())
+        if buffers:
+            self.hvd.broadcast_parameters(buffers, root_rank=0)
 
     def shutdown(self) -> None:
         self.hvd.shutdown()

@@ -5,7 +5,7 @@ import datetime
 import logging
 import os
 import socket
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager
 
 import torch
 import torch.distributed as tdist
@@ -77,6 +77,9 @@ class TorchBackend(Backend):
             **kwargs,
         )
         self.process_backend = backend
+        # Small CPU flags (stop signals) go through a gloo group of their own: they never queue
+        # behind (or hold up) the gradient traffic, and need no device tensor under NCCL.
+        self._control = tdist.new_group(backend="gloo")
 
     def barrier(self) -> None:
         if self.device.type == "cuda":
@@ -98,14 +101,10 @@ class TorchBackend(Backend):
         tdist.all_reduce(tensor, op=_OPS[op])
         return tensor
 
-    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        tdist.broadcast(tensor, src=src)
-        return tensor
-
-    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap_model(self, model: torch.nn.Module, find_unused: bool = False) -> torch.nn.Module:
         # DDP broadcasts rank 0's parameters and buffers at construction.
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused)
 
     def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         # Every rank loads the same checkpoint; DDP already made the weights equal.
@@ -113,6 +112,20 @@ class TorchBackend(Backend):
 
     def no_sync(self, model: torch.nn.Module) -> ContextManager[Any]:
         return model.no_sync()  # type: ignore[operator]
+
+    def all_reduce_async(self, tensor: torch.Tensor, op: str = "sum") -> Callable[[], torch.Tensor]:
+        work = tdist.all_reduce(tensor, op=_OPS[op], group=self._control, async_op=True)
+
+        def result() -> torch.Tensor:
+            assert work is not None
+            work.wait()
+            return tensor
+
+        return result
+
+    def broadcast_buffers(self, model: torch.nn.Module) -> None:
+        for buffer in model.buffers():
+            tdist.broadcast(buffer, src=0)
 
     def shutdown(self) -> None:
         """Called by every rank after a successful run that goes on in this process (API, tests).

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(g, "--monitor", "metric for best.pt and early stopping, e.g. valid/accuracy (default: valid/loss)")
     add(g, "--monitor-mode", "auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
     add(g, "--patience", "stop after this many epochs without improvement of --monitor", type=int)
+    add(g, "--find-unused-parameters", "some trainable parameters get no gradient in some steps (a branch, an "
+        "auxiliary head): DistributedDataParallel then looks for them in every step (slower; found automatically "
+        "when the first batch shows it)", action="store_true")
     add(g, "--nan-policy", "on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer step and "
         "count it in history.csv", choices=NAN_POLICIES)
     g = p.add_argument_group("run directory")
