@@ -11,6 +11,7 @@ Every check raises :class:`ScorchError` with one line naming the file, class and
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import math
@@ -186,10 +187,20 @@ class Socket:
         return getattr(self.raw, "scheduler", None) is not None
 
     def train_mode(self) -> None:
-        """Only the trainable modules train; the frozen rest stays in eval mode (a frozen
-        BatchNorm's running statistics never move, a frozen Dropout is off)."""
-        self.network.eval()
-        self.trainable_modules.train()
+        """The trainable modules, and the modules that hold them (the Network itself, so that
+        ``self.training`` reads True in forward), train; every other module is frozen and stays in
+        eval mode: a frozen BatchNorm's running statistics never move, a frozen Dropout is off."""
+        self.network.train()
+        for module in self._frozen_roots:
+            module.eval()
+
+    @functools.cached_property
+    def _frozen_roots(self) -> list[torch.nn.Module]:
+        """The largest subtrees of the Network that hold no trainable module."""
+        trainable = {id(m) for top in self.trainable_modules for m in top.modules()}
+        training = {id(m) for m in self.network.modules() if any(id(d) in trainable for d in m.modules())}
+        return [child for parent in self.network.modules() if id(parent) in training and id(parent) not in trainable
+                for child in parent.children() if id(child) not in training]
 
     def named_trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         ids = {id(p) for p in self.trainable_params}
