@@ -260,8 +260,8 @@ def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
     """Record the epoch (best, scheduler, history, TensorBoard, checkpoint); True to stop early."""
     config, parts, loop, epoch = s.config, s.parts, s.loop, row["epoch"]
     if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
-        raise TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping (the checkpoint of "
-                            f"epoch {epoch - 1} stays; --nan-policy skip would go on)")
+        raise TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without writing this "
+                            "epoch's checkpoint (--nan-policy skip would go on)")
     improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
     _step_scheduler(s.state.scheduler, row[parts.monitor])
     s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
