@@ -98,3 +98,33 @@ def test_auto_resume_starts_a_fresh_run(tmp_path):
     out = scorch_train(args(tmp_path, "new", "--auto-resume", "--epochs", "1"))
     assert out.returncode == 0, out.stderr
     assert len(history(tmp_path / "new")) == 1
+
+
+def test_a_stop_during_validation_saves_and_the_resume_redoes_that_validation(tmp_path):
+    """Validation polls the stop signal too: a long validation does not eat SLURM's grace time."""
+    untidy = str(FIXTURES / "untidy_dataset.py")
+    mlp = str(FIXTURES / "mlp_model.py")
+
+    def run_args(name, *extra):
+        return base_args(tmp_path, name, "--batch-size", "8", "--epochs", "2", *extra, model=mlp, dataset=untidy)
+
+    count = tmp_path / "valid-count"
+    e = env()
+    e.update(SCORCH_TEST_SLOW_VALID="0.05", SCORCH_TEST_VALID_COUNT=str(count))
+    proc = subprocess.Popen([str(BIN / "scorch-train"), *run_args("cut")], env=e, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    # 8 items for the pre-flight check and 37 per validation: item 50 is in the second epoch's.
+    deadline = time.time() + 120
+    while time.time() < deadline and not (count.exists() and count.read_text().isdigit() and int(count.read_text()) >= 50):
+        time.sleep(0.02)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_PREEMPTED, err
+    assert time.monotonic() - signalled < 10  # not the rest of the validation (about 1 s here) plus a margin
+    assert "while validating epoch 2" in err
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["cursor"]["trained"] and ckpt["epoch"] == 1 and int(count.read_text()) < 8 + 2 * 37
+    assert scorch_train(run_args("cut", "--resume")).returncode == 0
+    assert scorch_train(run_args("whole")).returncode == 0
+    assert_bitwise_equal(tmp_path / "whole", tmp_path / "cut")

@@ -1,5 +1,6 @@
 """Exact resume: N epochs in one go equal N/2 + resume, bitwise, for 1 rank and 2 ranks under mpirun."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from tests.helpers import BIN, FIXTURES, base_args, env, scorch_train
+from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train
 
 MODEL = str(FIXTURES / "dropout_model.py")
 DATASET = str(FIXTURES / "noisy_dataset.py")
@@ -80,3 +81,119 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(tmp_path):
     assert main(args(tmp_path, "killed", "--epochs", "4", "--resume")) == 0
     assert main(args(tmp_path, "whole", "--epochs", "4")) == 0
     assert_same_run(tmp_path / "whole", tmp_path / "killed")
+
+
+# --- another world size on resume: the same run ---------------------------------------------------
+
+UNTIDY = str(FIXTURES / "untidy_dataset.py")
+MLP = str(FIXTURES / "mlp_model.py")
+
+
+def ws_args(root, name, *extra):
+    # 301 samples with random augmentation drawn in 2 DataLoader workers; 2 ranks x 16 = 32 per step.
+    return base_args(root, name, "--batch-size", "16", "--lr", "0.05", "--workers", "2", "--set", "dataset.noise=0.1",
+                     *extra, model=MLP, dataset=UNTIDY)
+
+
+def max_diff(a, b):
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.mark.mpi
+def test_a_run_resumed_on_another_world_size_is_the_same_run(tmp_path):
+    from tests.test_preempt import start_and_signal
+    out = scorch_train(ws_args(tmp_path, "whole", "--epochs", "4"), np_=2)
+    assert out.returncode == 0, out.stderr
+    out = scorch_train(ws_args(tmp_path, "boundary", "--epochs", "2"), np_=2)
+    assert out.returncode == 0, out.stderr
+    cmd = [*mpirun(2), str(BIN / "scorch-train"), *ws_args(tmp_path, "cut", "--epochs", "4")]
+    code, err = start_and_signal(cmd, tmp_path / "cut", signal.SIGUSR1, False)
+    assert code == 3, err
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert 0 < cut["cursor"]["samples"] < 301 and cut["cursor"]["world_size"] == 2, "the stop was not mid-epoch"
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
+    for name in ("boundary", "cut"):  # both go on with 1 rank: --batch-size 16 --accumulate 2 keeps 32 per step
+        assert main(ws_args(tmp_path, name, "--epochs", "4", "--resume")) == 0
+        end = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+        assert end["step"] == whole["step"] and end["cursor"]["global_batch"] == 32
+        assert max_diff(whole["model"], end["model"]) < 1e-4, name
+        assert json.loads((tmp_path / name / "config.json").read_text())["accumulate"] == 2
+        rows = history_without_time(tmp_path / name)
+        for a, b in zip(history_without_time(tmp_path / "whole"), rows):
+            assert float(a["train/loss"]) == pytest.approx(float(b["train/loss"]), rel=1e-4)
+            assert float(a["valid/loss"]) == pytest.approx(float(b["valid/loss"]), rel=1e-4)
+    # The comparison can fail: the same resume with another global batch ends elsewhere.
+    assert main(ws_args(tmp_path, "boundary", "--epochs", "5", "--resume", "--accumulate", "1")) == 0
+    other = torch.load(tmp_path / "boundary" / "checkpoints" / "last.pt", weights_only=True)
+    assert other["cursor"]["global_batch"] == 16
+
+
+@pytest.mark.parametrize("global_batch, world, batch, accumulate, given, expected", [
+    (32, 1, 16, 1, False, (16, 2)),  # 2 ranks x 16 -> 1 rank: accumulate 2
+    (32, 2, 16, 2, False, (16, 1)),  # 1 rank x 16 x 2 -> 2 ranks
+    (32, 2, 32, 1, False, (16, 1)),  # 1 rank x 32 -> 2 ranks: the per-rank batch halves
+    (32, 4, 16, 1, False, (8, 1)),
+    (48, 1, 32, 1, False, (24, 2)),  # 32 does not divide 48: the smallest accumulation that fits in 32
+    (32, 1, 8, 1, True, (8, 4)),  # --batch-size 8 given anew: accumulate 4
+    (32, 3, 16, 1, False, None),  # 3 ranks cannot share 32 samples equally
+    (32, 1, 12, 1, True, None),  # --batch-size 12 cannot make 32
+])
+def test_fit_global_batch(global_batch, world, batch, accumulate, given, expected):
+    from scorch.errors import ScorchError
+    from scorch.resume import fit_global_batch
+    if expected is None:
+        with pytest.raises(ScorchError):
+            fit_global_batch(global_batch, world, batch, accumulate, given)
+    else:
+        assert fit_global_batch(global_batch, world, batch, accumulate, given) == expected
+
+
+# --- settings given anew on resume take effect, or are refused ---------------------------------------
+
+def test_changed_optimizer_settings_take_effect_on_resume(tmp_path):
+    common = base_args(tmp_path, "r", "--optimizer", "sgd", "--lr", "0.01", "--momentum", "0.5")
+    assert main([*common, "--epochs", "1"]) == 0
+    assert main([*common, "--epochs", "2", "--resume", "--lr", "0.002", "--weight-decay", "0.1", "--momentum", "0.8"]) == 0
+    ckpt = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    group = ckpt["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["weight_decay"], group["momentum"]) == (0.002, 0.1, 0.8)
+    assert [float(r["lr"]) for r in history_without_time(tmp_path / "r")] == [0.01, 0.002]
+
+
+OWN_OPTIMIZER = open(FIXTURES / "mlp_model.py").read() + '''
+    def optimizer(self, params):
+        return torch.optim.SGD(params, lr=0.5)
+'''
+
+
+def own_optimizer_model(tmp_path):
+    src = OWN_OPTIMIZER.replace("from torch import nn", "import torch\nfrom torch import nn")
+    path = tmp_path / "own_optimizer.py"
+    path.write_text(src)
+    return str(path)
+
+
+def test_a_list_schedule_gives_absolute_rates_with_the_model_files_optimizer(tmp_path):
+    model = own_optimizer_model(tmp_path)
+    assert main(base_args(tmp_path, "r", "--epochs", "3", "--set", "lr_schedule=[[1, 0.05], [9, 0.01]]", model=model)) == 0
+    assert [float(r["lr"]) for r in history_without_time(tmp_path / "r")] == [0.05, 0.01, 0.01]
+    assert main(base_args(tmp_path, "c", "--epochs", "2", model=model)) == 0
+    assert [float(r["lr"]) for r in history_without_time(tmp_path / "c")] == [0.5, 0.5]  # the optimizer's own rate
+
+
+@pytest.mark.parametrize("first, then, words", [
+    (["--optimizer", "adam"], ["--optimizer", "sgd"], ["--optimizer sgd", "adam", "cannot carry over"]),
+    ("own", ["--lr", "0.1"], ["--lr", "Socket.optimizer", "no effect"]),
+    (["--model", str(FIXTURES / "dropout_model.py")], ["--lr", "0.1"], ["--lr", "Socket.scheduler"]),
+])
+def test_settings_that_cannot_take_effect_are_refused_on_resume(tmp_path, capsys, first, then, words):
+    if first == "own":
+        first = ["--model", own_optimizer_model(tmp_path)]
+    assert main([*base_args(tmp_path, "r", "--epochs", "1"), *first]) == 0
+    from tests.helpers import snapshot
+    before = snapshot(tmp_path / "r")
+    capsys.readouterr()
+    assert main([*base_args(tmp_path, "r", "--epochs", "2", "--resume"), *first, *then]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorch-train")]
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert snapshot(tmp_path / "r") == before
