@@ -19,15 +19,11 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Sequence
+from typing import Any, ClassVar, Mapping, NoReturn, Sequence
 
-from scorch.gen._generate import GenerateRequest, generate, resolve
-from scorch.gen._moves import move
-from scorch.gen._params import format_values, parse_params_literal
-from scorch.gen._report import NeedReport, ParamSetRow, list_rows, need
-from scorch.gen._store import UNASSIGNED, check_group_name
-from scorch.gen._timing import format_duration
-from scorch.gen.errors import GenError
+from scorch.gen import (UNASSIGNED, GenError, GenerateRequest, NeedReport, ParamSetRow, check_group_name,
+                        format_duration, format_values, generate, list_rows, move, need, parse_params_literal,
+                        resolve)
 
 PROG = "scorch-gen"
 
@@ -55,33 +51,32 @@ class ListConfig:
 
 @dataclass(frozen=True)
 class MoveConfig:
+    """``move N GROUP``; also the base of ``need``, which takes N >= 0 and --jobs."""
+
     common: Common
     dataset: str
     n: int
     group: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    command: ClassVar[str] = "move"
+    least_n: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise GenError(f"move N={self.n}: expected a positive number of samples")
+        if self.n < self.least_n:
+            raise GenError(f"{self.command} N={self.n}: expected a number of samples >= {self.least_n}")
         check_group_name(self.group)
 
 
 @dataclass(frozen=True)
-class NeedConfig:
-    common: Common
-    dataset: str
-    n: int
-    group: str
-    jobs: int
-    params: Mapping[str, Any] = field(default_factory=dict)
+class NeedConfig(MoveConfig):
+    jobs: int = 1
+    command: ClassVar[str] = "need"
+    least_n: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
-        if self.n < 0:
-            raise GenError(f"need N={self.n}: expected a number of samples >= 0")
+        super().__post_init__()
         if self.jobs < 1:
             raise GenError(f"--jobs {self.jobs}: expected a positive number of jobs")
-        check_group_name(self.group)
 
 
 @dataclass(frozen=True)
@@ -122,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "per-sample time x samples per job, + 1 minute start-up")
     gen.add_argument("--local", action="store_true",
                      help="run the jobs as local processes instead of submitting to SLURM")
-    gen.add_argument("--max-parallel", type=int, default=0, metavar="P",
-                     help="with --local: processes at once (default: number of CPUs)")
+    gen.add_argument("--max-parallel", type=int, default=None, metavar="P",
+                     help="with --local: processes at once, >= 1 (default: the number of CPUs)")
     gen.add_argument("--slurm-options", default="", metavar="OPTS",
                      help="extra sbatch options, joined with '=': --slurm-options='--partition=gpu --qos=long'")
 
@@ -157,11 +152,11 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     if ns.command == "move":
         return MoveConfig(common, ns.dataset, ns.n, ns.group, values)
     if ns.command == "need":
-        return NeedConfig(common, ns.dataset, ns.n, ns.group, ns.jobs, values)
+        return NeedConfig(common, ns.dataset, ns.n, ns.group, values, jobs=ns.jobs)
     request = GenerateRequest(directory=common.directory, dataset=ns.dataset, n=ns.n,
                               jobs=ns.jobs, params=values, time_minutes=ns.time, local=ns.local,
                               max_parallel=ns.max_parallel,
-                              slurm_options=tuple(shlex.split(ns.slurm_options)))
+                              slurm_options=ns.slurm_options)
     return GenerateConfig(common, request)
 
 
@@ -198,12 +193,15 @@ def _params_arg(values: Mapping[str, Any]) -> str:
     return f' --params "{text}"' if not set(text) & set('"$`\\!') else f" --params {shlex.quote(text)}"
 
 
-def format_need(r: NeedReport) -> str:
-    """The ``need`` answer: counts, what to move, what to generate and its cost."""
+def format_need(r: NeedReport, directory: Path | None = None) -> str:
+    """The ``need`` answer: counts, what to move, what to generate and its cost; the commands it
+    prints take ``--dir`` when ``directory`` is not the working directory."""
     label = f"{r.dataset} {format_values(r.params.non_defaults())} [{r.param_id}]"
     lines = [f"{label}: group {r.group!r} has {r.in_group} of {r.wanted}; "
              f"{r.unassigned} unassigned"]
     extra = _params_arg(r.params.non_defaults())
+    if directory is not None and Path(directory).resolve() != Path.cwd().resolve():
+        extra += f" --dir {shlex.quote(str(directory))}"
     if r.to_move:
         lines.append(f"move {r.to_move} unassigned: scorch-gen move {r.dataset} {r.to_move} "
                      f"{r.group}{extra}")
@@ -232,6 +230,10 @@ def run(config: Config) -> int:
     if isinstance(config, ListConfig):
         print(format_table(list_rows(config.common.directory)))
         return 0
+    if isinstance(config, NeedConfig):
+        spec, params, ps = resolve(config.common.directory, config.dataset, config.params)
+        print(format_need(need(ps, spec, params, config.n, config.group, config.jobs), config.common.directory))
+        return 0
     if isinstance(config, MoveConfig):
         spec, params, ps = resolve(config.common.directory, config.dataset, config.params)
         if not ps.root.is_dir():
@@ -241,10 +243,6 @@ def run(config: Config) -> int:
         counts = ps.counts()
         print(f"moved {result.moved} samples of {spec.name} [{ps.param_id}] to {config.group!r}: "
               f"{counts.get(config.group, 0)} in {config.group!r}, {counts[UNASSIGNED]} unassigned")
-        return 0
-    if isinstance(config, NeedConfig):
-        spec, params, ps = resolve(config.common.directory, config.dataset, config.params)
-        print(format_need(need(ps, spec, params, config.n, config.group, config.jobs)))
         return 0
     outcome = generate(config.request)
     req = config.request

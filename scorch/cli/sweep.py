@@ -66,9 +66,7 @@ def run(argv: list[str]) -> int:
     if not ns.grid:
         raise ScorchError("give at least one --grid KEY=V1,V2 (or --summary SWEEP_DIR)")
     name = ns.name or sweep.default_name(rest, ns.grid)
-    if not name or "/" in name or name in (".", ".."):
-        raise ScorchError(f"--name: {name!r} is not a valid directory name")
-    plan = sweep.prepare(Path(ns.run_root) / name, rest, ns.grid, train_cli.parse_config)
+    plan = sweep.prepare(sweep.sweep_dir(ns.run_root, name, ns.slurm), rest, ns.grid, train_cli.parse_config)
     print(f"scorch-sweep: {len(plan.runs)} runs in {plan.path}")
     if options is not None:
         job, todo = sweep.submit_array(plan, options, ns.parallel, ns.debug)

@@ -183,7 +183,7 @@ def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -
     if not submit:
         print(f"wrote {script}; submit it with: sbatch {shlex.quote(str(script))}")
         return 0
-    job_id = slurm.submit(script)
+    job_id = slurm.submit_script(script)
     print(f"submitted SLURM job {job_id}: {script.parent} (log: {script.parent / f'slurm-{job_id}.out'})")
     return 0
 
