@@ -16,6 +16,7 @@ Socket, items and losses, :func:`scorch.build.run_batch_checks` the criterion an
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import tempfile
@@ -29,7 +30,7 @@ import torch
 
 from . import checkpoint, data
 from .build import first_batch, make_optimizer, run_batch_checks, seed_everything
-from .config import TrainConfig
+from .config import SEED_LIMIT, TrainConfig
 from .errors import ScorchError
 from .userfiles import MODES, DatasetFile, ModelFile, Socket, call_user, check_item, check_loss, check_preds, is_finite
 from .userfiles import load_dataset_file, load_model_file
@@ -67,12 +68,12 @@ class CheckOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ScorchError(f"--{name.replace('_', '-')}: expected a whole number >= 1, got {value!r}")
-        if not self.lr > 0:
-            raise ScorchError(f"--lr: expected a number > 0, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ScorchError(f"--lr: expected a finite number > 0, got {self.lr!r}")
         if not 0 < self.min_drop < 1:
             raise ScorchError(f"--min-drop: expected a fraction between 0 and 1, got {self.min_drop!r}")
-        if self.seed < 0:
-            raise ScorchError(f"--seed: expected a whole number >= 0, got {self.seed!r}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ScorchError(f"--seed: expected a whole number >= 0 and < 2**63, got {self.seed!r}")
 
 
 class CheckFailed(Exception):
@@ -116,9 +117,12 @@ class Session:
         assert self.model_file is not None
         return self.model_file.path
 
+    @functools.cached_property
     def train_config(self) -> TrainConfig:
-        """Only for :func:`scorch.build.make_optimizer`: the optimizer scorch-train would build."""
-        return TrainConfig(model=self.model_path, dataset=self.dataset_file.path, lr=self.options.lr, optimizer="adam")
+        """The settings scorch-train would run these files with (``--lr`` of the options, adam, no weight
+        decay), built once: :func:`scorch.build.make_optimizer` reads them."""
+        return TrainConfig(model=self.model_path, dataset=self.dataset_file.path, lr=self.options.lr, optimizer="adam",
+                           seed=self.options.seed)
 
 
 def open_files(
@@ -414,7 +418,7 @@ def _gradients(s: Session) -> str:
 
 def _optimizer(s: Session) -> str:
     assert s.socket is not None
-    opt = make_optimizer(s.train_config(), s.socket)
+    opt = make_optimizer(s.train_config, s.socket)
     _freeze(s.network, s.socket)  # type: ignore[arg-type]  # a hook may have switched requires_grad
     in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
     left_out = [n for n, p in s.socket.named_trainable_parameters() if id(p) not in in_opt]
@@ -430,7 +434,7 @@ def _optimizer(s: Session) -> str:
 
 def _scheduler(s: Session) -> str:
     assert s.socket is not None
-    scheduler = s.socket.scheduler(make_optimizer(s.train_config(), s.socket))
+    scheduler = s.socket.scheduler(make_optimizer(s.train_config, s.socket))
     _freeze(s.network, s.socket)  # type: ignore[arg-type]
     if scheduler is None:
         return "no Socket.scheduler: the learning rate stays constant"
@@ -458,7 +462,7 @@ def _frozen(s: Session) -> str:
     before = {n: p.detach().clone() for n, p in named}
     seed_everything(s.options.seed)
     try:
-        _train_steps(s, make_optimizer(s.train_config(), s.socket), s.options.frozen_steps)
+        _train_steps(s, make_optimizer(s.train_config, s.socket), s.options.frozen_steps)
         changed = [n for n, p in named if not torch.equal(p.detach(), before[n])]
     finally:  # start the next checks from the initial weights, frozen as scorch-train freezes them
         s.network.load_state_dict(s.initial_state)
@@ -492,7 +496,7 @@ def _overfit(s: Session) -> str:
     assert s.network is not None and s.socket is not None
     s.network.load_state_dict(s.initial_state)
     seed_everything(s.options.seed)
-    optimizer = make_optimizer(s.train_config(), s.socket)
+    optimizer = make_optimizer(s.train_config, s.socket)
     _freeze(s.network, s.socket)
     first = _eval_loss(s)
     s.curve = []

@@ -7,19 +7,16 @@
 
 Every subcommand takes ``--dir DIR`` (the directory holding ``datasets.py``,
 default ``.``), ``--debug`` (tracebacks) and ``-v`` (log progress). Bad input
-is one line on stderr and exit code 2; failed jobs exit 1.
+is one line on stderr and exit code 2; failed jobs exit 1 (see :mod:`scorch.errors`).
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import shlex
-import sys
-import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Sequence
+from typing import Any
 
 from scorch.gen._generate import GenerateRequest, generate, resolve
 from scorch.gen._moves import move
@@ -29,14 +26,9 @@ from scorch.gen._store import UNASSIGNED, check_group_name
 from scorch.gen._timing import format_duration
 from scorch.gen.errors import GenError
 
+from ._runner import Command, Parser
+
 PROG = "scorch-gen"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as one GenError line instead of usage + exit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise GenError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 @dataclass(frozen=True)
@@ -94,21 +86,21 @@ Config = ListConfig | MoveConfig | NeedConfig | GenerateConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--dir", default=".", metavar="DIR",
                         help="directory holding datasets.py; the cache is DIR/gen_cache (default: .)")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="log progress to stderr (-vv for debug)")
-    params = _Parser(add_help=False)
+    params = Parser(add_help=False)
     params.add_argument("--params", default="{}", metavar="DICT",
                         help="non-default parameters as a Python literal dict, "
                              "e.g. \"{'left': 0, 'std_dev': 0.5}\"")
 
-    parser = _Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
+    parser = Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
                      "local processes, cache them, assign them to groups.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
+                                parser_class=Parser)
 
     gen = sub.add_parser("generate", parents=[common, params], help="generate samples",
                          description="Split N samples over jobs (a SLURM job array, or local "
@@ -149,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: Sequence[str] | None) -> Config:
     """argv -> one frozen config; nothing downstream sees the Namespace."""
-    ns = build_parser().parse_args(argv)
+    return config_from(build_parser().parse_args(argv))
+
+
+def config_from(ns: argparse.Namespace) -> Config:
     common = Common(Path(ns.dir).resolve(), ns.debug, ns.verbose)
     if ns.command == "list":
         return ListConfig(common)
@@ -261,39 +256,8 @@ def run(config: Config) -> int:
     return 0
 
 
-def _setup_logging(verbose: int) -> None:
-    env = os.environ.get("SCORCH_LOG_LEVEL")
-    level = env.upper() if env else ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 1 failed jobs)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    try:
-        config = parse_config(args)
-        _setup_logging(config.common.verbose)
-        return run(config)
-    except GenError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, or the user's generator failing in-process
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc} (run with --debug for "
-              "the traceback)", file=sys.stderr)
-        return 1
-
-
-def console_main() -> NoReturn:
-    """The ``scorch-gen`` console script."""
-    sys.exit(main())
+COMMAND = Command(PROG, build_parser, lambda ns: run(config_from(ns)))
+main, console_main = COMMAND.main, COMMAND.console_main
 
 
 if __name__ == "__main__":
