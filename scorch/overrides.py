@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import INVOCATION_KEYS, TrainConfig, type_name, value_fits
+from .config import INVOCATION_KEYS, TrainConfig, check_file_name, check_path, type_name, value_fits
 from .errors import ScorchError
 
 SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings"}
@@ -125,7 +125,11 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     from_file = flatten(load_config_file(str(config_path))) if config_path else {}
     layers = [(from_file, f"--config {config_path}"), (flags, "flags"), *(({k: v}, where) for where, k, v in assigned)]
     peek = {k.replace("-", "_"): v for layer, _ in layers for k, v in layer.items()}
-    run = Path(str(peek.get("run_root", _default("run_root"))), str(peek.get("name")))
+    root, name = peek.get("run_root", _default("run_root")), peek.get("name")
+    if isinstance(name, str) and isinstance(root, str):  # checked before the file system is asked about them
+        check_file_name(name, "--name")
+        check_path(root, "--run-root")
+    run = Path(str(root), str(name))
     if peek.get("auto_resume") and peek.get("name"):
         peek["resume"] = (run / "checkpoints" / "last.pt").is_file()
         layers.append(({"resume": peek["resume"]}, "--auto-resume"))
@@ -137,6 +141,8 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     for layer, where in layers:
         values = apply(values, layer, where, TrainConfig)
     missing = [f"--{k}" for k in ("model", "dataset") if not values.get(k)]
+    if missing and peek.get("resume") and not name:
+        raise ScorchError("--resume needs --name: the run to continue is <run-root>/<name>")
     if missing and resuming:
         raise ScorchError(f"--resume: there is no run {run} (no config.json in it); check --run-root and --name, "
                           "or start the run without --resume")

@@ -80,6 +80,31 @@ CASES = {
                                                                     "return [self.index.x[j]] * (1 + i % 2), [self.index.y[j]]"),
                                          [], ["DataSet.__getitem__", "different list lengths"]),
     "cuda asked for, none here": (None, None, ["--device", "cuda"], ["--device cuda", "no CUDA device"]),
+    # every number finite and in its range, every name one a file system takes
+    "--weight-decay nan": (None, None, ["--weight-decay", "nan"], ["--weight-decay", "finite number >= 0", "nan"]),
+    "--weight-decay negative": (None, None, ["--weight-decay", "-0.1"], ["--weight-decay", ">= 0"]),
+    "--lr inf": (None, None, ["--lr", "inf"], ["--lr", "finite number > 0", "inf"]),
+    "--momentum -5": (None, None, ["--momentum", "-5"], ["--momentum", ">= 0 and < 1", "-5"]),
+    "--momentum 1": (None, None, ["--momentum", "1"], ["--momentum", ">= 0 and < 1"]),
+    "--clip-grad 0": (None, None, ["--clip-grad", "0"], ["--clip-grad", "> 0"]),
+    "--seed beyond 64 bits": (None, None, ["--seed", str(2**64)], ["--seed", "< 2**63", str(2**64)]),
+    "--seed negative": (None, None, ["--seed", "-1"], ["--seed", ">= 0"]),
+    "--dist-timeout nan": (None, None, ["--dist-timeout", "nan"], ["--dist-timeout", "finite number > 0"]),
+    "--dist-timeout -5": (None, None, ["--dist-timeout", "-5"], ["--dist-timeout", "> 0", "-5"]),
+    "--master-port 70000": (None, None, ["--master-port", "70000"], ["--master-port", "< 65536"]),
+    "--workers -1": (None, None, ["--workers", "-1"], ["--workers", ">= 0"]),
+    "--set warmup_epochs=-1": (None, None, ["--set", "warmup_epochs=-1"], ["--set warmup_epochs", ">= 0"]),
+    "--set lr_schedule with inf": (None, None, ["--set", "lr_schedule=[[3, 1e999]]"], ["lr_schedule", "finite LR"]),
+    "--name of 300 characters": (None, None, ["--name", "n" * 300], ["--name", "300 bytes", "at most 255"]),
+    "--name with a NUL byte": (None, None, ["--name", "a\x00b"], ["--name", "'a\\x00b'", "control character"]),
+    "--name with a newline": (None, None, ["--name", "a\nb"], ["--name", "'a\\nb'", "control character"]),
+    "--name with a slash": (None, None, ["--name", "a/b"], ["--name", "'a/b'"]),
+    "--run-root with a control character": (None, None, ["--run-root", "runs\x1b[2J"], ["--run-root", "control character"]),
+    "--run-root empty": (None, None, ["--run-root", ""], ["--run-root", "use . for the current one"]),
+    # --KEY=VALUE is --set KEY=VALUE
+    "--KEY=VALUE unknown key": (None, None, ["--learning_rate=3"], ["--learning_rate", "unknown setting 'learning_rate'", "lr,"]),
+    "--KEY=VALUE wrong type": (None, None, ["--warmup_epochs=many"], ["warmup_epochs = 'many'", "expected int"]),
+    "--model.NAME=VALUE unknown": (None, None, ["--model.n_filters=3"], ["model.n_filters", "unknown setting", "Network"]),
 }
 
 

@@ -21,31 +21,34 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import _logging
 from ..errors import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, Error, ScorchError
 
 
-class _Exit(Exception):
-    """argparse asked to end the command (after --help): with this code."""
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Shows an option's default after its help when there is one worth showing: not None, empty or a
+    flag's False, and not one the help states itself."""
 
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        empty = default is None or default is argparse.SUPPRESS or (isinstance(default, (str, list, tuple)) and not default)
+        if empty or "(default" in text or action.nargs == 0 or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one :class:`ScorchError` line (exit 2), and whose ``--help``
-    returns from ``main`` instead of leaving the process."""
+    """argparse whose usage errors are one :class:`ScorchError` line (exit 2) instead of usage text and
+    an exit. (``--help`` still prints and raises SystemExit(0), as argparse does.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise ScorchError(f"{message} (see {self.prog} --help)")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            sys.stderr.write(message)
-        raise _Exit(status)
 
 
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -73,8 +76,6 @@ class Command:
             debug = debug or bool(getattr(ns, "debug", False))
             with _logging.configured(self.rank(), debug, getattr(ns, "verbose", None), self.quiet):
                 return self.run(ns)
-        except _Exit as done:
-            return done.code
         except BaseException as exc:  # noqa: BLE001  # every way a command ends is reported here
             return self._report(exc, debug)
 
@@ -87,7 +88,7 @@ class Command:
             _discard_stdout()  # so that the interpreter's last flush does not complain either
             return EXIT_BROKEN_PIPE
         if not isinstance(exc, (Exception, KeyboardInterrupt)):
-            raise exc  # SystemExit from user code, GeneratorExit: not ours to report
+            raise exc  # SystemExit (--help, or from user code), GeneratorExit: not ours to report
         prefix = self.prefix() if self.prefix else self.prog
         if isinstance(exc, KeyboardInterrupt):
             print(f"{prefix}: interrupted", file=sys.stderr)

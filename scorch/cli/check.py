@@ -16,7 +16,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scorch-check",
         description="Check MODEL_FILE and DATASET_FILE against scorch's contract before training: the dataset's items "
         "and batches, the model's outputs, loss, metrics and gradients, an overfit test and a checkpoint round trip.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", required=True, help="MODEL_FILE defining Network and Socket")
     p.add_argument("--dataset", required=True, help="DATASET_FILE defining DataSet (and optionally DataSetIndex)")

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     params = Parser(add_help=False)
     params.add_argument("--params", default="{}", metavar="DICT",
                         help="non-default parameters as a Python literal dict, "
-                             "e.g. \"{'left': 0, 'std_dev': 0.5}\"")
+                             "e.g. \"{'left': 0, 'std_dev': 0.5}\" (default: the generator's own)")
 
     parser = Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
                      "local processes, cache them, assign them to groups.")

@@ -12,7 +12,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scorch-report",
         description="Print the settings that differ between runs with each run's best (by its --monitor) and final "
         "metrics, and plot the training curves from history.csv, one panel per metric.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by scorch-train")
     p.add_argument("--out", default="report.png", help="where to write the PNG of the curves")
