@@ -28,4 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'scorch' has no attribute {name!r}")
 
 
-__all__ = ["TrainConfig", "train", "RunResult", "load_model_file", "load_dataset_file", "__version__"]
+__all__ = ["RunResult", "TrainConfig", "__version__", "load_dataset_file", "load_model_file", "train"]

@@ -23,7 +23,7 @@ class _Stderr(logging.StreamHandler[TextIO]):
         self.rank = rank  # also marks the handler as scorch's console handler
         self.setFormatter(logging.Formatter("scorch: %(message)s" if rank == 0 else f"scorch[rank {rank}]: %(message)s"))
 
-    @property  # type: ignore[override]  # a read-only view of sys.stderr where logging has an attribute
+    @property  # a view of the current sys.stderr where logging has an attribute
     def stream(self) -> TextIO:
         return sys.stderr
 

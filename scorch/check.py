@@ -20,10 +20,11 @@ import functools
 import logging
 import math
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +33,19 @@ from . import checkpoint, data
 from .build import first_batch, make_optimizer, run_batch_checks, seed_everything
 from .config import SEED_LIMIT, TrainConfig
 from .errors import ScorchError
-from .userfiles import MODES, DatasetFile, ModelFile, Socket, call_user, check_item, check_loss, check_preds, is_finite
-from .userfiles import load_dataset_file, load_model_file
+from .userfiles import (
+    MODES,
+    DatasetFile,
+    ModelFile,
+    Socket,
+    call_user,
+    check_item,
+    check_loss,
+    check_preds,
+    is_finite,
+    load_dataset_file,
+    load_model_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +375,9 @@ def _criterion(s: Session) -> str:
     """scorch-train's own batch checks, on the predictions of model.forward."""
     s.metrics_error = None
     try:
-        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, s.socket, s.batch, s.model_path, "train")  # type: ignore[arg-type]
+        # build.run_batch_checks only calls its network: the forward's predictions stand in for it
+        # (annotated torch.nn.Module there, Callable[[inputs], preds] in fact).
+        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, _built(s)[1], s.batch, s.model_path, "train")  # type: ignore[arg-type]
     except ScorchError as exc:
         if not str(exc).startswith(f"{s.model_path}: Socket.metrics"):
             raise
@@ -381,11 +395,18 @@ def _metrics(s: Session) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in s.metrics.items())
 
 
+def _built(s: Session) -> tuple[torch.nn.Module, Socket]:
+    """The Network and its checked Socket (a check that reads them needs model.trainable)."""
+    assert s.network is not None and s.socket is not None
+    return s.network, s.socket
+
+
 def _batch_loss(s: Session) -> torch.Tensor:
     """Forward and criterion on the check batch, as training computes them (already checked)."""
-    preds = call_user(f"{s.model_path}: Network.forward", s.network, s.batch[0])  # type: ignore[arg-type]
+    network, socket = _built(s)
+    preds = call_user(f"{s.model_path}: Network.forward", network, s.batch[0])
     where = f"{s.model_path}: Socket.criterion"
-    return check_loss(call_user(where, s.socket.criterion, preds, s.batch[1]), where)  # type: ignore[union-attr]
+    return check_loss(call_user(where, socket.criterion, preds, s.batch[1]), where)
 
 
 def _gradients(s: Session) -> str:
@@ -396,19 +417,20 @@ def _gradients(s: Session) -> str:
     seed_everything(s.options.seed)
     _batch_loss(s).backward()
     named = s.socket.named_trainable_parameters()
-    none = [n for n, p in named if p.grad is None]
+    grads = {n: p.grad for n, p in named if p.grad is not None}
+    none = [n for n, _ in named if n not in grads]
     if none:
         raise CheckFailed(
             f"{s.model_path}: no gradient reached {len(none)} of {len(named)} trainable tensors ({_names(none)}); "
             "expected every parameter of Socket.trainable_modules to be used in Network.forward without "
             ".detach(), .data or torch.no_grad() on the way to the loss"
         )
-    bad = [n for n, p in named if not torch.isfinite(p.grad).all()]  # type: ignore[arg-type]
+    bad = [n for n, g in grads.items() if not torch.isfinite(g).all()]
     if bad:
         raise CheckFailed(f"{s.model_path}: non-finite gradients in {_names(bad)}; expected finite numbers")
     # Exactly zero is legal at initialisation (a zero-initialised gate or last layer), so only noted;
     # train.overfit shows whether they learn.
-    zero = [n for n, p in named if not p.grad.abs().sum() > 0]  # type: ignore[union-attr]
+    zero = [n for n, g in grads.items() if not g.abs().sum() > 0]
     for p in s.network.parameters():
         p.grad = None
     if zero:
@@ -417,25 +439,25 @@ def _gradients(s: Session) -> str:
 
 
 def _optimizer(s: Session) -> str:
-    assert s.socket is not None
-    opt = make_optimizer(s.train_config, s.socket)
-    _freeze(s.network, s.socket)  # type: ignore[arg-type]  # a hook may have switched requires_grad
+    network, socket = _built(s)
+    opt = make_optimizer(s.train_config, socket)
+    _freeze(network, socket)  # a hook may have switched requires_grad
     in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
-    left_out = [n for n, p in s.socket.named_trainable_parameters() if id(p) not in in_opt]
+    left_out = [n for n, p in socket.named_trainable_parameters() if id(p) not in in_opt]
     if left_out:
         raise CheckFailed(
             f"{s.model_path}: Socket.optimizer leaves out trainable tensors {_names(left_out)}; "
             "expected it to optimise the params it is given (the parameters of Socket.trainable_modules)"
         )
-    source = "Socket.optimizer" if callable(getattr(s.socket.raw, "optimizer", None)) else "default (--lr)"
+    source = "Socket.optimizer" if callable(getattr(socket.raw, "optimizer", None)) else "default (--lr)"
     lrs = sorted({group.get("lr") for group in opt.param_groups}, key=str)
     return f"{type(opt).__name__} from {source}, lr {', '.join(map(str, lrs))}, holds every trainable tensor"
 
 
 def _scheduler(s: Session) -> str:
-    assert s.socket is not None
-    scheduler = s.socket.scheduler(make_optimizer(s.train_config, s.socket))
-    _freeze(s.network, s.socket)  # type: ignore[arg-type]
+    network, socket = _built(s)
+    scheduler = socket.scheduler(make_optimizer(s.train_config, socket))
+    _freeze(network, socket)
     if scheduler is None:
         return "no Socket.scheduler: the learning rate stays constant"
     return f"{type(scheduler).__name__} from Socket.scheduler (stepped once per epoch)"

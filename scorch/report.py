@@ -11,9 +11,10 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ._atomic import atomic_open
 from .config import MONITOR_MODES, NOT_SWEEPABLE, monitor_direction

@@ -2,6 +2,7 @@
 import math
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,13 +10,13 @@ import torch
 from scorch.cli.train import main
 from tests.helpers import DATASET, MODEL, base_args, scorch_train, snapshot
 
-GOOD_MODEL = open(MODEL).read()
-GOOD_DATASET = open(DATASET).read()
+GOOD_MODEL = Path(MODEL).read_text()
+GOOD_DATASET = Path(DATASET).read_text()
 
 
 def model_with(**replace):
     src = GOOD_MODEL
-    for old, new in replace.items():
+    for old in replace:
         assert old in src or old == "_", old
     for old, new in replace.items():
         src = src.replace(old, new)
@@ -26,14 +27,17 @@ CASES = {
     # name: (model source or None for the good one, dataset source or None, extra args, words expected)
     "model file missing": ("MISSING", None, [], ["--model", "file not found"]),
     "dataset file missing": (None, "MISSING", [], ["--dataset", "file not found"]),
-    "model file does not import": ("import torch\ndef broken(:\n", None, [], ["model.py", "importing the model file failed", "SyntaxError"]),
-    "no Network": ("import torch\nclass Socket:\n    def criterion(self, p, t): pass\n    def metrics(self, p, t): pass\n", None, [], ["model.py", "no class Network"]),
+    "model file does not import": ("import torch\ndef broken(:\n", None, [],
+                                   ["model.py", "importing the model file failed", "SyntaxError"]),
+    "no Network": ("import torch\nclass Socket:\n    def criterion(self, p, t): pass\n    def metrics(self, p, t): pass\n", None, [],
+                   ["model.py", "no class Network"]),
     "Network not a Module": (model_with(**{"class Network(nn.Module):": "class Network:"}), None, [], ["Network", "torch.nn.Module"]),
     "no Socket": (GOOD_MODEL.split("class Socket")[0], None, [], ["model.py", "no class Socket"]),
     "no DataSet": (None, GOOD_DATASET.replace("class DataSet:", "class Data:"), [], ["dataset.py", "no class DataSet"]),
     "forward returns a tensor": (model_with(**{"return [self.body(x + 0.0 * self.frozen(x))]": "return self.body(x)"}), None, [],
                                  ["Network.forward", "expected a non-empty list"]),
-    "getitem returns tensors not lists": (None, GOOD_DATASET.replace("return [self.index.x[j]], [self.index.y[j]]", "return self.index.x[j], self.index.y[j]"),
+    "getitem returns tensors not lists": (None, GOOD_DATASET.replace("return [self.index.x[j]], [self.index.y[j]]",
+                                                                     "return self.index.x[j], self.index.y[j]"),
                                           [], ["DataSet.__getitem__", "expected a list"]),
     "getitem returns one thing": (None, GOOD_DATASET.replace("return [self.index.x[j]], [self.index.y[j]]", "return [self.index.x[j]]"),
                                   [], ["DataSet.__getitem__", "expected a pair"]),
@@ -44,7 +48,8 @@ CASES = {
                                                 "return 1.0"}), None, [], ["Socket.criterion", "expected a scalar tensor"]),
     "shapes do not match (error)": (model_with(**{"nn.Linear(16, 3)": "nn.Linear(16, 5)",
                                                   "return nn.functional.cross_entropy(preds[0], targets[0])":
-                                                  "return nn.functional.mse_loss(preds[0], targets[0].float().unsqueeze(0).expand(3, -1))"}),
+                                                  "return nn.functional.mse_loss(preds[0], "
+                                                  "targets[0].float().unsqueeze(0).expand(3, -1))"}),
                                     None, [], ["Socket.criterion", "(32, 5)", "(32,)"]),
     "shapes do not match (broadcast)": (model_with(**{"return nn.functional.cross_entropy(preds[0], targets[0])":
                                                       "return nn.functional.mse_loss(preds[0], targets[0].float().unsqueeze(1))"}),
@@ -188,5 +193,6 @@ def test_horovod_backend_without_horovod_says_how_to_install(tmp_path, monkeypat
 def test_console_script_bad_input(tmp_path):
     out = scorch_train(["--model", str(tmp_path / "nope.py"), "--dataset", DATASET, "--run-root", str(tmp_path)])
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [f"scorch-train: error: --model: file not found: '{tmp_path / 'nope.py'}' (expected a Python file)"]
+    missing = tmp_path / "nope.py"
+    assert out.stderr.strip().splitlines() == [f"scorch-train: error: --model: file not found: '{missing}' (expected a Python file)"]
     assert not any(tmp_path.iterdir())

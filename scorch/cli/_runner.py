@@ -76,7 +76,7 @@ class Command:
             debug = debug or bool(getattr(ns, "debug", False))
             with _logging.configured(self.rank(), debug, getattr(ns, "verbose", None), self.quiet):
                 return self.run(ns)
-        except BaseException as exc:  # noqa: BLE001  # every way a command ends is reported here
+        except BaseException as exc:  # every way a command ends is reported here
             return self._report(exc, debug)
 
     def console_main(self) -> NoReturn:

@@ -19,13 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="MODEL_FILE defining Network and Socket")
     p.add_argument("--dataset", required=True, help="DATASET_FILE defining DataSet (and optionally DataSetIndex)")
-    p.add_argument("--dataset-path", default=None, help="passed to DataSetIndex(path), or to DataSet when there is no DataSetIndex")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="size of the one batch the model checks and the overfit test use")
-    p.add_argument("--sample", type=int, default=d["sample"].default, help="items per mode compared by dataset.consistency")
-    p.add_argument("--steps", type=int, default=d["steps"].default, help="optimizer steps of the overfit test")
-    p.add_argument("--lr", type=float, default=d["lr"].default, help="Adam's learning rate (unless Socket.optimizer is defined)")
-    p.add_argument("--min-drop", type=float, default=d["min_drop"].default, help="fraction by which the overfit test wants the loss to fall")
-    p.add_argument("--seed", type=int, default=d["seed"].default, help="seed for the weights and every random draw")
+    p.add_argument("--dataset-path", help="passed to DataSetIndex(path), or to DataSet when there is no DataSetIndex")
+    for name, kind, text in (
+        ("batch_size", int, "size of the one batch the model checks and the overfit test use"),
+        ("sample", int, "items per mode compared by dataset.consistency"),
+        ("steps", int, "optimizer steps of the overfit test"),
+        ("lr", float, "Adam's learning rate (unless Socket.optimizer is defined)"),
+        ("min_drop", float, "fraction by which the overfit test wants the loss to fall"),
+        ("seed", int, "seed for the weights and every random draw"),
+    ):
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=d[name].default, help=text)
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
     return p
 

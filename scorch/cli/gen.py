@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from scorch.gen._generate import GenerateRequest, generate, resolve
 from scorch.gen._moves import move
@@ -46,34 +46,37 @@ class ListConfig:
 
 
 @dataclass(frozen=True)
-class MoveConfig:
+class _SamplesOfGroup:
+    """NAME N GROUP, of ``move`` and ``need``."""
+
     common: Common
     dataset: str
     n: int
     group: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    least: ClassVar[int] = 1  # the smallest N that makes sense
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise GenError(f"move N={self.n}: expected a positive number of samples")
+        if self.n < self.least:
+            verb = type(self).__name__.removesuffix("Config").lower()
+            raise GenError(f"{verb} N={self.n}: expected a number of samples >= {self.least}")
         check_group_name(self.group)
 
 
 @dataclass(frozen=True)
-class NeedConfig:
-    common: Common
-    dataset: str
-    n: int
-    group: str
-    jobs: int
-    params: Mapping[str, Any] = field(default_factory=dict)
+class MoveConfig(_SamplesOfGroup):
+    pass
+
+
+@dataclass(frozen=True)
+class NeedConfig(_SamplesOfGroup):
+    jobs: int = 1
+    least: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
-        if self.n < 0:
-            raise GenError(f"need N={self.n}: expected a number of samples >= 0")
+        super().__post_init__()
         if self.jobs < 1:
             raise GenError(f"--jobs {self.jobs}: expected a positive number of jobs")
-        check_group_name(self.group)
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def config_from(ns: argparse.Namespace) -> Config:
     if ns.command == "move":
         return MoveConfig(common, ns.dataset, ns.n, ns.group, values)
     if ns.command == "need":
-        return NeedConfig(common, ns.dataset, ns.n, ns.group, ns.jobs, values)
+        return NeedConfig(common, ns.dataset, ns.n, ns.group, values, jobs=ns.jobs)
     request = GenerateRequest(directory=common.directory, dataset=ns.dataset, n=ns.n,
                               jobs=ns.jobs, params=values, time_minutes=ns.time, local=ns.local,
                               max_parallel=ns.max_parallel,

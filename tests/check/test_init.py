@@ -38,7 +38,7 @@ def test_console_script_output_trains_out_of_the_box(tmp_path: Path) -> None:
     train = scorch_train(["--model", str(model), "--dataset", str(dataset), "--epochs", "2", "--run-root", str(tmp_path / "runs"),
                           "--name", "tpl", "--no-progress"], extra_env=ONE_THREAD)
     assert train.returncode == 0, train.stderr
-    rows = list(csv.DictReader(open(tmp_path / "runs" / "tpl" / "history.csv")))
+    rows = list(csv.DictReader((tmp_path / "runs" / "tpl" / "history.csv").read_text().splitlines()))
     assert len(rows) == 2
     assert float(rows[-1]["valid/accuracy"]) > 0.6  # 4 classes: chance is 0.25
 
