@@ -155,9 +155,11 @@ class TrainConfig:
         if self.name is not None:
             check_file_name(self.name, "--name")
         check_path(self.run_root, "--run-root")
-        for what, text in (("--model", self.model), ("--dataset", self.dataset), ("--master-addr", self.master_addr)):
+        for what, text in (("--model", self.model), ("--dataset", self.dataset)):
             if not text:
-                raise ScorchError(f"{what}: expected a non-empty value")
+                raise ScorchError(f"{what}: expected a file, got ''")
+        if not self.master_addr or _control(self.master_addr) or " " in self.master_addr:
+            raise ScorchError(f"--master-addr: expected a host name or address, got {self.master_addr!r}")
         if self.monitor is not None:
             split, _, metric = self.monitor.partition("/")
             if split not in ("train", "valid") or not metric or _control(metric):

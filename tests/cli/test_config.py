@@ -89,14 +89,16 @@ def test_a_number_is_accepted_exactly_inside_its_declared_range(name: str, value
     ({"run_root": "runs\n"}, ["--run-root", "control character"]),
     ({"run_root": "x/" + "y" * 256}, ["--run-root", "longer than 255 bytes"]),
     ({"monitor": "valid/a\nb"}, ["--monitor", "train/NAME"]),
-    ({"master_addr": ""}, ["--master-addr", "non-empty"]),
+    ({"master_addr": ""}, ["--master-addr", "expected a host name or address, got ''"]),
+    ({"master_addr": "node 1"}, ["--master-addr", "'node 1'"]),
+    ({"model": ""}, ["--model", "expected a file"]),
     ({"lr_schedule": [[3, float("inf")]]}, ["lr_schedule", "finite LR > 0"]),
     ({"lr_schedule": [[True, 0.1]]}, ["lr_schedule", "not a schedule"]),
     ({"warmup_epochs": -1}, ["--set warmup_epochs", ">= 0"]),
 ])
 def test_bad_values_name_the_flag_in_one_line(changes: dict, words: list[str]) -> None:
     with pytest.raises(ScorchError) as info:
-        TrainConfig(model="m.py", dataset="d.py", **changes)
+        TrainConfig(**{"model": "m.py", "dataset": "d.py", **changes})
     message = str(info.value)
     assert "\n" not in message
     for word in words:

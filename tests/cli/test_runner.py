@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import subprocess
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ from scorch import errors
 from scorch.cli import _runner, check, gen, init, report, sweep, train
 from scorch.cli._runner import Command, Parser
 from scorch.gen import errors as gen_errors
-from tests.helpers import BIN, DATASET, MODEL, env
+from tests.helpers import BIN, DATASET, MODEL, REPO, env
 
 COMMANDS = {"scorch-train": train, "scorch-sweep": sweep, "scorch-gen": gen, "scorch-check": check, "scorch-init": init,
             "scorch-report": report}
@@ -132,3 +133,12 @@ def test_scorch_check_piped_into_head_leaves_quietly(tmp_path) -> None:
 
 def test_one_line_escapes_line_breaks() -> None:
     assert _runner.one_line(" a\nb\r\n") == "a\\nb"
+
+
+def test_scorch_gen_is_quiet_unless_v(tmp_path, capsys) -> None:
+    shutil.copy(REPO / "examples" / "gen" / "datasets.py", tmp_path / "datasets.py")
+    args = ["generate", "noisy_sine", "-n", "2", "--jobs", "5", "--local", "--time", "1", "--dir", str(tmp_path)]
+    assert gen.main(args) == 0
+    assert capsys.readouterr().err == ""
+    assert gen.main([*args, "-v"]) == 0
+    assert capsys.readouterr().err == "scorch: only 2 samples: using 2 jobs instead of 5\n"
