@@ -68,16 +68,16 @@ def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _run_dir(default: Any, help: str) -> Any:
+def _run_dir_setting(default: Any, help: str) -> Any:
     return setting(default, help=help, group="run directory", invocation=True, sweepable=False)
 
 
-def _distributed(default: Any, help: str, **meta: Any) -> Any:
+def _dist_setting(default: Any, help: str, **meta: Any) -> Any:
     return setting(default, help=help, group="distributed", **meta)
 
 
-def _launch(default: Any, help: str, **meta: Any) -> Any:
-    return _distributed(default, help, invocation=True, **meta)
+def _launch_setting(default: Any, help: str, **meta: Any) -> Any:
+    return _dist_setting(default, help, invocation=True, **meta)
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,16 @@ class TrainConfig:
     seed: int = setting(0, help="seed for weights, shuffling and every rank's RNG", at_least=0, less_than=SEED_LIMIT,
                         trajectory=True)
     workers: int = setting(0, help="DataLoader worker processes per rank", at_least=0)
-    run_root: str = _run_dir("runs", "directory holding run directories")
-    name: str | None = _run_dir(None, "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
-    resume: bool = _run_dir(False, "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings unless "
+    run_root: str = _run_dir_setting("runs", "directory holding run directories")
+    name: str | None = _run_dir_setting(None, "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
+    resume: bool = _run_dir_setting(False, "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings unless "
                             "overridden")
-    auto_resume: bool = _run_dir(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
+    auto_resume: bool = _run_dir_setting(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
                                  "jobs that are requeued)")
-    overwrite: bool = _run_dir(False, "replace an existing non-empty run directory")
-    backend: str = _distributed("auto", "auto: horovod when Horovod is importable and the job came from horovodrun, or "
+    overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
+    backend: str = _dist_setting("auto", "auto: horovod when Horovod is importable and the job came from horovodrun, or "
                                 "from mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
-    device: str = _distributed("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
+    device: str = _dist_setting("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
     amp: str = setting("off", help="automatic mixed precision", choices=AMP_MODES, trajectory=True)
     accumulate: int = setting(1, help="micro-batches per optimizer step (gradient accumulation)", at_least=1,
                               trajectory=True)
@@ -126,13 +126,13 @@ class TrainConfig:
                              sweepable=False)
     debug: bool = setting(False, help="debug logging and tracebacks on errors", group="output", invocation=True,
                           sweepable=False)
-    dist_timeout: float = _distributed(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
+    dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
-    nproc_per_node: int = _launch(1, "without a launcher: start this many local ranks (torch elastic)", at_least=1)
-    nnodes: int = _launch(1, "with --nproc-per-node: number of machines", at_least=1)
-    node_rank: int = _launch(0, "with --nproc-per-node: this machine's rank", at_least=0)
-    master_addr: str = _launch("127.0.0.1", "with --nproc-per-node: address of node 0")
-    master_port: int | None = _launch(None, "with --nproc-per-node: free port on node 0", at_least=1, less_than=65536,
+    nproc_per_node: int = _launch_setting(1, "without a launcher: start this many local ranks (torch elastic)", at_least=1)
+    nnodes: int = _launch_setting(1, "with --nproc-per-node: number of machines", at_least=1)
+    node_rank: int = _launch_setting(0, "with --nproc-per-node: this machine's rank", at_least=0)
+    master_addr: str = _launch_setting("127.0.0.1", "with --nproc-per-node: address of node 0")
+    master_port: int | None = _launch_setting(None, "with --nproc-per-node: free port on node 0", at_least=1, less_than=65536,
                                       default_text="a free one on one node, 29500 on several")
     lr_schedule: Any = setting(None, trajectory=True)
     warmup_epochs: int = setting(0, at_least=0, trajectory=True)
