@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import _atomic, jobs, overrides, report, slurm
-from .config import TrainConfig
+from .config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path
 from .errors import ScorchError
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"
 SUMMARY_FILE = "summary.csv"
 SWEEP_SCRIPT = "sweep.sbatch"
-# Settings the sweep itself decides for every run.
-NOT_GRID = ("name", "run_root", "resume", "auto_resume", "overwrite", "config", "progress", "debug")
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def split_values(text: str) -> list[str]:
 def parse_grid(items: Sequence[str]) -> list[Axis]:
     """``--grid KEY=V1,V2`` items -> axes; keys must be settings scorch-train knows."""
     fields = {f for f in TrainConfig.__dataclass_fields__ if f not in overrides.SETTINGS_PREFIXES.values()}
-    valid = ", ".join(sorted((fields - set(NOT_GRID)) | {"model.NAME", "dataset.NAME"}))
+    valid = ", ".join(sorted((fields - set(NOT_SWEEPABLE)) | {"model.NAME", "dataset.NAME"}))
     axes: list[Axis] = []
     seen: set[str] = set()
     for item in items:
@@ -93,7 +91,7 @@ def parse_grid(items: Sequence[str]) -> list[Axis]:
         prefix, dot, sub = norm.partition(".")
         if dot and prefix in overrides.SETTINGS_PREFIXES and sub:
             pass
-        elif norm in NOT_GRID:
+        elif norm in NOT_SWEEPABLE:
             raise ScorchError(f"--grid {key}: scorch-sweep sets {key} itself for every run; valid keys: {valid}")
         elif norm not in fields:
             raise ScorchError(f"--grid {key}: unknown setting; valid keys: {valid}")
@@ -280,8 +278,8 @@ def sweep_dir(run_root: str, name: str, for_slurm: bool = False) -> Path:
     """``RUN_ROOT/NAME``, refused (naming the flag) when NAME is no plain directory name or a
     value has a control character; with ``for_slurm`` the run root and the working directory
     too, since they reach the job script."""
-    if not name or "/" in name or name in (".", ".."):
-        raise ScorchError(f"--name: {name!r} is not a valid directory name")
+    check_file_name(name, "--name")
+    check_path(str(run_root), "--run-root")
     slurm.check_job_values(name=name, **({"cwd": os.getcwd(), "run_root": run_root} if for_slurm else {}))
     return Path(run_root) / name
 

@@ -7,32 +7,24 @@
 
 Every subcommand takes ``--dir DIR`` (the directory holding ``datasets.py``,
 default ``.``), ``--debug`` (tracebacks) and ``-v`` (log progress). Bad input
-is one line on stderr and exit code 2; failed jobs exit 1.
+is one line on stderr and exit code 2; failed jobs exit 1 (see :mod:`scorch.errors`).
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import shlex
-import sys
-import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, NoReturn, Sequence
+from typing import Any, ClassVar
 
 from scorch.gen import (UNASSIGNED, GenError, GenerateRequest, NeedReport, ParamSetRow, check_group_name,
                         format_duration, format_values, generate, list_rows, move, need, parse_params_literal,
                         resolve)
 
+from ._runner import Command, Parser
+
 PROG = "scorch-gen"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as one GenError line instead of usage + exit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise GenError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 @dataclass(frozen=True)
@@ -50,28 +42,32 @@ class ListConfig:
 
 
 @dataclass(frozen=True)
-class MoveConfig:
-    """``move N GROUP``; also the base of ``need``, which takes N >= 0 and --jobs."""
+class _SamplesOfGroup:
+    """NAME N GROUP, of ``move`` and ``need``."""
 
     common: Common
     dataset: str
     n: int
     group: str
     params: Mapping[str, Any] = field(default_factory=dict)
-    command: ClassVar[str] = "move"
-    least_n: ClassVar[int] = 1
+    least: ClassVar[int] = 1  # the smallest N that makes sense
 
     def __post_init__(self) -> None:
-        if self.n < self.least_n:
-            raise GenError(f"{self.command} N={self.n}: expected a number of samples >= {self.least_n}")
+        if self.n < self.least:
+            verb = type(self).__name__.removesuffix("Config").lower()
+            raise GenError(f"{verb} N={self.n}: expected a number of samples >= {self.least}")
         check_group_name(self.group)
 
 
 @dataclass(frozen=True)
-class NeedConfig(MoveConfig):
+class MoveConfig(_SamplesOfGroup):
+    pass
+
+
+@dataclass(frozen=True)
+class NeedConfig(_SamplesOfGroup):
     jobs: int = 1
-    command: ClassVar[str] = "need"
-    least_n: ClassVar[int] = 0
+    least: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,21 +85,21 @@ Config = ListConfig | MoveConfig | NeedConfig | GenerateConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--dir", default=".", metavar="DIR",
                         help="directory holding datasets.py; the cache is DIR/gen_cache (default: .)")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="log progress to stderr (-vv for debug)")
-    params = _Parser(add_help=False)
+    params = Parser(add_help=False)
     params.add_argument("--params", default="{}", metavar="DICT",
                         help="non-default parameters as a Python literal dict, "
-                             "e.g. \"{'left': 0, 'std_dev': 0.5}\"")
+                             "e.g. \"{'left': 0, 'std_dev': 0.5}\" (default: the generator's own)")
 
-    parser = _Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
+    parser = Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
                      "local processes, cache them, assign them to groups.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
+                                parser_class=Parser)
 
     gen = sub.add_parser("generate", parents=[common, params], help="generate samples",
                          description="Split N samples over jobs (a SLURM job array, or local "
@@ -144,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: Sequence[str] | None) -> Config:
     """argv -> one frozen config; nothing downstream sees the Namespace."""
-    ns = build_parser().parse_args(argv)
+    return config_from(build_parser().parse_args(argv))
+
+
+def config_from(ns: argparse.Namespace) -> Config:
     common = Common(Path(ns.dir).resolve(), ns.debug, ns.verbose)
     if ns.command == "list":
         return ListConfig(common)
@@ -259,39 +258,8 @@ def run(config: Config) -> int:
     return 0
 
 
-def _setup_logging(verbose: int) -> None:
-    env = os.environ.get("SCORCH_LOG_LEVEL")
-    level = env.upper() if env else ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 1 failed jobs)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    try:
-        config = parse_config(args)
-        _setup_logging(config.common.verbose)
-        return run(config)
-    except GenError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, or the user's generator failing in-process
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc} (run with --debug for "
-              "the traceback)", file=sys.stderr)
-        return 1
-
-
-def console_main() -> NoReturn:
-    """The ``scorch-gen`` console script."""
-    sys.exit(main())
+COMMAND = Command(PROG, build_parser, lambda ns: run(config_from(ns)))
+main, console_main = COMMAND.main, COMMAND.console_main
 
 
 if __name__ == "__main__":
