@@ -7,7 +7,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: setup setup-test setup-horovod demo test clean bench
+.PHONY: setup setup-test setup-horovod demo test lint clean bench
 
 setup:
 	bash scripts/setup.sh
@@ -25,6 +25,13 @@ demo: setup
 
 test: setup-test setup-horovod
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# ruff and mypy, configured in pyproject.toml (not yet part of `make test`). LINT_PATHS narrows ruff.
+LINT_PATHS ?= scorch tests bench examples scripts
+lint:
+	bash scripts/setup.sh test
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m mypy
 
 clean:
 	rm -rf .venv runs .pytest_cache

@@ -20,9 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from scorch.gen import Cache
-from scorch.gen._moves import move
-from scorch.gen._store import UNASSIGNED, ParamSetDir, param_set_dir, publish_chunk
+from scorch.gen import UNASSIGNED, Cache, ParamSetDir, move, param_set_dir, publish_chunk
 
 TARGET = 1.5
 

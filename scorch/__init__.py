@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import TrainConfig
-    from .train import RunResult
+    from .trainer import RunResult, train
+    from .userfiles import load_dataset_file, load_model_file
 
 
 def __getattr__(name: str) -> Any:
@@ -17,9 +18,9 @@ def __getattr__(name: str) -> Any:
 
         return TrainConfig
     if name in ("train", "RunResult"):
-        from . import trainer as _train
+        from . import trainer
 
-        return getattr(_train, name)
+        return getattr(trainer, name)
     if name in ("load_model_file", "load_dataset_file"):
         from . import userfiles
 
@@ -27,4 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'scorch' has no attribute {name!r}")
 
 
-__all__ = ["TrainConfig", "train", "RunResult", "load_model_file", "load_dataset_file", "__version__"]
+__all__ = ["RunResult", "TrainConfig", "__version__", "load_dataset_file", "load_model_file", "train"]

@@ -16,23 +16,36 @@ Socket, items and losses, :func:`scorch.build.run_batch_checks` the criterion an
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import checkpoint, data
 from .build import first_batch, make_optimizer, run_batch_checks, seed_everything
-from .config import TrainConfig
+from .config import SEED_LIMIT, TrainConfig
 from .errors import ScorchError
-from .userfiles import MODES, DatasetFile, ModelFile, Socket, call_user, check_item, check_loss, check_preds, is_finite
-from .userfiles import load_dataset_file, load_model_file
+from .userfiles import (
+    MODES,
+    DatasetFile,
+    ModelFile,
+    Socket,
+    call_user,
+    check_item,
+    check_loss,
+    check_preds,
+    is_finite,
+    load_dataset_file,
+    load_model_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +80,12 @@ class CheckOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ScorchError(f"--{name.replace('_', '-')}: expected a whole number >= 1, got {value!r}")
-        if not self.lr > 0:
-            raise ScorchError(f"--lr: expected a number > 0, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ScorchError(f"--lr: expected a finite number > 0, got {self.lr!r}")
         if not 0 < self.min_drop < 1:
             raise ScorchError(f"--min-drop: expected a fraction between 0 and 1, got {self.min_drop!r}")
-        if self.seed < 0:
-            raise ScorchError(f"--seed: expected a whole number >= 0, got {self.seed!r}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ScorchError(f"--seed: expected a whole number >= 0 and < 2**63, got {self.seed!r}")
 
 
 class CheckFailed(Exception):
@@ -116,9 +129,12 @@ class Session:
         assert self.model_file is not None
         return self.model_file.path
 
+    @functools.cached_property
     def train_config(self) -> TrainConfig:
-        """Only for :func:`scorch.build.make_optimizer`: the optimizer scorch-train would build."""
-        return TrainConfig(model=self.model_path, dataset=self.dataset_file.path, lr=self.options.lr, optimizer="adam")
+        """The settings scorch-train would run these files with (``--lr`` of the options, adam, no weight
+        decay), built once: :func:`scorch.build.make_optimizer` reads them."""
+        return TrainConfig(model=self.model_path, dataset=self.dataset_file.path, lr=self.options.lr, optimizer="adam",
+                           seed=self.options.seed)
 
 
 def open_files(
@@ -359,7 +375,9 @@ def _criterion(s: Session) -> str:
     """scorch-train's own batch checks, on the predictions of model.forward."""
     s.metrics_error = None
     try:
-        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, s.socket, s.batch, s.model_path, "train")  # type: ignore[arg-type]
+        # build.run_batch_checks only calls its network: the forward's predictions stand in for it
+        # (annotated torch.nn.Module there, Callable[[inputs], preds] in fact).
+        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, _built(s)[1], s.batch, s.model_path, "train")  # type: ignore[arg-type]
     except ScorchError as exc:
         if not str(exc).startswith(f"{s.model_path}: Socket.metrics"):
             raise
@@ -377,11 +395,18 @@ def _metrics(s: Session) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in s.metrics.items())
 
 
+def _built(s: Session) -> tuple[torch.nn.Module, Socket]:
+    """The Network and its checked Socket (a check that reads them needs model.trainable)."""
+    assert s.network is not None and s.socket is not None
+    return s.network, s.socket
+
+
 def _batch_loss(s: Session) -> torch.Tensor:
     """Forward and criterion on the check batch, as training computes them (already checked)."""
-    preds = call_user(f"{s.model_path}: Network.forward", s.network, s.batch[0])  # type: ignore[arg-type]
+    network, socket = _built(s)
+    preds = call_user(f"{s.model_path}: Network.forward", network, s.batch[0])
     where = f"{s.model_path}: Socket.criterion"
-    return check_loss(call_user(where, s.socket.criterion, preds, s.batch[1]), where)  # type: ignore[union-attr]
+    return check_loss(call_user(where, socket.criterion, preds, s.batch[1]), where)
 
 
 def _gradients(s: Session) -> str:
@@ -392,19 +417,20 @@ def _gradients(s: Session) -> str:
     seed_everything(s.options.seed)
     _batch_loss(s).backward()
     named = s.socket.named_trainable_parameters()
-    none = [n for n, p in named if p.grad is None]
+    grads = {n: p.grad for n, p in named if p.grad is not None}
+    none = [n for n, _ in named if n not in grads]
     if none:
         raise CheckFailed(
             f"{s.model_path}: no gradient reached {len(none)} of {len(named)} trainable tensors ({_names(none)}); "
             "expected every parameter of Socket.trainable_modules to be used in Network.forward without "
             ".detach(), .data or torch.no_grad() on the way to the loss"
         )
-    bad = [n for n, p in named if not torch.isfinite(p.grad).all()]  # type: ignore[arg-type]
+    bad = [n for n, g in grads.items() if not torch.isfinite(g).all()]
     if bad:
         raise CheckFailed(f"{s.model_path}: non-finite gradients in {_names(bad)}; expected finite numbers")
     # Exactly zero is legal at initialisation (a zero-initialised gate or last layer), so only noted;
     # train.overfit shows whether they learn.
-    zero = [n for n, p in named if not p.grad.abs().sum() > 0]  # type: ignore[union-attr]
+    zero = [n for n, g in grads.items() if not g.abs().sum() > 0]
     for p in s.network.parameters():
         p.grad = None
     if zero:
@@ -413,25 +439,25 @@ def _gradients(s: Session) -> str:
 
 
 def _optimizer(s: Session) -> str:
-    assert s.socket is not None
-    opt = make_optimizer(s.train_config(), s.socket)
-    _freeze(s.network, s.socket)  # type: ignore[arg-type]  # a hook may have switched requires_grad
+    network, socket = _built(s)
+    opt = make_optimizer(s.train_config, socket)
+    _freeze(network, socket)  # a hook may have switched requires_grad
     in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
-    left_out = [n for n, p in s.socket.named_trainable_parameters() if id(p) not in in_opt]
+    left_out = [n for n, p in socket.named_trainable_parameters() if id(p) not in in_opt]
     if left_out:
         raise CheckFailed(
             f"{s.model_path}: Socket.optimizer leaves out trainable tensors {_names(left_out)}; "
             "expected it to optimise the params it is given (the parameters of Socket.trainable_modules)"
         )
-    source = "Socket.optimizer" if callable(getattr(s.socket.raw, "optimizer", None)) else "default (--lr)"
+    source = "Socket.optimizer" if callable(getattr(socket.raw, "optimizer", None)) else "default (--lr)"
     lrs = sorted({group.get("lr") for group in opt.param_groups}, key=str)
     return f"{type(opt).__name__} from {source}, lr {', '.join(map(str, lrs))}, holds every trainable tensor"
 
 
 def _scheduler(s: Session) -> str:
-    assert s.socket is not None
-    scheduler = s.socket.scheduler(make_optimizer(s.train_config(), s.socket))
-    _freeze(s.network, s.socket)  # type: ignore[arg-type]
+    network, socket = _built(s)
+    scheduler = socket.scheduler(make_optimizer(s.train_config, socket))
+    _freeze(network, socket)
     if scheduler is None:
         return "no Socket.scheduler: the learning rate stays constant"
     return f"{type(scheduler).__name__} from Socket.scheduler (stepped once per epoch)"
@@ -458,7 +484,7 @@ def _frozen(s: Session) -> str:
     before = {n: p.detach().clone() for n, p in named}
     seed_everything(s.options.seed)
     try:
-        _train_steps(s, make_optimizer(s.train_config(), s.socket), s.options.frozen_steps)
+        _train_steps(s, make_optimizer(s.train_config, s.socket), s.options.frozen_steps)
         changed = [n for n, p in named if not torch.equal(p.detach(), before[n])]
     finally:  # start the next checks from the initial weights, frozen as scorch-train freezes them
         s.network.load_state_dict(s.initial_state)
@@ -492,7 +518,7 @@ def _overfit(s: Session) -> str:
     assert s.network is not None and s.socket is not None
     s.network.load_state_dict(s.initial_state)
     seed_everything(s.options.seed)
-    optimizer = make_optimizer(s.train_config(), s.socket)
+    optimizer = make_optimizer(s.train_config, s.socket)
     _freeze(s.network, s.socket)
     first = _eval_loss(s)
     s.curve = []

@@ -1,8 +1,21 @@
-"""The one typed, frozen configuration of a training run."""
+"""The one typed, frozen configuration of a training run: pure data, checked value by value.
+
+Each field declares what the rest of scorch needs to know about it once, in its metadata
+(:class:`Setting`): its flag and help text (scorch-train's parser is built from them), its
+allowed values, and whether it is invocation-only, changes the trajectory of training, or may
+vary in a sweep. :data:`INVOCATION_KEYS`, :data:`TRAJECTORY_KEYS` and :data:`NOT_SWEEPABLE` are
+derived from it. Nothing here touches a file: files are checked where they are loaded
+(:mod:`scorch.userfiles`, :mod:`scorch.overrides`).
+"""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import os
+import types
+import typing
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,86 +28,125 @@ AMP_MODES = ("off", "bf16", "fp16")
 MONITOR_MODES = ("auto", "min", "max")
 NAN_POLICIES = ("stop", "skip")
 
+# The groups of scorch-train --help, in order.
+GROUPS = ("files", "settings", "training", "run directory", "distributed", "output")
+SEED_LIMIT = 2**63
+MAX_NAME_BYTES = 255  # a file name, as the file system takes it
+MAX_TIMEOUT_S = 1e9  # beyond any job; larger values overflow the backends' timers
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+
+@dataclass(frozen=True)
+class Setting:
+    """What scorch needs to know about one :class:`TrainConfig` field besides its type and default."""
+
+    help: str | None = None  # None: no flag of its own (--set KEY=VALUE, --KEY=VALUE or a config file)
+    group: str = "training"
+    flag: str | None = None  # when not the field name with dashes, e.g. --no-progress
+    default_text: str | None = None  # the default to show in --help when the field's is None
+    choices: tuple[str, ...] = ()
+    at_least: float | None = None  # the bounds of a number (finite, if a float)
+    more_than: float | None = None
+    less_than: float | None = None
+    invocation: bool = False  # how this invocation runs, not what is trained: never taken from a saved run
+    trajectory: bool = False  # changes the trajectory of training: a resume with another value is warned about
+    sweepable: bool = True  # a sweep may vary it, a report compares it (else the sweep sets it for every run)
+
+    def bounds(self) -> str:
+        parts = [f"{op} {_number(v)}" for op, v in ((">=", self.at_least), (">", self.more_than), ("<", self.less_than))
+                 if v is not None]
+        return " and ".join(parts)
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    """A dataclass field carrying its :class:`Setting` as metadata."""
+    return field(default=default, default_factory=factory, metadata={"setting": Setting(**meta)})
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) and value >= 2**32 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _run_dir_setting(default: Any, help: str) -> Any:
+    return setting(default, help=help, group="run directory", invocation=True, sweepable=False)
+
+
+def _dist_setting(default: Any, help: str, **meta: Any) -> Any:
+    return setting(default, help=help, group="distributed", **meta)
+
+
+def _launch_setting(default: Any, help: str, **meta: Any) -> Any:
+    return _dist_setting(default, help, invocation=True, **meta)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a run. Checks itself; errors name the flag to change."""
+    """Every setting of a run. Checks its values; errors name the flag to change."""
 
-    model: str
-    dataset: str
-    dataset_path: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    seed: int = 0
-    workers: int = 0
-    run_root: str = "runs"
-    name: str | None = None
-    resume: bool = False
-    auto_resume: bool = False
-    overwrite: bool = False
-    backend: str = "auto"
-    device: str = "auto"
-    amp: str = "off"
-    accumulate: int = 1
-    clip_grad: float | None = None
-    monitor: str | None = None
-    monitor_mode: str = "auto"
-    patience: int | None = None
-    keep_checkpoints: int = 1
-    nan_policy: str = "stop"
-    find_unused_parameters: bool = False
-    progress: bool = True
-    debug: bool = False
-    dist_timeout: float = 1800.0
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int | None = None
-    lr_schedule: Any = None
-    warmup_epochs: int = 0
-    model_settings: dict[str, Any] = field(default_factory=dict)
-    dataset_settings: dict[str, Any] = field(default_factory=dict)
-    config: str | None = None
+    model: str = setting(help="MODEL_FILE defining Network and Socket", group="files")
+    dataset: str = setting(help="DATASET_FILE defining DataSet (and optionally DataSetIndex)", group="files")
+    dataset_path: str | None = setting(
+        None, help="passed to DataSetIndex(path), or to DataSet when there is no DataSetIndex", group="files")
+    epochs: int = setting(10, help="epochs to train in total (a resume continues up to this)", at_least=1)
+    batch_size: int = setting(32, help="batch size per process", at_least=1, trajectory=True)
+    lr: float = setting(1e-3, help="learning rate", more_than=0, trajectory=True)
+    optimizer: str = setting("adam", help="used unless Socket.optimizer(params) is defined", choices=OPTIMIZERS,
+                             trajectory=True)
+    weight_decay: float = setting(0.0, help="weight decay", at_least=0, trajectory=True)
+    momentum: float = setting(0.9, help="momentum of sgd, in [0, 1)", at_least=0, less_than=1, trajectory=True)
+    seed: int = setting(0, help="seed for weights, shuffling and every rank's RNG", at_least=0, less_than=SEED_LIMIT,
+                        trajectory=True)
+    workers: int = setting(0, help="DataLoader worker processes per rank", at_least=0)
+    run_root: str = _run_dir_setting("runs", "directory holding run directories")
+    name: str | None = _run_dir_setting(None, "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
+    resume: bool = _run_dir_setting(False, "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings unless "
+                            "overridden")
+    auto_resume: bool = _run_dir_setting(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
+                                 "jobs that are requeued)")
+    overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
+    backend: str = _dist_setting("auto", "auto: horovod when Horovod is importable and the job came from horovodrun, or "
+                                "from mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
+    device: str = _dist_setting("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
+    amp: str = setting("off", help="automatic mixed precision", choices=AMP_MODES, trajectory=True)
+    accumulate: int = setting(1, help="micro-batches per optimizer step (gradient accumulation)", at_least=1,
+                              trajectory=True)
+    clip_grad: float | None = setting(None, help="clip the gradient norm of the trainable parameters to this",
+                                      more_than=0, trajectory=True)
+    monitor: str | None = setting(None, help="metric for best.pt and early stopping, e.g. valid/accuracy",
+                                  default_text="valid/loss")
+    monitor_mode: str = setting("auto", help="auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
+    patience: int | None = setting(None, help="stop after this many epochs without improvement of --monitor",
+                                   at_least=1)
+    keep_checkpoints: int = setting(1, help="keep this many newest checkpoints (a resume falls back to the newest "
+                                    "good one)", group="run directory", at_least=1)
+    nan_policy: str = setting("stop", help="on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer "
+                              "step and count it in history.csv", choices=NAN_POLICIES)
+    find_unused_parameters: bool = setting(False, help="some trainable parameters get no gradient in some steps (a "
+                                           "branch, an auxiliary head): DistributedDataParallel then looks for them "
+                                           "in every step (slower; found automatically when the first batch shows it)")
+    progress: bool = setting(True, help="no progress bar", group="output", flag="--no-progress", invocation=True,
+                             sweepable=False)
+    debug: bool = setting(False, help="debug logging and tracebacks on errors", group="output", invocation=True,
+                          sweepable=False)
+    dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
+                                       less_than=MAX_TIMEOUT_S)
+    nproc_per_node: int = _launch_setting(1, "without a launcher: start this many local ranks (torch elastic)", at_least=1)
+    nnodes: int = _launch_setting(1, "with --nproc-per-node: number of machines", at_least=1)
+    node_rank: int = _launch_setting(0, "with --nproc-per-node: this machine's rank", at_least=0)
+    master_addr: str = _launch_setting("127.0.0.1", "with --nproc-per-node: address of node 0")
+    master_port: int | None = _launch_setting(None, "with --nproc-per-node: free port on node 0", at_least=1, less_than=65536,
+                                      default_text="a free one on one node, 29500 on several")
+    lr_schedule: Any = setting(None, trajectory=True)
+    warmup_epochs: int = setting(0, at_least=0, trajectory=True)
+    model_settings: dict[str, Any] = setting(factory=dict, trajectory=True)
+    dataset_settings: dict[str, Any] = setting(factory=dict, trajectory=True)
+    config: str | None = setting(None, help="YAML, JSON or TOML file of settings (any key below, and model:/dataset: "
+                                 "sections)", group="settings", invocation=True, sweepable=False)
 
     def __post_init__(self) -> None:
-        for name in ("model", "dataset"):
-            path = getattr(self, name)
-            if not path or not os.path.isfile(path):
-                raise ScorchError(f"{_flag(name)}: file not found: {path!r} (expected a Python file)")
-        for name, choices in (
-            ("optimizer", OPTIMIZERS),
-            ("backend", BACKENDS),
-            ("device", DEVICES),
-            ("amp", AMP_MODES),
-            ("monitor_mode", MONITOR_MODES),
-        ):
-            if getattr(self, name) not in choices:
-                raise ScorchError(f"{_flag(name)}: {getattr(self, name)!r} is not one of {', '.join(choices)}")
-        if self.nan_policy not in NAN_POLICIES:
-            raise ScorchError(f"--nan-policy: {self.nan_policy!r} is not one of {', '.join(NAN_POLICIES)}")
-        for name in ("epochs", "batch_size", "accumulate", "nproc_per_node", "nnodes", "keep_checkpoints"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ScorchError(f"{_flag(name)}: expected a whole number >= 1, got {getattr(self, name)!r}")
-        for name in ("workers", "node_rank", "seed"):
-            if getattr(self, name) < 0:
-                raise ScorchError(f"{_flag(name)}: expected a whole number >= 0, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ScorchError(f"--lr: expected a number > 0, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ScorchError(f"--weight-decay: expected a number >= 0, got {self.weight_decay!r}")
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            raise ScorchError(f"--clip-grad: expected a number > 0, got {self.clip_grad!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ScorchError(f"--patience: expected a whole number >= 1, got {self.patience!r}")
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name))
         if self.auto_resume and self.overwrite:
             raise ScorchError("--auto-resume and --overwrite contradict each other: give one of them")
         if self.auto_resume and not self.name:
@@ -103,21 +155,23 @@ class TrainConfig:
             raise ScorchError("--resume and --overwrite contradict each other: give one of them")
         if self.resume and not self.name:
             raise ScorchError("--resume needs --name: the run to continue is <run-root>/<name>")
-        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
-            raise ScorchError(f"--name: {self.name!r} is not a valid directory name")
+        if self.name is not None:
+            check_file_name(self.name, "--name")
+        check_path(self.run_root, "--run-root")
+        for what, text in (("--model", self.model), ("--dataset", self.dataset)):
+            if not text:
+                raise ScorchError(f"{what}: expected a file, got ''")
+        if not self.master_addr or _control(self.master_addr) or " " in self.master_addr:
+            raise ScorchError(f"--master-addr: expected a host name or address, got {self.master_addr!r}")
         if self.monitor is not None:
             split, _, metric = self.monitor.partition("/")
-            if split not in ("train", "valid") or not metric:
+            if split not in ("train", "valid") or not metric or _control(metric):
                 raise ScorchError(f"--monitor: expected train/NAME or valid/NAME, got {self.monitor!r}")
         if self.node_rank >= self.nnodes:
             raise ScorchError(f"--node-rank: {self.node_rank} must be below --nnodes {self.nnodes}")
         check_lr_schedule(self.lr_schedule)
-        if self.warmup_epochs < 0:
-            raise ScorchError(f"--set warmup_epochs: expected a whole number >= 0, got {self.warmup_epochs!r}")
-        if self.master_port is not None and not 0 < self.master_port < 65536:
-            raise ScorchError(f"--master-port: {self.master_port} is not a TCP port")
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,11 +184,122 @@ class TrainConfig:
         return os.path.join(self.run_root, self.name)
 
     def monitor_direction(self, monitor: str) -> str:
-        """``min`` or ``max``; ``auto`` is min for losses and errors, max otherwise."""
-        if self.monitor_mode != "auto":
-            return self.monitor_mode
-        metric = monitor.split("/", 1)[-1].lower()
-        return "min" if any(word in metric for word in ("loss", "err", "mse", "mae", "rmse", "nll", "perplexity")) else "max"
+        """``min`` or ``max`` for ``monitor`` under this config's ``monitor_mode``."""
+        return monitor_direction(monitor, self.monitor_mode)
+
+
+def monitor_direction(monitor: str, mode: str = "auto") -> str:
+    """``min`` or ``max``; ``auto`` is min for losses and errors, max otherwise."""
+    if mode != "auto":
+        return mode
+    metric = monitor.split("/", 1)[-1].lower()
+    return "min" if any(word in metric for word in ("loss", "err", "mse", "mae", "rmse", "nll", "perplexity")) else "max"
+
+
+# ---- what the fields declare ----------------------------------------------------------------
+
+@functools.cache
+def settings() -> dict[str, Setting]:
+    """Every field of TrainConfig with its :class:`Setting`, in field order."""
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}
+
+
+def flag(name: str) -> str:
+    """How the user names field ``name`` on the command line: its flag, else ``--set NAME``."""
+    s = settings()[name]
+    if s.help is None:
+        return f"--set {name}"
+    return s.flag or "--" + name.replace("_", "-")
+
+
+@functools.cache
+def hints() -> dict[str, Any]:
+    """Each field's type annotation."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def _keys(**want: bool) -> tuple[str, ...]:
+    return tuple(name for name, s in settings().items() if all(getattr(s, k) == v for k, v in want.items()))
+
+
+INVOCATION_KEYS = _keys(invocation=True)
+"""Settings that describe how this invocation runs, not what is trained: never taken from a saved run."""
+TRAJECTORY_KEYS = _keys(trajectory=True)
+"""Settings that change the trajectory of training; a resume with different values is warned about."""
+NOT_SWEEPABLE = _keys(sweepable=False)
+"""Settings a sweep decides itself for every run (and a report does not compare)."""
+
+
+# ---- checking values ------------------------------------------------------------------------
+
+def value_fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` has the type ``annotation`` says (ints count as floats, bools as neither)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(value_fits(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, dict):
+        return isinstance(value, origin)
+    return isinstance(value, annotation)
+
+
+def type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "none"
+    return str(getattr(annotation, "__name__", annotation))
+
+
+def check_value(name: str, value: Any) -> None:
+    """ScorchError naming the flag when ``value`` is not of field ``name``'s type or outside its range."""
+    s, annotation = settings()[name], hints()[name]
+    if not value_fits(value, annotation):
+        raise ScorchError(f"{flag(name)}: expected {type_name(annotation)}, got {value!r}")
+    if s.choices and value not in s.choices:
+        raise ScorchError(f"{flag(name)}: {value!r} is not one of {', '.join(s.choices)}")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, above, below = s.at_least, s.more_than, s.less_than
+    if (isinstance(value, float) and not math.isfinite(value)) or (low is not None and value < low) \
+            or (above is not None and value <= above) or (below is not None and value >= below):
+        kind = "a finite number" if float in (annotation, *typing.get_args(annotation)) else "a whole number"
+        raise ScorchError(f"{flag(name)}: expected {kind}{' ' + s.bounds() if s.bounds() else ''}, got {value!r}")
+
+
+def _control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def check_path(path: str, what: str) -> None:
+    """A directory path the file system accepts: non-empty, no control characters, no too-long part."""
+    if not path:
+        raise ScorchError(f"{what}: expected a directory, got '' (use . for the current one)")
+    if _control(path):
+        raise ScorchError(f"{what}: {path!r} contains a control character; expected a plain path")
+    long = next((part for part in path.split(os.sep) if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
+    if long is not None:
+        raise ScorchError(f"{what}: {long[:40]!r}... is longer than {MAX_NAME_BYTES} bytes, the most a file system takes")
+
+
+def check_file_name(name: str, what: str) -> None:
+    """A name usable as one directory entry: non-empty, no '/', not '.' or '..', no control characters
+    (NUL, newline, ...), at most 255 bytes as the file system encodes it."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ScorchError(f"{what}: {name!r} is not a valid directory name; expected a name without '/'")
+    if _control(name):
+        raise ScorchError(f"{what}: {name!r} contains a control character; expected a plain name")
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise ScorchError(f"{what}: {name[:40]!r}... is {len(os.fsencode(name))} bytes long; a file system takes at "
+                          f"most {MAX_NAME_BYTES}")
 
 
 def check_lr_schedule(schedule: Any) -> None:
@@ -144,26 +309,21 @@ def check_lr_schedule(schedule: Any) -> None:
     ok = isinstance(schedule, (list, tuple)) and len(schedule) > 0
     last = 0
     for pair in schedule if ok else []:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], int) and pair[0] > last
-                and isinstance(pair[1], (int, float)) and not isinstance(pair[1], bool) and pair[1] > 0):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and _whole(pair[0]) and pair[0] > last
+                and _real(pair[1]) and pair[1] > 0):
             ok = False
             break
         last = pair[0]
     if not ok:
         raise ScorchError(
             f"--set lr_schedule: {schedule!r} is not a schedule; expected \"cosine\", \"constant\" or "
-            "[[EPOCH, LR], ...] with increasing epochs and LR > 0, e.g. \"[[3, 0.1], [100, 0.01]]\""
+            "[[EPOCH, LR], ...] with increasing epochs and finite LR > 0, e.g. \"[[3, 0.1], [100, 0.01]]\""
         )
 
 
-# Settings that change the trajectory of training; a resume with different values is warned about.
-TRAJECTORY_KEYS = (
-    "batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "accumulate",
-    "clip_grad", "amp", "lr_schedule", "warmup_epochs", "model_settings", "dataset_settings",
-)
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-# Settings that describe how this invocation runs, not what is trained: never taken from a saved run.
-INVOCATION_KEYS = (
-    "resume", "auto_resume", "overwrite", "debug", "progress", "config", "nproc_per_node", "nnodes", "node_rank",
-    "master_addr", "master_port", "name", "run_root",
-)
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,18 +1,67 @@
-"""Errors that reach the user as one line and an exit code."""
+"""The errors of scorch, each with the exit code its command ends with.
+
+Every command (``scorch-train``, ``-sweep``, ``-gen``, ``-check``, ``-init``, ``-report``) runs through
+:mod:`scorch.cli._runner`, which prints an :class:`Error` as one line, ``PROG: error: MESSAGE``, and exits
+with the class's code:
+
+====  ==========================================================================================
+code  meaning
+====  ==========================================================================================
+0     done
+1     a failure that is not the user's input (:class:`Failure`: a rank, a job or a move failed),
+      a failed check (scorch-check), a failed run of a sweep, or an unexpected exception
+      (``PROG: failed: Type: message``; ``--debug`` shows the traceback)
+2     bad input the user can fix: a file, flag, setting or piece of data (:class:`ScorchError`);
+      nothing on disk was changed
+3     stopped by SIGUSR1/SIGTERM/SIGINT after saving its work (:class:`Stopped`); run the same
+      command again (``--resume``/``--auto-resume``) to continue exactly where it stopped
+130   interrupted (KeyboardInterrupt) before anything could be saved
+141   stdout was closed by its reader (``scorch-check ... | head -2``): the command left quietly
+====  ==========================================================================================
+
+A rank started by ``scorch-train --nproc-per-node`` that fails ends the job with that rank's own code
+(:class:`RankFailed`).
+"""
 from __future__ import annotations
 
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_PREEMPTED = 3
+"""Exit code after a preemption signal (SIGUSR1/SIGTERM/SIGINT): a checkpoint was written; run again with
+--resume (or --auto-resume) to continue exactly where it stopped."""
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a program that a closed pipe ended
 
-class ScorchError(Exception):
-    """A problem the user can fix (bad file, bad flag, bad data): one line, exit code 2."""
 
-    exit_code = 2
+class Error(Exception):
+    """The root of scorch's errors: a one-line message for the user and the command's exit code."""
+
+    exit_code = EXIT_FAILURE
+    label = "error"  # the runner prints "PROG: LABEL: MESSAGE" ("PROG: MESSAGE" when empty)
+
+
+class ScorchError(Error):
+    """Bad input the user can fix (a file, flag, setting or piece of data): exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class TrainingError(ScorchError):
-    """Training cannot go on (e.g. a NaN loss): one line, exit code 2."""
+    """Training cannot go on with these settings (a NaN/inf loss or weights): exit code 2, as the fix is
+    the user's (learning rate, data, ``--nan-policy skip``)."""
 
 
-class RankFailed(ScorchError):
+class Failure(Error):
+    """A failure that is not the user's input (a rank, a job, the launch environment): exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+class DistributedError(Failure):
+    """A rank failed or the launch environment is broken: exit code 1."""
+
+
+class RankFailed(Failure):
     """A rank started by scorch itself (--nproc-per-node) failed; exits with that rank's code."""
 
     def __init__(self, message: str, exit_code: int):
@@ -20,18 +69,12 @@ class RankFailed(ScorchError):
         self.exit_code = exit_code
 
 
-class DistributedError(Exception):
-    """A rank failed or the launch environment is broken: exit code 1."""
-
-    exit_code = 1
-
-
-EXIT_PREEMPTED = 3
-"""Exit code after a preemption signal (SIGUSR1/SIGTERM/SIGINT): a checkpoint was written; run again with
---resume (or --auto-resume) to continue exactly where it stopped."""
-
-
-class Preempted(Exception):
-    """Training stopped on a signal after writing a checkpoint."""
+class Stopped(Error):
+    """Stopped on a signal after saving the work done so far: exit code 3; the same command continues it."""
 
     exit_code = EXIT_PREEMPTED
+    label = ""  # the message says it: "stopped by SIGTERM at epoch 2, ...; continue with --resume"
+
+
+class Preempted(Stopped):
+    """Training stopped on a signal after writing a checkpoint."""

@@ -2,7 +2,9 @@
 
 Precedence, lowest first: TrainConfig defaults < ``--config`` file < command-line flags < ``--set``.
 Keys are TrainConfig fields (``batch_size`` or ``batch-size``), or ``model.NAME`` /
-``dataset.NAME`` for the settings the model and dataset files declare.
+``dataset.NAME`` for the settings the model and dataset files declare. On scorch-train's command
+line ``--KEY=VALUE`` (e.g. ``--model.n_filters=10``) is shorthand for ``--set KEY=VALUE`` for any
+KEY that is not a flag of its own.
 """
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import ast
 import dataclasses
 import json
 import os
-import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+from .config import INVOCATION_KEYS, TrainConfig, check_file_name, check_path, type_name, value_fits
 from .errors import ScorchError
 
 SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings"}
@@ -41,10 +45,11 @@ def parse_assignment(item: str) -> tuple[str, Any]:
     return key, parse_value(value)
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """Read YAML, JSON or TOML (by extension) into a flat-or-nested dict."""
+def load_config_file(path: str, what: str = "--config") -> dict[str, Any]:
+    """Read YAML, JSON or TOML (by extension) into a flat-or-nested dict; errors name ``what`` and the file."""
+    label = f"{what} {path}" if what else path
     if not os.path.isfile(path):
-        raise ScorchError(f"--config: file not found: {path!r}")
+        raise ScorchError(f"{what}: file not found: {path!r}")
     ext = os.path.splitext(path)[1].lower()
     try:
         with open(path, "rb") as f:
@@ -60,16 +65,16 @@ def load_config_file(path: str) -> dict[str, Any]:
 
             data = yaml.safe_load(raw)
         else:
-            raise ScorchError(f"--config {path}: unknown extension {ext!r}, expected .yaml, .yml, .json or .toml")
+            raise ScorchError(f"{label}: unknown extension {ext!r}, expected .yaml, .yml, .json or .toml")
     except ScorchError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ScorchError(f"--config {path}: cannot parse it as {ext[1:].upper()}: {first}") from exc
+        raise ScorchError(f"{label}: cannot parse it as {ext[1:].upper()}: {first}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ScorchError(f"--config {path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+        raise ScorchError(f"{label}: expected a mapping of settings at the top level, got {type(data).__name__}")
     return data
 
 
@@ -85,32 +90,6 @@ def flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _type_ok(value: Any, annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is Any:
-        return True
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, dict):
-        return isinstance(value, origin)
-    return isinstance(value, annotation)
-
-
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return "none"
-    return getattr(annotation, "__name__", str(annotation))
 
 
 def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: type) -> dict[str, Any]:
@@ -130,7 +109,47 @@ def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: 
             raise ScorchError(f"{where}: unknown setting {key!r}; valid settings: {valid}")
         if isinstance(value, float) and value.is_integer() and hints[norm] is int:
             value = int(value)
-        if not _type_ok(value, hints[norm]):
-            raise ScorchError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected {_type_name(hints[norm])}")
+        if not value_fits(value, hints[norm]):
+            raise ScorchError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected {type_name(hints[norm])}")
         out[norm] = value
     return out
+
+
+def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> TrainConfig:
+    """The run's config from the flags given (``{field: value}``, only those given) and ``--set`` items
+    (``(where, "KEY=VALUE")``, in command-line order). Precedence, lowest first: defaults, ``--config``
+    file, flags, ``--set``; on ``--resume`` the run's saved ``config.json`` is the base, so that only
+    what is given changes (invocation-only settings are never taken from it)."""
+    assigned: list[tuple[str, str, Any]] = [(where, *parse_assignment(item)) for where, item in sets]
+    config_path = next((v for _, k, v in reversed(assigned) if k == "config"), flags.get("config"))
+    from_file = flatten(load_config_file(str(config_path))) if config_path else {}
+    layers = [(from_file, f"--config {config_path}"), (flags, "flags"), *(({k: v}, where) for where, k, v in assigned)]
+    peek = {k.replace("-", "_"): v for layer, _ in layers for k, v in layer.items()}
+    root, name = peek.get("run_root", _default("run_root")), peek.get("name")
+    if isinstance(name, str) and isinstance(root, str):  # checked before the file system is asked about them
+        check_file_name(name, "--name")
+        check_path(root, "--run-root")
+    run = Path(str(root), str(name))
+    if peek.get("auto_resume") and peek.get("name"):
+        peek["resume"] = (run / "checkpoints" / "last.pt").is_file()
+        layers.append(({"resume": peek["resume"]}, "--auto-resume"))
+    values: dict[str, Any] = {}
+    resuming = bool(peek.get("resume") and peek.get("name"))
+    if resuming and (run / "config.json").is_file():
+        saved = {k: v for k, v in load_config_file(str(run / "config.json"), "").items() if k not in INVOCATION_KEYS}
+        values = apply(values, flatten(saved), str(run / "config.json"), TrainConfig)
+    for layer, where in layers:
+        values = apply(values, layer, where, TrainConfig)
+    missing = [f"--{k}" for k in ("model", "dataset") if not values.get(k)]
+    if missing and peek.get("resume") and not name:
+        raise ScorchError("--resume needs --name: the run to continue is <run-root>/<name>")
+    if missing and resuming:
+        raise ScorchError(f"--resume: there is no run {run} (no config.json in it); check --run-root and --name, "
+                          "or start the run without --resume")
+    if missing:
+        raise ScorchError(f"{missing[0]} is required (or '{missing[0][2:]}:' in --config)")
+    return TrainConfig(**values)
+
+
+def _default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)

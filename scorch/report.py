@@ -11,20 +11,18 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 from ._atomic import atomic_open
-from .config import MONITOR_MODES, TrainConfig
+from .config import MONITOR_MODES, NOT_SWEEPABLE, monitor_direction
 from .errors import ScorchError
 
 log = logging.getLogger(__name__)
 
 STEP_COLUMNS = ("epoch", "step", "lr", "time")
-# Settings that never change what a run learns; not worth a column when they differ.
-NOT_SETTINGS = ("name", "resume", "overwrite", "progress", "debug", "config", "run_root")
 
 Row = dict[str, float | None]
 
@@ -53,10 +51,7 @@ class Run:
 
     @property
     def monitor_mode(self) -> str:
-        # TrainConfig's own rule (auto: min for losses and errors), without building a TrainConfig
-        # (that would want the model and dataset files to exist).
-        mode = SimpleNamespace(monitor_mode=self.config.get("monitor_mode") or "auto")
-        return TrainConfig.monitor_direction(mode, self.monitor)  # type: ignore[arg-type]
+        return monitor_direction(self.monitor, self.config.get("monitor_mode") or "auto")
 
     def values(self, metric: str) -> list[tuple[int, float]]:
         return [(int(r["epoch"] or 0), v) for r in self.rows if (v := r.get(metric)) is not None]
@@ -118,7 +113,7 @@ def load_run(path: str | os.PathLike) -> Run:
 
 def differing_settings(runs: Sequence[Run]) -> list[str]:
     shown = {"epochs", "monitor", "monitor_mode"}  # columns of their own
-    keys = sorted({k for run in runs for k in run.config} - set(NOT_SETTINGS) - shown)
+    keys = sorted({k for run in runs for k in run.config} - set(NOT_SWEEPABLE) - shown)  # what a sweep may vary
     return [k for k in keys if len({json.dumps(run.config.get(k), sort_keys=True) for run in runs}) > 1]
 
 

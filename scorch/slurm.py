@@ -1,23 +1,24 @@
-"""SLURM jobs of scorch-train: the sbatch script (one pure function), the job's files, submitting.
+"""SLURM jobs of scorch-train: its flags, the job's files, its command. The script itself comes
+from :func:`scorch.jobs.render` (the train shape: ``JobSpec.requeue``), like every sbatch script
+scorch writes, and is submitted by :func:`scorch.jobs.submit`.
 
 A job re-runs the exact resolved config: ``<run>/job_config.json`` (every TrainConfig setting but
 the invocation-only ones) is passed to scorch-train with ``--config``, together with ``--name``,
 ``--run-root`` and ``--auto-resume``, so a requeued job continues from ``checkpoints/last.pt``.
 
 Preemption: ``#SBATCH --signal=B:USR1@SECONDS`` makes SLURM send SIGUSR1 to the batch shell that
-long before the time limit. The shell traps USR1 and TERM and sends SIGUSR1 to the launcher
-(srun and mpirun both forward it to every rank); the ranks agree at the next step boundary,
-rank 0 writes ``last.pt`` and all exit with code 3. The shell then runs ``scontrol requeue`` and
-the requeued job resumes from ``last.pt`` in the same run directory (logs are appended).
+long before the time limit. The shell sends SIGUSR1 to the launcher (srun and mpirun both forward
+it to every rank); the ranks agree at the next step boundary, rank 0 writes ``last.pt`` and all
+exit with code 3. The shell then runs ``scontrol requeue`` and the requeued job resumes from
+``last.pt`` in the same run directory (logs are appended). A SIGTERM (``scancel``) is forwarded
+the same way, but the job is not requeued.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,13 @@ from typing import Any, Mapping, Sequence
 
 from . import _atomic
 from .config import INVOCATION_KEYS, TrainConfig
-from .errors import EXIT_PREEMPTED, ScorchError
+from .errors import ScorchError
+from .jobs import JobSpec, Resources, SubmitError, check_resources, check_text, render, submit
+from .jobs.spec import LAUNCHERS, TIME_FORMATS
 from .rundir import check_target
 
 log = logging.getLogger(__name__)
 
-LAUNCHERS = ("srun", "mpirun")
 JOB_SCRIPT = "job.sbatch"
 JOB_CONFIG = "job_config.json"
 JOB_FILES = (JOB_SCRIPT, JOB_CONFIG)
@@ -38,60 +40,34 @@ JOB_FILES = (JOB_SCRIPT, JOB_CONFIG)
 # Namespace dests of the flags below; scorch-train removes them before it builds its TrainConfig.
 DESTS = (
     "slurm", "submit", "slurm_nodes", "slurm_ntasks_per_node", "slurm_gpus_per_node", "slurm_cpus_per_task",
-    "slurm_time", "slurm_partition", "slurm_account", "slurm_sbatch_args", "slurm_setup", "slurm_launcher",
-    "slurm_signal_seconds",
+    "slurm_time", "slurm_mem", "slurm_partition", "slurm_account", "slurm_sbatch_args", "slurm_setup",
+    "slurm_launcher", "slurm_signal_seconds",
 )
+_FLAGS = {"sbatch_args": "--sbatch-arg"}
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    """How a run is laid out on SLURM. Checks itself; errors name the flag to change."""
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
 
-    nodes: int = 1
-    ntasks_per_node: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int | None = None
-    time: str | None = None
-    partition: str | None = None
-    account: str | None = None
-    sbatch_args: tuple[str, ...] = ()
-    setup: tuple[str, ...] = ()
-    launcher: str = "srun"
-    signal_seconds: int = 90
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmOptions(Resources):
+    """How a run is laid out on SLURM (the fields of :class:`scorch.jobs.Resources`). Checks
+    itself; errors name the flag to change."""
 
     def __post_init__(self) -> None:
-        for name in ("nodes", "ntasks_per_node"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ScorchError(f"--{name.replace('_', '-')}: expected a whole number >= 1, got {getattr(self, name)!r}")
-        if self.gpus_per_node < 0:
-            raise ScorchError(f"--gpus-per-node: expected a whole number >= 0, got {self.gpus_per_node!r}")
-        if self.cpus_per_task is not None and self.cpus_per_task < 1:
-            raise ScorchError(f"--cpus-per-task: expected a whole number >= 1, got {self.cpus_per_task!r}")
-        if self.signal_seconds < 1:
-            raise ScorchError(f"--signal-seconds: expected a whole number >= 1, got {self.signal_seconds!r}")
+        object.__setattr__(self, "sbatch_args", tuple(self.sbatch_args))
+        object.__setattr__(self, "setup", tuple(self.setup))
         if self.launcher not in LAUNCHERS:
             raise ScorchError(f"--launcher: {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
-        for flag, lines in (("--sbatch-arg", self.sbatch_args), ("--setup", self.setup)):
-            for line in lines:
-                if "\n" in line or "\r" in line or not line.strip():
-                    raise ScorchError(f"{flag}: {line!r} must be one non-empty line")
-        for line in self.sbatch_args:
-            if not _raw_sbatch_arg(line).startswith("-"):
-                raise ScorchError(f"--sbatch-arg: {line!r} is not an sbatch option; expected e.g. --qos=high or --mem=8G")
-        for name in ("time", "partition", "account"):
+        try:
+            check_resources(self, _flag)
+        except ValueError as exc:
+            raise ScorchError(str(exc)) from None
+        for name in ("time", "mem", "partition", "account"):
             value = getattr(self, name)
-            if value is not None and (not str(value).strip() or any(c.isspace() for c in str(value))):
-                raise ScorchError(f"--{name}: {value!r} is not a valid value (no spaces)")
-
-    @property
-    def ntasks(self) -> int:
-        return self.nodes * self.ntasks_per_node
-
-
-def _raw_sbatch_arg(line: str) -> str:
-    """``--qos=x`` or ``#SBATCH --qos=x`` -> ``--qos=x``."""
-    text = line.strip()
-    return text[len("#SBATCH"):].strip() if text.startswith("#SBATCH") else text
+            if value is not None and any(c.isspace() for c in str(value)):
+                raise ScorchError(f"{_flag(name)}: {value!r} is not a valid value (no spaces)")
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, sweep: bool = False) -> None:
@@ -114,11 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, sweep: bool = False) -> No
                    help=f"GPUs per node (default: {d.gpus_per_node}: none asked for)")
     g.add_argument("--cpus-per-task", type=int, dest="slurm_cpus_per_task",
                    help="CPU cores per rank (default: the cluster's)")
-    g.add_argument("--time", dest="slurm_time", help="time limit as sbatch takes it: MINUTES or D-HH:MM:SS")
+    g.add_argument("--time", dest="slurm_time", help=f"time limit as sbatch takes it: {TIME_FORMATS}")
+    g.add_argument("--mem", dest="slurm_mem", help="memory per node as sbatch takes it: e.g. 500M, 8G, or whole MB "
+                   "(default: the cluster's)")
     g.add_argument("--partition", dest="slurm_partition", help="SLURM partition")
     g.add_argument("--account", dest="slurm_account", help="SLURM account to charge")
     g.add_argument("--sbatch-arg", action="append", dest="slurm_sbatch_args", metavar="OPTION",
-                   help="raw #SBATCH option, repeatable, e.g. --sbatch-arg=--qos=high --sbatch-arg=--mem=8G")
+                   help="raw #SBATCH option, repeatable, e.g. --sbatch-arg=--qos=high --sbatch-arg=--exclusive")
     g.add_argument("--setup", action="append", dest="slurm_setup", metavar="LINE",
                    help="shell line run before the ranks start, repeatable, e.g. --setup 'module load cuda/12'")
     g.add_argument("--launcher", choices=LAUNCHERS, dest="slurm_launcher",
@@ -164,102 +142,6 @@ def train_command(config_file: str | os.PathLike, run_root: str | os.PathLike, n
     return [*cmd, "--debug"] if debug else cmd
 
 
-def _pattern_safe(path: str) -> str:
-    """sbatch expands %j, %A ... in --output; a literal % in a directory name is written %%."""
-    return path.replace("%", "%%")
-
-
-def render_sbatch(*, commands: Sequence[Sequence[str]], job_name: str, output: str, chdir: str,
-                  nodes: int = 1, ntasks_per_node: int = 1, gpus_per_node: int = 0,
-                  cpus_per_task: int | None = None, time: str | None = None, partition: str | None = None,
-                  account: str | None = None, sbatch_args: Sequence[str] = (), setup: Sequence[str] = (),
-                  launcher: str = "srun", signal_seconds: int = 90, array: str | None = None) -> str:
-    """Text of the sbatch script. Pure; the keyword arguments are the whole schema.
-
-    ``commands`` holds one command for a plain job; for a job array (``array``, e.g. ``"0-3%2"``)
-    element *i* runs ``commands[i]``. ``#SBATCH`` flags are sorted and their values
-    ``shlex``-quoted (sbatch unquotes them); ``sbatch_args`` follow verbatim, in order, so they can
-    override. ``output`` is an sbatch filename pattern (``%j``, ``%A_%a``); ``setup`` lines run
-    before the launch.
-    """
-    if not commands or any(not c for c in commands):
-        raise ValueError("commands must hold at least one non-empty command")
-    if array is None and len(commands) != 1:
-        raise ValueError(f"{len(commands)} commands need an array spec")
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
-    flags: dict[str, str | None] = {
-        "chdir": chdir,
-        "job-name": job_name,
-        "nodes": str(nodes),
-        "ntasks-per-node": str(ntasks_per_node),
-        "open-mode": "append",  # a requeued job appends to the same log
-        "output": output,
-        "requeue": None,
-        "signal": f"B:USR1@{signal_seconds}",
-    }
-    optional = {"array": array, "account": account, "partition": partition, "time": time,
-                "cpus-per-task": str(cpus_per_task) if cpus_per_task else None,
-                "gpus-per-node": str(gpus_per_node) if gpus_per_node else None}
-    flags.update({k: v for k, v in optional.items() if v is not None})
-    lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH --{k}" if v is None else f"#SBATCH --{k}={shlex.quote(v)}" for k, v in sorted(flags.items())]
-    lines += [f"#SBATCH {_raw_sbatch_arg(a)}" for a in sbatch_args]
-    ranks = f"{nodes * ntasks_per_node} rank(s) on {nodes} node(s)"
-    lines += [
-        "",
-        f"# Written by scorch: {'one run per array element' if array is not None else 'one run'}, {ranks}, started by {launcher}.",
-        f"# SLURM sends USR1 {signal_seconds} s before the time limit; the ranks then checkpoint at the next",
-        f"# step boundary and exit {EXIT_PREEMPTED}, and the job requeues itself; --auto-resume continues from last.pt.",
-    ]
-    lines += list(setup)
-    lines.append("")
-
-    def argv(cmd: Sequence[str]) -> str:
-        return "cmd=(" + " ".join(shlex.quote(str(part)) for part in cmd) + ")"
-
-    if array is None:
-        lines.append(argv(commands[0]))
-    else:
-        lines.append('case "${SLURM_ARRAY_TASK_ID:-}" in')
-        lines += [f"  {i}) {argv(cmd)} ;;" for i, cmd in enumerate(commands)]
-        lines.append("""  *) echo "scorch job: no run for array task '${SLURM_ARRAY_TASK_ID:-}'" >&2; exit 2 ;;""")
-        lines.append("esac")
-    launch = ["srun", *([f"--cpus-per-task={cpus_per_task}"] if cpus_per_task else [])] if launcher == "srun" else ["mpirun"]
-    lines += [
-        "",
-        "# Either signal reaches this shell only; the ranks get USR1 through the launcher, which forwards it.",
-        'on_signal() { echo "scorch job: got SIG$1; the ranks checkpoint and stop" >&2; kill -s USR1 "$child" 2>/dev/null; }',
-        "trap 'on_signal USR1' USR1",
-        "trap 'on_signal TERM' TERM",
-        " ".join(launch) + ' "${cmd[@]}" &',
-        "child=$!",
-        "# wait returns early when a trapped signal arrives: wait until the launcher has ended, then take its code.",
-        'while kill -0 "$child" 2>/dev/null; do wait "$child"; done',
-        'wait "$child"',
-        "code=$?",
-        f'if [ "$code" -eq {EXIT_PREEMPTED} ]; then',
-        '  echo "scorch job: checkpoint written; requeueing job $SLURM_JOB_ID" >&2',
-        '  scontrol requeue "$SLURM_JOB_ID"',
-        "fi",
-        'exit "$code"',
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def render_for(options: SlurmOptions, *, commands: Sequence[Sequence[str]], job_name: str, output: str,
-               chdir: str, array: str | None = None) -> str:
-    """:func:`render_sbatch` with the fields of ``options``."""
-    return render_sbatch(
-        commands=commands, job_name=job_name, output=output, chdir=chdir, array=array,
-        nodes=options.nodes, ntasks_per_node=options.ntasks_per_node, gpus_per_node=options.gpus_per_node,
-        cpus_per_task=options.cpus_per_task, time=options.time, partition=options.partition,
-        account=options.account, sbatch_args=options.sbatch_args, setup=options.setup,
-        launcher=options.launcher, signal_seconds=options.signal_seconds,
-    )
-
-
 def check_job_target(run_dir: Path, resume: bool, overwrite: bool, auto_resume: bool = False) -> None:
     """Refuse a run directory as scorch-train would; one that holds only job files counts as empty.
     With --auto-resume any directory is accepted: the job resumes it or starts it, as scorch-train does."""
@@ -271,18 +153,43 @@ def check_job_target(run_dir: Path, resume: bool, overwrite: bool, auto_resume: 
         raise ScorchError(verdict)
 
 
+def job_spec(options: SlurmOptions, **what: Any) -> JobSpec:
+    """The :class:`scorch.jobs.JobSpec` of a job laid out by ``options`` (``what``: its commands,
+    name, directories); a value no script may hold is a ScorchError."""
+    try:
+        return JobSpec(**options.resources(), **what)
+    except ValueError as exc:
+        raise ScorchError(str(exc)) from None
+
+
+def check_job_values(**values: str) -> None:
+    """ScorchError naming the flag (``run_root`` -> ``--run-root``) of the first value with a
+    control character; ``cwd`` is the working directory the job starts in."""
+    for key, value in values.items():
+        try:
+            check_text("the working directory" if key == "cwd" else _flag(key), value)
+        except ValueError as exc:
+            raise ScorchError(str(exc)) from None
+
+
 def write_job(config: TrainConfig, options: SlurmOptions, name: str) -> Path:
     """Write ``<run>/job_config.json`` and ``<run>/job.sbatch`` for ``config``; returns the script's path.
 
     The run directory must be new or empty (or hold only job files), as for scorch-train; with
     ``--resume`` it must hold ``checkpoints/last.pt``; with ``--auto-resume`` anything goes;
-    ``--overwrite`` empties it now.
+    ``--overwrite`` empties it now. Every check, the script's included, comes before the first write.
     """
     if config.nproc_per_node > 1:
         raise ScorchError("--nproc-per-node does not apply to a SLURM job: give --ntasks-per-node (and --nodes)")
+    cwd = os.getcwd()
+    check_job_values(cwd=cwd, name=name, run_root=config.run_root)
     run_root = Path(os.path.abspath(config.run_root))
     run_dir = run_root / name
     check_job_target(run_dir, config.resume, config.overwrite, config.auto_resume)
+    script = render(job_spec(
+        options, commands=[train_command(run_dir / JOB_CONFIG, run_root, name, debug=config.debug)],
+        job_name=name, chdir=cwd, log_dir=str(run_dir), log_name="slurm-%j.out",
+    ))
     try:
         if config.overwrite and run_dir.is_dir():
             shutil.rmtree(run_dir)
@@ -290,47 +197,15 @@ def write_job(config: TrainConfig, options: SlurmOptions, name: str) -> Path:
     except OSError as exc:
         raise ScorchError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
     _atomic.write_json(run_dir / JOB_CONFIG, job_config(config))
-    script = render_for(
-        options,
-        commands=[train_command(run_dir / JOB_CONFIG, run_root, name, debug=config.debug)],
-        job_name=name, output=_pattern_safe(str(run_dir)) + "/slurm-%j.out", chdir=os.getcwd(),
-    )
     path = run_dir / JOB_SCRIPT
     _atomic.write_text(path, script)
     log.debug("wrote %s", path)
     return path
 
 
-def submit(script: Path, env: Mapping[str, str] | None = None) -> str:
-    """``sbatch --parsable SCRIPT``; returns the job id. ScorchError (one line) when sbatch is
-    missing or refuses the script."""
-    environ = os.environ if env is None else env
-    sbatch = shutil.which("sbatch", path=environ.get("PATH"))
-    if sbatch is None:
-        raise ScorchError(f"sbatch not found on PATH: run on a SLURM login node; the script is written at {script}")
-    argv = [sbatch, "--parsable", str(script)]
-    log.debug("running %s", " ".join(shlex.quote(a) for a in argv))
+def submit_script(script: Path, env: Mapping[str, str] | None = None) -> str:
+    """:func:`scorch.jobs.submit`, its error a ScorchError (one line, exit code 2)."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=dict(environ), timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ScorchError(f"sbatch {script} did not run: {exc}") from exc
-    if proc.returncode != 0:
-        raise ScorchError(f"sbatch refused {script}: {' '.join((proc.stderr or proc.stdout).split())}")
-    return proc.stdout.strip().split(";")[0]
-
-
-def array_spec(indices: Sequence[int], parallel: int | None = None) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (``"0-2,5%2"`` with ``parallel=2``)."""
-    if not indices:
-        raise ValueError("an array needs at least one index")
-    parts: list[str] = []
-    ordered = sorted(set(indices))
-    start = prev = ordered[0]
-    for i in [*ordered[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    return ",".join(parts) + (f"%{parallel}" if parallel else "")
+        return submit(script, env)
+    except SubmitError as exc:
+        raise ScorchError(str(exc)) from None

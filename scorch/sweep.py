@@ -22,15 +22,12 @@ import logging
 import math
 import os
 import re
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import _atomic, overrides, report, slurm
-from .config import TrainConfig
+from . import _atomic, jobs, overrides, report, slurm
+from .config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path
 from .errors import ScorchError
 
 log = logging.getLogger(__name__)
@@ -38,8 +35,6 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"
 SUMMARY_FILE = "summary.csv"
 SWEEP_SCRIPT = "sweep.sbatch"
-# Settings the sweep itself decides for every run.
-NOT_GRID = ("name", "run_root", "resume", "auto_resume", "overwrite", "config", "progress", "debug")
 
 
 @dataclass(frozen=True)
@@ -84,7 +79,7 @@ def split_values(text: str) -> list[str]:
 def parse_grid(items: Sequence[str]) -> list[Axis]:
     """``--grid KEY=V1,V2`` items -> axes; keys must be settings scorch-train knows."""
     fields = {f for f in TrainConfig.__dataclass_fields__ if f not in overrides.SETTINGS_PREFIXES.values()}
-    valid = ", ".join(sorted((fields - set(NOT_GRID)) | {"model.NAME", "dataset.NAME"}))
+    valid = ", ".join(sorted((fields - set(NOT_SWEEPABLE)) | {"model.NAME", "dataset.NAME"}))
     axes: list[Axis] = []
     seen: set[str] = set()
     for item in items:
@@ -96,7 +91,7 @@ def parse_grid(items: Sequence[str]) -> list[Axis]:
         prefix, dot, sub = norm.partition(".")
         if dot and prefix in overrides.SETTINGS_PREFIXES and sub:
             pass
-        elif norm in NOT_GRID:
+        elif norm in NOT_SWEEPABLE:
             raise ScorchError(f"--grid {key}: scorch-sweep sets {key} itself for every run; valid keys: {valid}")
         elif norm not in fields:
             raise ScorchError(f"--grid {key}: unknown setting; valid keys: {valid}")
@@ -238,54 +233,26 @@ def status(run_dir: Path) -> str:
     return "unfinished" if state == "finished" else state
 
 
-def run_local(sweep: Sweep, parallel: int, debug: bool = False, env: dict[str, str] | None = None) -> dict[str, int]:
-    """Run the unfinished runs as scorch-train processes, ``parallel`` at a time; exit code per run.
-
-    SIGINT, SIGTERM and SIGUSR1 to this process start no new runs and reach the running ones as
-    SIGUSR1: they checkpoint and exit 3, and the same command resumes them later.
-    """
+def _todo(sweep: Sweep) -> list[RunPlan]:
     todo = [r for r in sweep.runs if status(sweep.path / r.name) != "finished"]
     for r in sweep.runs:
         if r not in todo:
             log.info("%s: finished, skipped", r.name)
-    codes: dict[str, int] = {}
-    running: dict[str, tuple[subprocess.Popen[bytes], Any]] = {}
-    stopping: list[str] = []
+    return todo
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if not stopping:
-            log.warning("%s: no new runs; the running ones checkpoint and stop", signal.Signals(signum).name)
-        stopping.append(signal.Signals(signum).name)
-        for proc, _ in running.values():
-            proc.send_signal(signal.SIGUSR1)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        queue = list(todo)
-        while queue or running:
-            while queue and len(running) < parallel and not stopping:
-                run = queue.pop(0)
-                out = open(sweep.path / "logs" / f"{run.name}.log", "ab")
-                cmd = sweep.command(run, debug)
-                log.info("%s: starting", run.name)
-                # Own session: a Ctrl-C reaches only this process, which passes it on once.
-                running[run.name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                      start_new_session=True), out)
-            for name, (proc, out) in list(running.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                out.close()
-                del running[name]
-                codes[name] = code
-                log.info("%s: %s", name, "done" if code == 0 else f"exit code {code}")
-            if stopping and not running:
-                break
-            time.sleep(0.2)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    return codes
+def run_local(sweep: Sweep, parallel: int, debug: bool = False, env: dict[str, str] | None = None) -> dict[str, int]:
+    """Run the unfinished runs as scorch-train processes, ``parallel`` at a time, in the pool of
+    :func:`scorch.jobs.run_local` (output in ``logs/<run>.log``); exit code per run started.
+
+    SIGINT, SIGTERM and SIGUSR1 to this process start no new runs and reach the running ones as
+    SIGUSR1: they checkpoint and exit 3, and the same command resumes them later.
+    """
+    todo = _todo(sweep)
+    pool = [jobs.LocalJob(r.name, tuple(sweep.command(r, debug)), sweep.path / "logs" / f"{r.name}.log")
+            for r in todo]
+    result = jobs.run_local(pool, max_parallel=parallel, env=env)
+    return {job.name: code for job, code in zip(pool, result.codes) if code is not None}
 
 
 def submit_array(sweep: Sweep, options: slurm.SlurmOptions, parallel: int | None,
@@ -294,17 +261,27 @@ def submit_array(sweep: Sweep, options: slurm.SlurmOptions, parallel: int | None
     job array; (job id, runs submitted), or (None, []) when every run has finished."""
     if sweep.nproc_per_node > 1:
         raise ScorchError("--nproc-per-node does not apply to SLURM jobs: give --ntasks-per-node (and --nodes)")
-    todo = [r for r in sweep.runs if status(sweep.path / r.name) != "finished"]
+    todo = _todo(sweep)
     if not todo:
         return None, []
-    script = slurm.render_for(
+    script = jobs.render(slurm.job_spec(
         options, commands=[sweep.command(r, debug) for r in sweep.runs], job_name=sweep.path.name,
-        output=str(sweep.path / "logs").replace("%", "%%") + "/slurm-%A_%a.out", chdir=os.getcwd(),
-        array=slurm.array_spec([r.index for r in todo], parallel),
-    )
+        chdir=os.getcwd(), log_dir=str(sweep.path / "logs"), log_name="slurm-%A_%a.out",
+        array=jobs.array_spec([r.index for r in todo], parallel),
+    ))
     path = sweep.path / SWEEP_SCRIPT
     _atomic.write_text(path, script)
-    return slurm.submit(path), todo
+    return slurm.submit_script(path), todo
+
+
+def sweep_dir(run_root: str, name: str, for_slurm: bool = False) -> Path:
+    """``RUN_ROOT/NAME``, refused (naming the flag) when NAME is no plain directory name or a
+    value has a control character; with ``for_slurm`` the run root and the working directory
+    too, since they reach the job script."""
+    check_file_name(name, "--name")
+    check_path(str(run_root), "--run-root")
+    slurm.check_job_values(name=name, **({"cwd": os.getcwd(), "run_root": run_root} if for_slurm else {}))
+    return Path(run_root) / name
 
 
 # --- summary ------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def _describe(value: Any) -> str:
 def import_file(path: str, role: str) -> ModuleType:
     """Import a user's Python file by path; ``role`` is "model" or "dataset"."""
     if not os.path.isfile(path):
-        raise ScorchError(f"--{role}: file not found: {path!r}")
+        raise ScorchError(f"--{role}: file not found: {path!r} (expected a Python file)")
     name = f"scorch_user_{role}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

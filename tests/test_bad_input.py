@@ -2,6 +2,7 @@
 import math
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,13 +10,13 @@ import torch
 from scorch.cli.train import main
 from tests.helpers import DATASET, MODEL, base_args, scorch_train, snapshot
 
-GOOD_MODEL = open(MODEL).read()
-GOOD_DATASET = open(DATASET).read()
+GOOD_MODEL = Path(MODEL).read_text()
+GOOD_DATASET = Path(DATASET).read_text()
 
 
 def model_with(**replace):
     src = GOOD_MODEL
-    for old, new in replace.items():
+    for old in replace:
         assert old in src or old == "_", old
     for old, new in replace.items():
         src = src.replace(old, new)
@@ -26,14 +27,17 @@ CASES = {
     # name: (model source or None for the good one, dataset source or None, extra args, words expected)
     "model file missing": ("MISSING", None, [], ["--model", "file not found"]),
     "dataset file missing": (None, "MISSING", [], ["--dataset", "file not found"]),
-    "model file does not import": ("import torch\ndef broken(:\n", None, [], ["model.py", "importing the model file failed", "SyntaxError"]),
-    "no Network": ("import torch\nclass Socket:\n    def criterion(self, p, t): pass\n    def metrics(self, p, t): pass\n", None, [], ["model.py", "no class Network"]),
+    "model file does not import": ("import torch\ndef broken(:\n", None, [],
+                                   ["model.py", "importing the model file failed", "SyntaxError"]),
+    "no Network": ("import torch\nclass Socket:\n    def criterion(self, p, t): pass\n    def metrics(self, p, t): pass\n", None, [],
+                   ["model.py", "no class Network"]),
     "Network not a Module": (model_with(**{"class Network(nn.Module):": "class Network:"}), None, [], ["Network", "torch.nn.Module"]),
     "no Socket": (GOOD_MODEL.split("class Socket")[0], None, [], ["model.py", "no class Socket"]),
     "no DataSet": (None, GOOD_DATASET.replace("class DataSet:", "class Data:"), [], ["dataset.py", "no class DataSet"]),
     "forward returns a tensor": (model_with(**{"return [self.body(x + 0.0 * self.frozen(x))]": "return self.body(x)"}), None, [],
                                  ["Network.forward", "expected a non-empty list"]),
-    "getitem returns tensors not lists": (None, GOOD_DATASET.replace("return [self.index.x[j]], [self.index.y[j]]", "return self.index.x[j], self.index.y[j]"),
+    "getitem returns tensors not lists": (None, GOOD_DATASET.replace("return [self.index.x[j]], [self.index.y[j]]",
+                                                                     "return self.index.x[j], self.index.y[j]"),
                                           [], ["DataSet.__getitem__", "expected a list"]),
     "getitem returns one thing": (None, GOOD_DATASET.replace("return [self.index.x[j]], [self.index.y[j]]", "return [self.index.x[j]]"),
                                   [], ["DataSet.__getitem__", "expected a pair"]),
@@ -44,7 +48,8 @@ CASES = {
                                                 "return 1.0"}), None, [], ["Socket.criterion", "expected a scalar tensor"]),
     "shapes do not match (error)": (model_with(**{"nn.Linear(16, 3)": "nn.Linear(16, 5)",
                                                   "return nn.functional.cross_entropy(preds[0], targets[0])":
-                                                  "return nn.functional.mse_loss(preds[0], targets[0].float().unsqueeze(0).expand(3, -1))"}),
+                                                  "return nn.functional.mse_loss(preds[0], "
+                                                  "targets[0].float().unsqueeze(0).expand(3, -1))"}),
                                     None, [], ["Socket.criterion", "(32, 5)", "(32,)"]),
     "shapes do not match (broadcast)": (model_with(**{"return nn.functional.cross_entropy(preds[0], targets[0])":
                                                       "return nn.functional.mse_loss(preds[0], targets[0].float().unsqueeze(1))"}),
@@ -80,6 +85,31 @@ CASES = {
                                                                     "return [self.index.x[j]] * (1 + i % 2), [self.index.y[j]]"),
                                          [], ["DataSet.__getitem__", "different list lengths"]),
     "cuda asked for, none here": (None, None, ["--device", "cuda"], ["--device cuda", "no CUDA device"]),
+    # every number finite and in its range, every name one a file system takes
+    "--weight-decay nan": (None, None, ["--weight-decay", "nan"], ["--weight-decay", "finite number >= 0", "nan"]),
+    "--weight-decay negative": (None, None, ["--weight-decay", "-0.1"], ["--weight-decay", ">= 0"]),
+    "--lr inf": (None, None, ["--lr", "inf"], ["--lr", "finite number > 0", "inf"]),
+    "--momentum -5": (None, None, ["--momentum", "-5"], ["--momentum", ">= 0 and < 1", "-5"]),
+    "--momentum 1": (None, None, ["--momentum", "1"], ["--momentum", ">= 0 and < 1"]),
+    "--clip-grad 0": (None, None, ["--clip-grad", "0"], ["--clip-grad", "> 0"]),
+    "--seed beyond 64 bits": (None, None, ["--seed", str(2**64)], ["--seed", "< 2**63", str(2**64)]),
+    "--seed negative": (None, None, ["--seed", "-1"], ["--seed", ">= 0"]),
+    "--dist-timeout nan": (None, None, ["--dist-timeout", "nan"], ["--dist-timeout", "finite number > 0"]),
+    "--dist-timeout -5": (None, None, ["--dist-timeout", "-5"], ["--dist-timeout", "> 0", "-5"]),
+    "--master-port 70000": (None, None, ["--master-port", "70000"], ["--master-port", "< 65536"]),
+    "--workers -1": (None, None, ["--workers", "-1"], ["--workers", ">= 0"]),
+    "--set warmup_epochs=-1": (None, None, ["--set", "warmup_epochs=-1"], ["--set warmup_epochs", ">= 0"]),
+    "--set lr_schedule with inf": (None, None, ["--set", "lr_schedule=[[3, 1e999]]"], ["lr_schedule", "finite LR"]),
+    "--name of 300 characters": (None, None, ["--name", "n" * 300], ["--name", "300 bytes", "at most 255"]),
+    "--name with a NUL byte": (None, None, ["--name", "a\x00b"], ["--name", "'a\\x00b'", "control character"]),
+    "--name with a newline": (None, None, ["--name", "a\nb"], ["--name", "'a\\nb'", "control character"]),
+    "--name with a slash": (None, None, ["--name", "a/b"], ["--name", "'a/b'"]),
+    "--run-root with a control character": (None, None, ["--run-root", "runs\x1b[2J"], ["--run-root", "control character"]),
+    "--run-root empty": (None, None, ["--run-root", ""], ["--run-root", "use . for the current one"]),
+    # --KEY=VALUE is --set KEY=VALUE
+    "--KEY=VALUE unknown key": (None, None, ["--learning_rate=3"], ["--learning_rate", "unknown setting 'learning_rate'", "lr,"]),
+    "--KEY=VALUE wrong type": (None, None, ["--warmup_epochs=many"], ["warmup_epochs = 'many'", "expected int"]),
+    "--model.NAME=VALUE unknown": (None, None, ["--model.n_filters=3"], ["model.n_filters", "unknown setting", "Network"]),
 }
 
 
@@ -163,5 +193,6 @@ def test_horovod_backend_without_horovod_says_how_to_install(tmp_path, monkeypat
 def test_console_script_bad_input(tmp_path):
     out = scorch_train(["--model", str(tmp_path / "nope.py"), "--dataset", DATASET, "--run-root", str(tmp_path)])
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [f"scorch-train: error: --model: file not found: '{tmp_path / 'nope.py'}' (expected a Python file)"]
+    missing = tmp_path / "nope.py"
+    assert out.stderr.strip().splitlines() == [f"scorch-train: error: --model: file not found: '{missing}' (expected a Python file)"]
     assert not any(tmp_path.iterdir())

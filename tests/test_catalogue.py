@@ -23,6 +23,18 @@ CASES = {
     "train: bad config file": ("scorch-train", ["--model", MODEL, "--dataset", DATASET, "--config", "CFG"], ["--config", "cannot parse"]),
     "train: config with an unknown key": ("scorch-train", ["--model", MODEL, "--dataset", DATASET, "--config", "CFG2"],
                                           ["unknown setting 'epoch'"]),
+    "train: --KEY=VALUE of no setting": ("scorch-train", ["--model", MODEL, "--dataset", DATASET, "--learning_rate=3"],
+                                         ["--learning_rate", "unknown setting", "valid settings", "lr_schedule"]),
+    "train: --resume of no such run": ("scorch-train", ["--resume", "--name", "ghost"], ["--resume", "there is no run runs/ghost"]),
+    "sweep: no grid": ("scorch-sweep", ["--model", MODEL, "--dataset", DATASET], ["--grid"]),
+    "sweep: a name with a newline": ("scorch-sweep", ["--name", "a\nb", "--grid", "lr=0.1,0.2", "--model", MODEL, "--dataset", DATASET],
+                                     ["--name", "control character"]),
+    "check: --lr not finite": ("scorch-check", ["--model", MODEL, "--dataset", DATASET, "--lr", "inf"], ["--lr", "finite"]),
+    "check: unknown flag": ("scorch-check", ["--model", MODEL, "--dataset", DATASET, "--fast"], ["unrecognized arguments: --fast"]),
+    "init: empty DIR": ("scorch-init", [""], ["DIR", "use . for the current one"]),
+    "init: DIR with a control character": ("scorch-init", ["new\rproject"], ["DIR", "control character"]),
+    "report: unknown flag": ("scorch-report", ["--plot", "x"], ["unrecognized arguments: --plot"]),
+    "gen: bad group name": ("scorch-gen", ["move", "noisy_sine", "5", "bad/name"], ["group 'bad/name'"]),
 }
 
 
@@ -39,7 +51,8 @@ def test_every_command_says_one_line_and_exits_2(case, tmp_path):
     assert len(lines) == 1, lines
     for word in words:
         assert word in lines[0], (word, lines[0])
-    assert not (tmp_path / "runs").exists()
+    written = {p.name for p in tmp_path.iterdir()} - {"bad.yaml", "datasets.py", "unknown.toml", "__pycache__"}
+    assert not written
 
 
 def test_init_refuses_to_overwrite(tmp_path):

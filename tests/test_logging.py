@@ -31,3 +31,29 @@ def test_a_command_leaves_the_logger_as_it_found_it():
     with _logging.configured(0, True):
         assert logger.level == logging.DEBUG
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+def test_console_level(monkeypatch):
+    monkeypatch.delenv("SCORCH_LOG_LEVEL", raising=False)
+    assert [_logging.console_level(False), _logging.console_level(True)] == ["INFO", "DEBUG"]
+    # a command counting -v (scorch-gen): quiet by default
+    assert [_logging.console_level(False, v) for v in (0, 1, 2, 3)] == ["WARNING", "INFO", "DEBUG", "DEBUG"]
+    assert _logging.console_level(True, 0) == "DEBUG"
+    monkeypatch.setenv("SCORCH_LOG_LEVEL", "error")
+    assert _logging.console_level(True, 2) == "ERROR"
+
+
+def test_quiet_loggers_say_warnings_only_for_the_command(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    build = logging.getLogger("scorch.build")
+    before = build.level
+    with _logging.configured(0, False, quiet=("scorch.build",)):
+        build.info("speaks of scorch-train's flags")
+        build.warning("worth saying")
+        logging.getLogger("scorch.check").info("checked")
+    assert out.getvalue() == "scorch: worth saying\nscorch: checked\n"
+    assert build.level == before
+    with _logging.configured(0, True, quiet=("scorch.build",)):  # --debug shows everything
+        build.info("now shown")
+    assert out.getvalue().endswith("scorch: now shown\n")

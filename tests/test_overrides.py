@@ -42,7 +42,7 @@ def test_numeric_settings_accept_numbers(key, number):
 def test_unknown_names_are_refused_with_the_valid_ones(name):
     if name in TrainConfig.__dataclass_fields__:
         return
-    with pytest.raises(ScorchError, match="unknown setting .* valid settings: .*batch_size"):
+    with pytest.raises(ScorchError, match=r"unknown setting .* valid settings: .*batch_size"):
         overrides.apply({}, {name: 1}, "--set", TrainConfig)
 
 

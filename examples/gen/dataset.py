@@ -14,7 +14,9 @@ class DataSetIndex:
 class DataSet:
     def __init__(self, ds_index, mode="train"):
         group = "train" if mode == "train" else "valid"
-        # Parameter set 0 (the first one generated); a dict of values works too.
+        # Parameter set 0 (the first one generated). A dict of non-default values works too; it is
+        # matched against the stored values, or, with datasets=<path>/datasets.py, resolved by the
+        # generator's defaults (reading imports no code from the data directory unless told to).
         self.samples = CachedDataset(ds_index.path, "noisy_sine", 0, group)
 
     def __len__(self):

@@ -7,36 +7,24 @@
 
 Every subcommand takes ``--dir DIR`` (the directory holding ``datasets.py``,
 default ``.``), ``--debug`` (tracebacks) and ``-v`` (log progress). Bad input
-is one line on stderr and exit code 2; failed jobs exit 1.
+is one line on stderr and exit code 2; failed jobs exit 1 (see :mod:`scorch.errors`).
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import shlex
-import sys
-import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Sequence
+from typing import Any, ClassVar
 
-from scorch.gen._generate import GenerateRequest, generate, resolve
-from scorch.gen._moves import move
-from scorch.gen._params import format_values, parse_params_literal
-from scorch.gen._report import NeedReport, ParamSetRow, list_rows, need
-from scorch.gen._store import UNASSIGNED, check_group_name
-from scorch.gen._timing import format_duration
-from scorch.gen.errors import GenError
+from scorch.gen import (UNASSIGNED, GenError, GenerateRequest, NeedReport, ParamSetRow, check_group_name,
+                        format_duration, format_values, generate, list_rows, move, need, parse_params_literal,
+                        resolve)
+
+from ._runner import Command, Parser
 
 PROG = "scorch-gen"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as one GenError line instead of usage + exit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise GenError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 @dataclass(frozen=True)
@@ -54,34 +42,37 @@ class ListConfig:
 
 
 @dataclass(frozen=True)
-class MoveConfig:
+class _SamplesOfGroup:
+    """NAME N GROUP, of ``move`` and ``need``."""
+
     common: Common
     dataset: str
     n: int
     group: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    least: ClassVar[int] = 1  # the smallest N that makes sense
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise GenError(f"move N={self.n}: expected a positive number of samples")
+        if self.n < self.least:
+            verb = type(self).__name__.removesuffix("Config").lower()
+            raise GenError(f"{verb} N={self.n}: expected a number of samples >= {self.least}")
         check_group_name(self.group)
 
 
 @dataclass(frozen=True)
-class NeedConfig:
-    common: Common
-    dataset: str
-    n: int
-    group: str
-    jobs: int
-    params: Mapping[str, Any] = field(default_factory=dict)
+class MoveConfig(_SamplesOfGroup):
+    pass
+
+
+@dataclass(frozen=True)
+class NeedConfig(_SamplesOfGroup):
+    jobs: int = 1
+    least: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
-        if self.n < 0:
-            raise GenError(f"need N={self.n}: expected a number of samples >= 0")
+        super().__post_init__()
         if self.jobs < 1:
             raise GenError(f"--jobs {self.jobs}: expected a positive number of jobs")
-        check_group_name(self.group)
 
 
 @dataclass(frozen=True)
@@ -94,21 +85,21 @@ Config = ListConfig | MoveConfig | NeedConfig | GenerateConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--dir", default=".", metavar="DIR",
                         help="directory holding datasets.py; the cache is DIR/gen_cache (default: .)")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="log progress to stderr (-vv for debug)")
-    params = _Parser(add_help=False)
+    params = Parser(add_help=False)
     params.add_argument("--params", default="{}", metavar="DICT",
                         help="non-default parameters as a Python literal dict, "
-                             "e.g. \"{'left': 0, 'std_dev': 0.5}\"")
+                             "e.g. \"{'left': 0, 'std_dev': 0.5}\" (default: the generator's own)")
 
-    parser = _Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
+    parser = Parser(prog=PROG, description="Generate dataset samples with SLURM job arrays or "
                      "local processes, cache them, assign them to groups.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
+                                parser_class=Parser)
 
     gen = sub.add_parser("generate", parents=[common, params], help="generate samples",
                          description="Split N samples over jobs (a SLURM job array, or local "
@@ -122,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "per-sample time x samples per job, + 1 minute start-up")
     gen.add_argument("--local", action="store_true",
                      help="run the jobs as local processes instead of submitting to SLURM")
-    gen.add_argument("--max-parallel", type=int, default=0, metavar="P",
-                     help="with --local: processes at once (default: number of CPUs)")
+    gen.add_argument("--max-parallel", type=int, default=None, metavar="P",
+                     help="with --local: processes at once, >= 1 (default: the number of CPUs)")
     gen.add_argument("--slurm-options", default="", metavar="OPTS",
                      help="extra sbatch options, joined with '=': --slurm-options='--partition=gpu --qos=long'")
 
@@ -149,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: Sequence[str] | None) -> Config:
     """argv -> one frozen config; nothing downstream sees the Namespace."""
-    ns = build_parser().parse_args(argv)
+    return config_from(build_parser().parse_args(argv))
+
+
+def config_from(ns: argparse.Namespace) -> Config:
     common = Common(Path(ns.dir).resolve(), ns.debug, ns.verbose)
     if ns.command == "list":
         return ListConfig(common)
@@ -157,11 +151,11 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     if ns.command == "move":
         return MoveConfig(common, ns.dataset, ns.n, ns.group, values)
     if ns.command == "need":
-        return NeedConfig(common, ns.dataset, ns.n, ns.group, ns.jobs, values)
+        return NeedConfig(common, ns.dataset, ns.n, ns.group, values, jobs=ns.jobs)
     request = GenerateRequest(directory=common.directory, dataset=ns.dataset, n=ns.n,
                               jobs=ns.jobs, params=values, time_minutes=ns.time, local=ns.local,
                               max_parallel=ns.max_parallel,
-                              slurm_options=tuple(shlex.split(ns.slurm_options)))
+                              slurm_options=ns.slurm_options)
     return GenerateConfig(common, request)
 
 
@@ -198,12 +192,15 @@ def _params_arg(values: Mapping[str, Any]) -> str:
     return f' --params "{text}"' if not set(text) & set('"$`\\!') else f" --params {shlex.quote(text)}"
 
 
-def format_need(r: NeedReport) -> str:
-    """The ``need`` answer: counts, what to move, what to generate and its cost."""
+def format_need(r: NeedReport, directory: Path | None = None) -> str:
+    """The ``need`` answer: counts, what to move, what to generate and its cost; the commands it
+    prints take ``--dir`` when ``directory`` is not the working directory."""
     label = f"{r.dataset} {format_values(r.params.non_defaults())} [{r.param_id}]"
     lines = [f"{label}: group {r.group!r} has {r.in_group} of {r.wanted}; "
              f"{r.unassigned} unassigned"]
     extra = _params_arg(r.params.non_defaults())
+    if directory is not None and Path(directory).resolve() != Path.cwd().resolve():
+        extra += f" --dir {shlex.quote(str(directory))}"
     if r.to_move:
         lines.append(f"move {r.to_move} unassigned: scorch-gen move {r.dataset} {r.to_move} "
                      f"{r.group}{extra}")
@@ -232,6 +229,10 @@ def run(config: Config) -> int:
     if isinstance(config, ListConfig):
         print(format_table(list_rows(config.common.directory)))
         return 0
+    if isinstance(config, NeedConfig):
+        spec, params, ps = resolve(config.common.directory, config.dataset, config.params)
+        print(format_need(need(ps, spec, params, config.n, config.group, config.jobs), config.common.directory))
+        return 0
     if isinstance(config, MoveConfig):
         spec, params, ps = resolve(config.common.directory, config.dataset, config.params)
         if not ps.root.is_dir():
@@ -241,10 +242,6 @@ def run(config: Config) -> int:
         counts = ps.counts()
         print(f"moved {result.moved} samples of {spec.name} [{ps.param_id}] to {config.group!r}: "
               f"{counts.get(config.group, 0)} in {config.group!r}, {counts[UNASSIGNED]} unassigned")
-        return 0
-    if isinstance(config, NeedConfig):
-        spec, params, ps = resolve(config.common.directory, config.dataset, config.params)
-        print(format_need(need(ps, spec, params, config.n, config.group, config.jobs)))
         return 0
     outcome = generate(config.request)
     req = config.request
@@ -261,39 +258,8 @@ def run(config: Config) -> int:
     return 0
 
 
-def _setup_logging(verbose: int) -> None:
-    env = os.environ.get("SCORCH_LOG_LEVEL")
-    level = env.upper() if env else ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 1 failed jobs)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    try:
-        config = parse_config(args)
-        _setup_logging(config.common.verbose)
-        return run(config)
-    except GenError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, or the user's generator failing in-process
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc} (run with --debug for "
-              "the traceback)", file=sys.stderr)
-        return 1
-
-
-def console_main() -> NoReturn:
-    """The ``scorch-gen`` console script."""
-    sys.exit(main())
+COMMAND = Command(PROG, build_parser, lambda ns: run(config_from(ns)))
+main, console_main = COMMAND.main, COMMAND.console_main
 
 
 if __name__ == "__main__":

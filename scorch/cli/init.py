@@ -7,25 +7,19 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
-import traceback
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 from .._atomic import write_text
+from ..config import check_path
 from ..errors import ScorchError
+from ._runner import Command, Parser
 
 FILES = ("model.py", "dataset.py")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise ScorchError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="scorch-init",
         description="Write a minimal, commented model.py and dataset.py into DIR (created if missing); "
         "they pass scorch-check and train with scorch-train as they are, on generated data.",
@@ -42,6 +36,7 @@ def template(name: str) -> str:
 
 def write_templates(directory: str | Path, force: bool = False) -> list[Path]:
     """Write the templates into ``directory``; refuse (ScorchError) before writing if one exists."""
+    check_path(str(directory), "DIR")  # '' would write into the current directory
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ScorchError(f"DIR: {directory} exists and is not a directory")
@@ -59,17 +54,9 @@ def write_templates(directory: str | Path, force: bool = False) -> list[Path]:
     return targets
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run scorch-init; returns the exit code (0 written, 2 refused or bad input)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        ns = build_parser().parse_args(argv)
-        model, dataset = write_templates(ns.dir, ns.force)
-    except ScorchError as exc:
-        if "--debug" in argv:
-            traceback.print_exc()
-        print(f"scorch-init: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+def run(ns: argparse.Namespace) -> int:
+    """0 written, 2 refused or bad input."""
+    model, dataset = write_templates(ns.dir, ns.force)
     files = f"--model {shlex.quote(str(model))} --dataset {shlex.quote(str(dataset))}"
     print(f"scorch-init: wrote {model} and {dataset}")
     print(f"  check: scorch-check {files}")
@@ -77,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def console_main() -> None:
-    sys.exit(main())
+COMMAND = Command("scorch-init", build_parser, run)
+main, console_main = COMMAND.main, COMMAND.console_main
 
 
 if __name__ == "__main__":

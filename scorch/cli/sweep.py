@@ -4,23 +4,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import traceback
 from pathlib import Path
-from typing import Sequence
 
-from .. import _logging, slurm, sweep
+from .. import slurm, sweep
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, ScorchError
 from . import train as train_cli
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise ScorchError(message)
+from ._runner import Command, Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="scorch-sweep",
         description="Run scorch-train for every combination of the --grid values, each in its own run directory "
         "under RUN_ROOT/NAME (the sweep directory, with sweep.json). Every other flag (--model, --dataset, "
@@ -50,8 +44,16 @@ def _print_summary(path: Path) -> None:
     print(f"scorch-sweep: wrote {target}")
 
 
-def run(argv: list[str]) -> int:
-    ns, rest = build_parser().parse_known_args(argv)
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Flags scorch-sweep does not know go to every run's scorch-train, as they are (``ns.rest``)."""
+    ns, rest = parser.parse_known_args(argv)
+    ns.rest = rest
+    return ns
+
+
+def run(ns: argparse.Namespace) -> int:
+    """0 all finished, 1 a run failed, 2 bad input, 3 stopped by a signal with runs left to resume."""
+    rest = ns.rest
     if ns.summary:
         _print_summary(Path(ns.summary))
         return 0
@@ -66,9 +68,7 @@ def run(argv: list[str]) -> int:
     if not ns.grid:
         raise ScorchError("give at least one --grid KEY=V1,V2 (or --summary SWEEP_DIR)")
     name = ns.name or sweep.default_name(rest, ns.grid)
-    if not name or "/" in name or name in (".", ".."):
-        raise ScorchError(f"--name: {name!r} is not a valid directory name")
-    plan = sweep.prepare(Path(ns.run_root) / name, rest, ns.grid, train_cli.parse_config)
+    plan = sweep.prepare(sweep.sweep_dir(ns.run_root, name, ns.slurm), rest, ns.grid, train_cli.parse_config)
     print(f"scorch-sweep: {len(plan.runs)} runs in {plan.path}")
     if options is not None:
         job, todo = sweep.submit_array(plan, options, ns.parallel, ns.debug)
@@ -94,29 +94,8 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command, with console logging set up for its length only."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    with _logging.configured(0, "--debug" in argv):
-        return _main(argv)
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    """Run scorch-sweep; returns the exit code (0 all finished, 1 a run failed, 2 bad input,
-    3 stopped by a signal with runs left to resume)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    try:
-        return run(argv)
-    except ScorchError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"scorch-sweep: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-def console_main() -> None:
-    sys.exit(main())
+COMMAND = Command("scorch-sweep", build_parser, run, parse=parse)
+main, console_main = COMMAND.main, COMMAND.console_main
 
 
 if __name__ == "__main__":

@@ -1,181 +1,102 @@
-"""``scorch-train``: the command line over :func:`scorch.train.train`."""
+"""``scorch-train``: the command line over :func:`scorch.trainer.train`."""
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import os
 import shlex
 import sys
-import traceback
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from .. import _launch, _logging, distributed as dist, overrides, slurm
-from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, NAN_POLICIES, OPTIMIZERS, TrainConfig
-from ..errors import Preempted, ScorchError
+from .. import _launch, distributed as dist, overrides, slurm
+from ..config import GROUPS, TrainConfig, hints, settings
+from ..errors import ScorchError
+from ._runner import Command, Parser
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise ScorchError(message)
+SET_HELP = ("KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
+            "lr_schedule=\"[[3, 0.1], [100, 0.01]]\" (LR until EPOCH), lr_schedule=cosine, warmup_epochs=2; "
+            "--KEY=VALUE is the same for a KEY without a flag of its own, e.g. --model.n_filters=16")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every flag defaults to SUPPRESS, so the namespace holds only what was given (a layer of
-    its own between --config and --set); the real defaults live in TrainConfig."""
-    p = _Parser(
+    """The flags come from TrainConfig's fields (their :class:`~scorch.config.Setting`). Every flag
+    defaults to SUPPRESS, so the namespace holds only what was given (a layer of its own between
+    --config and --set); the real defaults live in TrainConfig."""
+    p = Parser(
         prog="scorch-train",
         description="Train MODEL_FILE's Network on DATASET_FILE's DataSet; distributed when started by "
         "mpirun, torchrun, horovodrun or srun (or with --nproc-per-node). Settings, lowest precedence "
         "first: defaults, --config FILE, flags, --set KEY=VALUE.",
         argument_default=argparse.SUPPRESS,
     )
-    fields = TrainConfig.__dataclass_fields__
-
-    def add(group: argparse._ArgumentGroup, flag: str, help: str, **kw: object) -> None:
-        name = flag[2:].replace("-", "_")
-        if name in fields and "action" not in kw:
-            default = fields[name].default
-            help = f"{help} (default: {default})" if default is not None else help
-        group.add_argument(flag, help=help, **kw)  # type: ignore[arg-type]
-
-    g = p.add_argument_group("files")
-    add(g, "--model", "MODEL_FILE defining Network and Socket")
-    add(g, "--dataset", "DATASET_FILE defining DataSet (and optionally DataSetIndex)")
-    add(g, "--dataset-path", "passed to DataSetIndex(path), or to DataSet when there is no DataSetIndex")
-    g = p.add_argument_group("settings")
-    add(g, "--config", "YAML, JSON or TOML file of settings (any key below, and model:/dataset: sections)")
-    add(g, "--set", "KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
-        "lr_schedule=\"[[3, 0.1], [100, 0.01]]\" (LR until EPOCH), lr_schedule=cosine, warmup_epochs=2",
-        action="append", dest="set", metavar="KEY=VALUE")
-    g = p.add_argument_group("training")
-    add(g, "--epochs", "epochs to train in total (a resume continues up to this)", type=int)
-    add(g, "--batch-size", "batch size per process", type=int)
-    add(g, "--lr", "learning rate", type=float)
-    add(g, "--optimizer", "used unless Socket.optimizer(params) is defined", choices=OPTIMIZERS)
-    add(g, "--weight-decay", "weight decay", type=float)
-    add(g, "--momentum", "momentum (sgd)", type=float)
-    add(g, "--seed", "seed for weights, shuffling and every rank's RNG", type=int)
-    add(g, "--workers", "DataLoader worker processes per rank", type=int)
-    add(g, "--accumulate", "micro-batches per optimizer step (gradient accumulation)", type=int)
-    add(g, "--clip-grad", "clip the gradient norm of the trainable parameters to this", type=float)
-    add(g, "--amp", "automatic mixed precision", choices=AMP_MODES)
-    add(g, "--monitor", "metric for best.pt and early stopping, e.g. valid/accuracy (default: valid/loss)")
-    add(g, "--monitor-mode", "auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
-    add(g, "--patience", "stop after this many epochs without improvement of --monitor", type=int)
-    add(g, "--find-unused-parameters", "some trainable parameters get no gradient in some steps (a branch, an "
-        "auxiliary head): DistributedDataParallel then looks for them in every step (slower; found automatically "
-        "when the first batch shows it)", action="store_true")
-    add(g, "--nan-policy", "on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer step and "
-        "count it in history.csv", choices=NAN_POLICIES)
-    g = p.add_argument_group("run directory")
-    add(g, "--run-root", "directory holding run directories")
-    add(g, "--name", "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
-    add(g, "--resume", "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings "
-        "unless overridden", action="store_true")
-    add(g, "--auto-resume", "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for jobs "
-        "that are requeued)", action="store_true")
-    add(g, "--overwrite", "replace an existing non-empty run directory", action="store_true")
-    add(g, "--keep-checkpoints", "keep this many newest checkpoints (a resume falls back to the newest good one)", type=int)
-    g = p.add_argument_group("distributed")
-    add(g, "--backend", "auto: horovod when Horovod is importable and the job came from horovodrun, or from "
-        "mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
-    add(g, "--device", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
-    add(g, "--nproc-per-node", "without a launcher: start this many local ranks (torch elastic)", type=int)
-    add(g, "--nnodes", "with --nproc-per-node: number of machines", type=int)
-    add(g, "--node-rank", "with --nproc-per-node: this machine's rank", type=int)
-    add(g, "--master-addr", "with --nproc-per-node: address of node 0")
-    add(g, "--master-port", "with --nproc-per-node: free port on node 0 (default: a free one on one node, "
-        "29500 on several)", type=int)
-    add(g, "--dist-timeout", "seconds a collective may wait for the other ranks", type=float)
-    g = p.add_argument_group("output")
-    add(g, "--no-progress", "no progress bar", action="store_false", dest="progress")
-    add(g, "--debug", "debug logging and tracebacks on errors", action="store_true")
+    groups = {title: p.add_argument_group(title) for title in GROUPS}
+    groups["settings"].add_argument("--set", action="append", dest="set", metavar="KEY=VALUE", help=SET_HELP)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, s in settings().items():
+        if s.help is None:
+            continue
+        kind = next((t for t in (bool, int, float) if t in (hints()[name], *getattr(hints()[name], "__args__", ()))), str)
+        shown = s.default_text or (defaults[name] if defaults[name] not in (None, dataclasses.MISSING) else None)
+        text = f"{s.help} (default: {shown})" if shown is not None and kind is not bool else s.help
+        kw: dict[str, Any] = {"dest": name, "help": text}
+        if kind is bool:
+            kw["action"] = "store_false" if defaults[name] else "store_true"
+        else:
+            kw.update(type=kind, choices=s.choices or None)
+        groups[s.group].add_argument(s.flag or "--" + name.replace("_", "-"), **kw)
     slurm.add_arguments(p)
     return p
 
 
-def parse_config(argv: Sequence[str] | None) -> TrainConfig:
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown ``--KEY=VALUE`` is ``--set KEY=VALUE`` (``ns.set``: (as written, item))."""
+    _, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if not (a.startswith("--") and "=" in a)]
+    if unknown:
+        hint = "; a setting without a flag of its own takes --KEY=VALUE" if unknown[0].startswith("--") else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    shorthand = set(extra)
+    ns = parser.parse_args([x for a in argv for x in (["--set", a[2:]] if a in shorthand else [a])])
+    ns.set = [(f"--{item.partition('=')[0]}" if f"--{item}" in shorthand else "--set", item) for item in getattr(ns, "set", [])]
+    ns.argv = argv
+    return ns
+
+
+def config_from(ns: argparse.Namespace) -> TrainConfig:
     """Defaults < --config file < flags < --set; on --resume the run's saved config.json is the base."""
-    given = vars(build_parser().parse_args(argv))
-    for dest in slurm.DESTS:  # the job's layout, not the run's settings: see _run
-        given.pop(dest, None)
-    sets = dict(overrides.parse_assignment(item) for item in given.pop("set", []))
-    config_path = given.get("config") or sets.get("config")
-    from_file = overrides.flatten(overrides.load_config_file(config_path)) if config_path else {}
-    layers = [(from_file, f"--config {config_path}"), (given, "flags"), (sets, "--set")]
-    peek = {k.replace("-", "_"): v for layer, _ in layers for k, v in layer.items()}
-    values: dict[str, object] = {}
-    run_path = Path(str(peek.get("run_root", TrainConfig.__dataclass_fields__["run_root"].default)), str(peek.get("name")))
-    if peek.get("auto_resume") and peek.get("name"):
-        peek["resume"] = (run_path / "checkpoints" / "last.pt").is_file()
-        layers.append(({"resume": peek["resume"]}, "--auto-resume"))
-    if peek.get("resume") and peek.get("name"):
-        saved = run_path / "config.json"
-        if saved.is_file():
-            base = {k: v for k, v in json.loads(saved.read_text()).items() if k not in INVOCATION_KEYS}
-            values = overrides.apply(values, overrides.flatten(base), str(saved), TrainConfig)
-    for layer, where in layers:
-        values = overrides.apply(values, layer, where, TrainConfig)
-    for required in ("model", "dataset"):
-        if not values.get(required):
-            raise ScorchError(f"--{required} is required (or '{required}:' in --config)")
-    return TrainConfig(**values)  # type: ignore[arg-type]
+    given = {k: v for k, v in vars(ns).items() if k not in ("set", "argv", *slurm.DESTS)}  # the job's layout: see run
+    return overrides.resolve(given, ns.set)
 
 
-def _error_prefix() -> str:
-    return "scorch-train" if dist.world_size() == 1 else f"scorch-train[rank {dist.rank()}]"
+def parse_config(argv: Sequence[str] | None) -> TrainConfig:
+    """The TrainConfig of a scorch-train command line (for scorch-sweep and tests)."""
+    return config_from(parse(build_parser(), list(sys.argv[1:] if argv is None else argv)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run scorch-train; returns the exit code (0 ok, 1 failure, 2 bad input). The process goes
-    on afterwards (API, tests): the process group is torn down after a success."""
-    code = _main(argv)
-    # A failed rank of several skips the teardown: it could wait for a rank stuck in a collective.
-    if code == 0 or dist.world_size() == 1:
-        dist.shutdown()
-    return code
+def run(ns: argparse.Namespace) -> int:
+    config = config_from(ns)
+    given = vars(ns)
+    if given.get("slurm") or given.get("submit"):
+        _require_files(config)
+        return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
+    if config.nproc_per_node > 1 and _launch.detect().launcher == "none":
+        from .. import _elastic
+        from ..trainer import default_name
+
+        _require_files(config)
+        return _elastic.launch(config.replace(name=config.name or default_name()), ns.argv)
+    from ..trainer import train
+
+    train(config)
+    return 0
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    launch = _launch.detect()
-    with _logging.configured(launch.rank, debug):
-        return _run(argv, launch, debug)
-
-
-def _run(argv: list[str], launch: _launch.LaunchInfo, debug: bool) -> int:
-    try:
-        config = parse_config(argv)
-        given = vars(build_parser().parse_args(argv))
-        if given.get("slurm") or given.get("submit"):
-            return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
-        if config.nproc_per_node > 1 and launch.launcher == "none":
-            from .. import _elastic
-            from ..trainer import default_name
-
-            return _elastic.launch(config.replace(name=config.name or default_name()), argv)
-        from ..trainer import train
-
-        train(config)
-        return 0
-    except ScorchError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"{_error_prefix()}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Preempted as exc:
-        print(f"{_error_prefix()}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{_error_prefix()}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a failure inside a rank: name it, end the job
-        if debug:
-            traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"{_error_prefix()}: failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+def _require_files(config: TrainConfig) -> None:
+    """Before handing the files to a job or to ranks that load them: they must be there."""
+    for flag, path in (("--model", config.model), ("--dataset", config.dataset)):
+        if not os.path.isfile(path):
+            raise ScorchError(f"{flag}: file not found: {path!r} (expected a Python file)")
 
 
 def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -> int:
@@ -186,13 +107,30 @@ def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -
     if not submit:
         print(f"wrote {script}; submit it with: sbatch {shlex.quote(str(script))}")
         return 0
-    job_id = slurm.submit(script)
+    job_id = slurm.submit_script(script)
     print(f"submitted SLURM job {job_id}: {script.parent} (log: {script.parent / f'slurm-{job_id}.out'})")
     return 0
 
 
+def _error_prefix() -> str:
+    return "scorch-train" if dist.world_size() == 1 else f"scorch-train[rank {dist.rank()}]"
+
+
+COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: _launch.detect().rank, prefix=_error_prefix)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run scorch-train; returns the exit code (0 ok, 1 failure, 2 bad input, 3 stopped). The process goes
+    on afterwards (API, tests): the process group is torn down after a success."""
+    code = COMMAND.main(argv)
+    # A failed rank of several skips the teardown: it could wait for a rank stuck in a collective.
+    if code == 0 or dist.world_size() == 1:
+        dist.shutdown()
+    return code
+
+
 def console_main() -> None:
-    code = _main(None)
+    code = COMMAND.main(None)
     if dist.world_size() == 1:
         dist.shutdown()
         sys.exit(code)

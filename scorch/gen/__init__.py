@@ -17,7 +17,8 @@ In a ``datasets.py``::
 
 then ``scorch-gen generate noisy_sine -n 1000 --jobs 40 --time 5``,
 ``scorch-gen move noisy_sine 800 train`` and, in Python,
-``X, y = Cache(".")["noisy_sine"][0]["train"].get(800)``. See docs/gen.md.
+``X, y = Cache(".")["noisy_sine"][0]["train"].get(800)``. See docs/gen.md. Reading
+never imports ``datasets.py`` unless asked to (``Cache(path, datasets=...)``).
 
 ``CachedDataset`` (the torch adapter) is imported on first use, so generator
 jobs never pay for importing torch.
@@ -27,15 +28,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._cache import Cache, DatasetCache, GroupReader, ParamSetCache
+from ._generate import GenerateOutcome, GenerateRequest, generate, resolve
 from ._generator import generator
-from ._params import Params
-from .errors import GenError, NotEnoughSamples
+from ._moves import move
+from ._params import Params, format_values, parse_params_literal
+from ._report import NeedReport, ParamSetRow, list_rows, need
+from ._store import UNASSIGNED, ParamSetDir, check_group_name, param_set_dir, publish_chunk
+from ._timing import format_duration
+from .errors import GenError, JobsFailed, NotEnoughSamples
 
 if TYPE_CHECKING:
     from ._torch import CachedDataset
 
-__all__ = ["Params", "generator", "Cache", "CachedDataset", "DatasetCache", "ParamSetCache",
-           "GroupReader", "GenError", "NotEnoughSamples"]
+__all__ = [
+    # datasets.py and reading samples
+    "Params", "generator", "Cache", "CachedDataset", "DatasetCache", "ParamSetCache", "GroupReader",
+    "GenError", "NotEnoughSamples", "JobsFailed",
+    # the commands of scorch-gen (generate, list, move, need) and what they report
+    "GenerateRequest", "GenerateOutcome", "generate", "resolve", "list_rows", "ParamSetRow", "move", "need",
+    "NeedReport", "UNASSIGNED", "check_group_name", "format_values", "format_duration", "parse_params_literal",
+    # the store, for tools that fill a cache themselves (bench/gen_cache.py)
+    "ParamSetDir", "param_set_dir", "publish_chunk",
+]
 
 
 def __getattr__(name: str) -> Any:

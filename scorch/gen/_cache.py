@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._generator import DATASETS_FILE, load_datasets
+from ._generator import load_datasets_file
 from ._params import Params, canonical_json, format_values, param_id
 from ._npz import read_rows
 from ._store import (UNASSIGNED, ParamSetDir, cache_root, list_datasets, list_param_sets,
@@ -20,10 +20,17 @@ _RETRIES = 5
 
 
 class Cache:
-    """The samples generated for the ``datasets.py`` in *path* (under ``path/gen_cache``)."""
+    """The samples generated for the ``datasets.py`` in *path* (under ``path/gen_cache``).
 
-    def __init__(self, path: str | os.PathLike = ".") -> None:
+    Reading runs no code found in the data directory. Only a parameter set given as a dict of
+    non-default values needs the generator's defaults: pass ``datasets`` (the ``datasets.py``
+    to import, e.g. ``Cache(path, datasets=path + "/datasets.py")``) to resolve them; without
+    it a dict is matched against the values stored with each parameter set.
+    """
+
+    def __init__(self, path: str | os.PathLike = ".", datasets: str | os.PathLike | None = None) -> None:
         self.path = Path(path).resolve()
+        self.generators_file = Path(datasets).resolve() if datasets is not None else None
 
     def datasets(self) -> list[str]:
         """Names of the datasets with samples."""
@@ -33,7 +40,7 @@ class Cache:
         if name not in self.datasets():
             raise GenError(f"no samples of dataset {name!r} in {cache_root(self.path)}; "
                            f"datasets with samples: {', '.join(self.datasets()) or '(none)'}")
-        return DatasetCache(self.path, name)
+        return DatasetCache(self.path, name, self.generators_file)
 
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r})"
@@ -42,8 +49,8 @@ class Cache:
 class DatasetCache:
     """One dataset; index it by parameter set: position, id, dict of values or Params."""
 
-    def __init__(self, path: Path, name: str) -> None:
-        self.path, self.name = path, name
+    def __init__(self, path: Path, name: str, generators_file: Path | None = None) -> None:
+        self.path, self.name, self.generators_file = path, name, generators_file
 
     def param_sets(self) -> list["ParamSetCache"]:
         """Parameter sets, oldest first (the order ``scorch-gen list`` numbers them in)."""
@@ -63,7 +70,7 @@ class DatasetCache:
         elif isinstance(key, Params):
             pid = key.param_id()
         elif isinstance(key, Mapping):
-            pid = self._id_of(key)
+            pid = self._id_of(key, sets)
         else:
             raise GenError(f"{self.name}[{key!r}]: expected an index, an id or a dict of parameters")
         for ps in sets:
@@ -72,21 +79,27 @@ class DatasetCache:
         raise GenError(f"{self.name}: no samples with parameter set {key!r} (id {pid}); "
                        f"sets with samples: {', '.join(p.param_id for p in sets) or '(none)'}")
 
-    def _id_of(self, values: Mapping[str, Any]) -> str:
-        """Id of non-default *values*, using the Params class of datasets.py."""
-        if (self.path / DATASETS_FILE).is_file():
-            specs = load_datasets(self.path)
-            if self.name in specs:
-                return specs[self.name].make_params(values).param_id()
-        # No generator to supply defaults: match the stored values.
-        matches = [ps for ps in self.param_sets()
-                   if all(ps.values.get(k) == v for k, v in values.items())]
+    def _id_of(self, values: Mapping[str, Any], sets: list["ParamSetCache"]) -> str:
+        """Id of non-default *values*: with the Params class of the generators file when one was
+        given, else by matching the stored values (no code is imported)."""
+        if self.generators_file is not None:
+            specs = load_datasets_file(self.generators_file)
+            if self.name not in specs:
+                raise GenError(f"{self.generators_file} defines no dataset {self.name!r}; "
+                               f"defined: {', '.join(sorted(specs))}")
+            return specs[self.name].make_params(values).param_id()
+        known = {k for ps in sets for k in ps.values}
+        unknown = sorted(set(values) - known)
+        if sets and unknown:
+            raise GenError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; the stored parameter "
+                           f"sets have {', '.join(sorted(known))}")
+        matches = [ps for ps in sets if all(ps.values.get(k) == v for k, v in values.items())]
         if len(matches) == 1:
             return matches[0].param_id
         if not matches:
             return param_id(values)
-        raise GenError(f"{self.name}: {format_values(values)} matches {len(matches)} parameter "
-                       "sets and datasets.py is not there to supply defaults; pass the id")
+        raise GenError(f"{self.name}: {format_values(values)} matches {len(matches)} parameter sets; "
+                       "pass the id, or datasets= (the datasets.py whose defaults resolve it)")
 
 
 class ParamSetCache:

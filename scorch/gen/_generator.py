@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ..jobs.spec import check_sbatch_option, option_lines
 from ._params import Params
 from .errors import GenError
 
@@ -20,6 +21,19 @@ _MEMORY_UNITS_MB = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 GeneratorFunc = Callable[[int, Any], Iterable[Any]]
+
+
+def sbatch_lines(what: str, options: str | Iterable[str]) -> tuple[str, ...]:
+    """sbatch options (``"--qos=test -p gpu"`` or its words) as ``#SBATCH`` lines, each checked
+    (one option, no control characters, SLURM time and memory formats); GenError naming ``what``."""
+    try:
+        words = shlex.split(options) if isinstance(options, str) else [str(o) for o in options]
+        lines = option_lines(words)
+        for line in lines:
+            check_sbatch_option(what, line)
+    except ValueError as exc:
+        raise GenError(str(exc) if str(exc).startswith(what) else f"{what}: {exc}") from None
+    return lines
 
 
 def parse_memory_mb(memory: str | int) -> int:
@@ -44,7 +58,7 @@ class GeneratorSpec:
     save_every: int
     params_cls: type[Params]
     memory_mb: int
-    slurm_options: tuple[str, ...]
+    slurm_options: tuple[str, ...]  # one sbatch option per #SBATCH line
 
     def make_params(self, values: Mapping[str, Any] | Params | None = None) -> Params:
         """A ``params_cls`` instance from non-default values (or an instance, checked)."""
@@ -64,7 +78,8 @@ def generator(save_every: int, params_cls: type[Params], memory: str | int = "1G
         save_every: each job writes a chunk file every this many samples.
         params_cls: a ``scorch.gen.Params`` subclass with the parameters and defaults.
         memory: memory per SLURM job, e.g. ``"1GB"``.
-        slurm_options: extra ``sbatch`` options, e.g. ``"--qos=test"``.
+        slurm_options: extra ``sbatch`` options, e.g. ``"--qos=test"``; each becomes an
+            ``#SBATCH`` line of the job script.
 
     The function is returned unchanged (still callable); the dataset's name is
     the function's name.
@@ -75,8 +90,7 @@ def generator(save_every: int, params_cls: type[Params], memory: str | int = "1G
         raise GenError(f"@generator(..., {params_cls!r}): expected a scorch.gen.Params subclass")
     params_cls.defaults()  # validate the declared defaults now, at import time
     memory_mb = parse_memory_mb(memory)
-    options = tuple(shlex.split(slurm_options) if isinstance(slurm_options, str)
-                    else (str(o) for o in slurm_options))
+    options = sbatch_lines("@generator(slurm_options=...)", slurm_options)
 
     def decorate(func: GeneratorFunc) -> GeneratorFunc:
         if not callable(func) or not _NAME_RE.match(getattr(func, "__name__", "")):
@@ -94,6 +108,14 @@ def load_datasets(directory: str | Path) -> dict[str, GeneratorSpec]:
     if not path.is_file():
         raise GenError(f"no {DATASETS_FILE} in {path.parent}; point scorch-gen at the "
                        "directory holding it (--dir DIR)")
+    return load_datasets_file(path)
+
+
+def load_datasets_file(path: str | Path) -> dict[str, GeneratorSpec]:
+    """Import the generators file ``path`` (runs its code) and return its generators by name."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise GenError(f"{path}: no such generators file (expected a datasets.py)")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     module_name = f"_scorch_gen_datasets_{digest}"
     if module_name in sys.modules:

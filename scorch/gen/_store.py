@@ -69,35 +69,23 @@ def check_group_name(group: str) -> str:
     return group
 
 
+def _under(name: str) -> property:
+    """A read-only attribute: the path ``root / name``."""
+    return property(lambda self: self.root / name, doc=f"``root / {name!r}``")
+
+
 @dataclass(frozen=True)
 class ParamSetDir:
     """Paths of one (dataset, parameter set) in the cache."""
 
     root: Path
 
-    @property
-    def unassigned(self) -> Path:
-        return self.root / UNASSIGNED
-
-    @property
-    def groups_root(self) -> Path:
-        return self.root / "groups"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def claims(self) -> Path:
-        return self.root / "claims"
-
-    @property
-    def params_file(self) -> Path:
-        return self.root / "params.json"
+    unassigned = _under(UNASSIGNED)
+    groups_root = _under("groups")
+    tmp = _under("tmp")
+    logs = _under("logs")
+    claims = _under("claims")
+    params_file = _under("params.json")
 
     @property
     def param_id(self) -> str:

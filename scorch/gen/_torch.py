@@ -17,13 +17,15 @@ class CachedDataset(Dataset):
 
     ``CachedDataset("examples/gen", "noisy_sine", 0, "train", n=800)`` reads
     the samples once (one ``Cache.get``) and serves rows from memory.
-    *dtype* casts floating arrays (e.g. ``torch.float32`` for training).
+    *dtype* casts floating arrays (e.g. ``torch.float32`` for training); *datasets* is the
+    generators file that resolves a dict of *params* (see ``Cache``).
     """
 
     def __init__(self, path: str | os.PathLike, name: str,
                  params: int | str | Mapping[str, Any] | Params = 0, group: str = "train",
-                 n: int | None = None, dtype: torch.dtype | None = torch.float32) -> None:
-        X, y = Cache(path)[name][params][group].get(n)
+                 n: int | None = None, dtype: torch.dtype | None = torch.float32,
+                 datasets: str | os.PathLike | None = None) -> None:
+        X, y = Cache(path, datasets)[name][params][group].get(n)
         self._set(X, y, dtype)
 
     @classmethod

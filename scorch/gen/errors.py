@@ -1,11 +1,11 @@
-"""Errors scorch-gen reports to users as one line (exit code 2 unless stated)."""
+"""Errors of scorch-gen, part of :mod:`scorch.errors` (exit code 2 for bad input, 1 for failures)."""
 from __future__ import annotations
 
+from ..errors import Failure, ScorchError
 
-class GenError(Exception):
-    """Bad input or a state the user must fix; the message is one line for stderr."""
 
-    exit_code = 2
+class GenError(ScorchError):
+    """Bad input or a state the user must fix; the message is one line for stderr (exit code 2)."""
 
 
 class NotEnoughSamples(GenError):
@@ -16,13 +16,9 @@ class NotEnoughSamples(GenError):
         self.available = available
 
 
-class MoveAborted(GenError):
-    """A move was rolled back by recovery (it looked abandoned); nothing was moved."""
-
-    exit_code = 1
+class MoveAborted(Failure):
+    """A move was rolled back by recovery (it looked abandoned); nothing was moved (exit code 1)."""
 
 
-class JobsFailed(GenError):
+class JobsFailed(Failure):
     """Generation jobs ran but some failed (exit code 1: not the user's input)."""
-
-    exit_code = 1

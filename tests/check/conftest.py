@@ -1,7 +1,7 @@
 """The checks' tensors are tiny: one thread each is faster than two fighting over 2 cores (and other tests)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch

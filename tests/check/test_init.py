@@ -38,7 +38,7 @@ def test_console_script_output_trains_out_of_the_box(tmp_path: Path) -> None:
     train = scorch_train(["--model", str(model), "--dataset", str(dataset), "--epochs", "2", "--run-root", str(tmp_path / "runs"),
                           "--name", "tpl", "--no-progress"], extra_env=ONE_THREAD)
     assert train.returncode == 0, train.stderr
-    rows = list(csv.DictReader(open(tmp_path / "runs" / "tpl" / "history.csv")))
+    rows = list(csv.DictReader((tmp_path / "runs" / "tpl" / "history.csv").read_text().splitlines()))
     assert len(rows) == 2
     assert float(rows[-1]["valid/accuracy"]) > 0.6  # 4 classes: chance is 0.25
 
@@ -74,3 +74,19 @@ def test_templates_are_package_data() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "templates/*.py" in config["tool"]["setuptools"]["package-data"]["scorch"]
     assert config["project"]["scripts"]["scorch-init"] == "scorch.cli.init:console_main"
+
+
+@pytest.mark.parametrize("target, words", [
+    ("", ["DIR", "use . for the current one"]),
+    ("new\nproject", ["DIR", "control character"]),
+    ("x" * 300, ["DIR", "longer than 255 bytes"]),
+])
+def test_a_dir_no_file_system_takes_is_refused(target: str, words: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # '' would have meant the current directory
+    assert main([target]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("scorch-init: error: DIR: "), err
+    for word in words:
+        assert word in err[0]
+    assert not any(tmp_path.iterdir())

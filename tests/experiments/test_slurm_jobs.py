@@ -17,6 +17,7 @@ from tests.slurm_fixture import TERMINAL_STATES
 from tests.helpers import BIN, DATASET, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, MODEL
 
 pytestmark = pytest.mark.slow
+HERE = Path(__file__).parent
 ODD = "it's a \"slurm\" dir"
 
 
@@ -84,6 +85,43 @@ def test_preempted_job_requeues_resumes_and_ends_bitwise_equal(slurm, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(_tensors(a["optimizer"]), _tensors(b["optimizer"])))
     drop_time = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
     assert drop_time(rows(root / "cut" / "history.csv")) == drop_time(rows(root / "whole" / "history.csv"))
+
+
+def test_scancel_stops_the_job_without_requeueing_it(slurm, tmp_path):
+    """scancel sends TERM: the script forwards the stop (the ranks checkpoint if KillWait leaves them
+    time), but only the time-limit warning (USR1) requeues; the job stays CANCELLED."""
+    root = tmp_path / ODD
+    job = submit_train(slurm, ["--model", str(FIXTURES / "dropout_model.py"), "--dataset", str(FIXTURES / "noisy_dataset.py"),
+                               "--epochs", "1000", "--batch-size", "4", "--run-root", str(root), "--name", "c",
+                               "--ntasks-per-node", "2"])
+    log = root / "c" / f"slurm-{job}.out"
+    wait_for_checkpoint(slurm, job, root / "c" / "checkpoints" / "last.pt", log)
+    slurm.run(["scancel", job])
+    assert slurm.wait_job(job, timeout=120) == "CANCELLED"
+    time.sleep(6)  # past KillWait: the batch shell has ended, and a requeue would show by now
+    text = log.read_text()
+    assert slurm.job_states(job) == {job: "CANCELLED"}, text
+    assert job_field(slurm, job, "Restarts") == "0", text
+    assert "requeueing" not in text and "got SIGTERM" in text, text
+
+
+def test_a_rank_failing_alone_ends_the_job_promptly(slurm, tmp_path):
+    """Rank 1 raises on its first item while rank 0 is busy loading its own for 10 minutes (in no
+    collective that would notice rank 1 is gone): srun's --kill-on-bad-exit ends the step at once,
+    and a failure is not requeued."""
+    root = tmp_path / ODD
+    job = submit_train(slurm, ["--model", MODEL, "--dataset", str(HERE / "rank_fails_dataset.py"), "--epochs", "2",
+                               "--batch-size", "8", "--run-root", str(root), "--name", "f", "--ntasks-per-node", "2"])
+    deadline = time.monotonic() + 120
+    while set(slurm.job_states(job).values()) == {"PENDING"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    started = time.monotonic()
+    state = slurm.wait_job(job, timeout=120)
+    log = (root / "f" / f"slurm-{job}.out").read_text()
+    assert state == "FAILED" and time.monotonic() - started < 90, log  # not after rank 0's 600 s
+    assert re.search(r"scorch-train\[rank 1\]: .*OSError: disk read failed", log), log
+    assert job_field(slurm, job, "Restarts") == "0" and "requeueing" not in log
 
 
 def wait_for_checkpoint(slurm, job: str, path: Path, log: Path, timeout: float = 180) -> None:

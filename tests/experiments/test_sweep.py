@@ -150,3 +150,24 @@ def test_grid_values_split_outside_brackets_and_quotes():
     assert split_values("[[3,0.1],[9,0.01]],cosine,'a,b'") == ["[[3,0.1],[9,0.01]]", "cosine", "'a,b'"]
     (axis,) = parse_grid(["lr_schedule=[[3,0.1],[9,0.01]],cosine"])
     assert axis.values == ([[3, 0.1], [9, 0.01]], "cosine")
+
+
+def test_hostile_sweep_values_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    base = ["--model", MODEL, "--dataset", DATASET, "--grid", "lr=0.1,0.2"]
+    cases = [
+        (["--run-root", str(tmp_path), "--name", "s\nt"], "--name: 's\\nt' holds a control character"),
+        (["--run-root", str(tmp_path), "--name", "s\nt", "--slurm"], "--name: "),
+        (["--run-root", str(tmp_path / "r\x1b"), "--name", "s", "--slurm"], "--run-root: "),
+        (["--run-root", str(tmp_path), "--name", "s", "--slurm", "--time", "abc"], "--time: 'abc' is not a SLURM time"),
+        (["--run-root", str(tmp_path), "--name", "s", "--slurm", "--mem", "lots"], "--mem: 'lots' is not a SLURM memory"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (extra, err)
+    odd = tmp_path / "cwd\nnewline"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    assert main([*base, "--run-root", str(tmp_path), "--name", "s", "--slurm"]) == 2
+    assert "the working directory: " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name]

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from scorch.cli.train import main, parse_config
 from scorch.config import INVOCATION_KEYS
@@ -74,11 +77,90 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
 
 
 def test_help_lists_the_slurm_flags(capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
     for flag in ("--slurm", "--submit", "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task", "--time",
-                 "--partition", "--account", "--sbatch-arg", "--setup", "--launcher", "--signal-seconds"):
+                 "--partition", "--account", "--sbatch-arg", "--setup", "--launcher", "--signal-seconds", "--mem"):
         assert flag in out
+
+
+def test_options_reach_the_script():
+    """Every SlurmOptions field, through slurm.job_spec, into the one render()."""
+    from scorch.jobs import render
+    from scorch.slurm import SlurmOptions, job_spec
+
+    opts = SlurmOptions(nodes=3, ntasks_per_node=2, time="10", mem="2G", partition="p", account="a", launcher="mpirun",
+                        sbatch_args=("--qos=low",), setup=("true",), signal_seconds=30)
+    text = render(job_spec(opts, commands=[["x"]], job_name="j", log_dir="/o", chdir="/"))
+    for line in ("--nodes=3", "--ntasks-per-node=2", "--time=10", "--mem=2G", "--partition=p", "--account=a",
+                 "--signal=B:USR1@30", "--qos=low"):
+        assert f"#SBATCH {line}\n" in text
+    assert "\ntrue\n" in text and '\nmpirun "${cmd[@]}" &\n' in text
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    ({"nodes": 0}, "--nodes"), ({"ntasks_per_node": 0}, "--ntasks-per-node"), ({"gpus_per_node": -1}, "--gpus-per-node"),
+    ({"launcher": "ssh"}, "--launcher"), ({"sbatch_args": ("qos=high",)}, "--sbatch-arg"),
+    ({"setup": ("a\nb",)}, "--setup"), ({"time": "1 h"}, "--time"), ({"signal_seconds": 0}, "--signal-seconds"),
+    ({"time": "abc"}, "--time"), ({"mem": "8GB"}, "--mem"), ({"sbatch_args": ("--time=abc",)}, "--sbatch-arg"),
+    ({"partition": "a b"}, "--partition"), ({"account": "a\nb"}, "--account"),
+])
+def test_options_check_themselves_and_name_the_flag(kwargs, flag):
+    from scorch.errors import ScorchError
+    from scorch.slurm import SlurmOptions
+
+    with pytest.raises(ScorchError, match=f"^{flag}") as info:
+        SlurmOptions(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--time", "abc"], "--time: 'abc' is not a SLURM time; expected MINUTES, MM:SS, HH:MM:SS, D-HH"),
+    (["--time", "1:75"], "--time: '1:75' is not a SLURM time"),
+    (["--mem", "8X"], "--mem: '8X' is not a SLURM memory size"),
+    (["--sbatch-arg=--time=abc"], "--sbatch-arg: 'abc' is not a SLURM time"),
+    (["--sbatch-arg=--comment=a\nb"], "--sbatch-arg: '--comment=a\\nb' holds a control character"),
+    (["--partition", "gpu\n#SBATCH --qos=high"], "--partition: "),
+    (["--setup", "true\ntouch PWNED"], "--setup: "),
+])
+def test_bad_slurm_values_are_one_line_exit_2(tmp_path, capsys, extra, message):
+    assert main(_args(tmp_path, "x", "--slurm", *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_control_characters_in_names_and_directories_are_refused_before_anything_is_written(tmp_path, capsys,
+                                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for root, name, message in ((tmp_path, "a\nb", "--name: 'a\\nb' holds a control character ('\\n')"),
+                                (tmp_path, "a\x1b[31mb", "--name: "),
+                                (tmp_path / "r\nroot", "ok", "--run-root: ")):
+        assert main(_args(root, name, "--slurm")) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    odd = tmp_path / "cwd\twith a tab"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    assert main(_args(tmp_path / "runs", "ok", "--slurm")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the working directory: " in err and "control character" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name]
+
+
+def test_a_hostile_name_reaches_the_job_intact_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    """A name with a quote, ;, $(...) and a comment: the script runs no part of it (bash does the
+    selection of the command here; tests/jobs/test_slurm.py submits such a script to SLURM)."""
+    monkeypatch.chdir(tmp_path)
+    name = "a'; touch PWNED #$(touch PWNED2) 100%"
+    assert main(_args(tmp_path / "runs", name, "--slurm")) == 0
+    script = (tmp_path / "runs" / name / "job.sbatch").read_text()
+    head = script.split("\n# A signal reaches")[0]
+    out = subprocess.run(["bash", "-c", head + '\nprintf "%s\\n" "${cmd[@]}"'], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    argv = out.stdout.splitlines()
+    assert argv[argv.index("--name") + 1] == name
+    assert "#SBATCH --job-name='a'\"'\"'; touch PWNED #$(touch PWNED2) 100%'\n" in script
+    assert "100%%/slurm-%j.out" in script
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -117,3 +117,24 @@ def test_get_concatenates_across_files_exactly(cached: Path):
     direct = np.concatenate([read_chunk(ps.group_dir("train") / n)["X"] for n, _ in ps.chunks("train")])
     X, _ = Cache(cached)["seq"][0]["train"].get(33)
     assert np.array_equal(X, direct[:33])
+
+
+def test_reading_runs_no_code_from_the_data_directory_unless_asked(cached: Path, tmp_path: Path):
+    """A dict of values is matched against the stored values; datasets.py is imported only when it
+    is named with datasets= (then its defaults resolve the dict)."""
+    d = Path(shutil.copytree(cached, tmp_path / "copy"))
+    marker = tmp_path / "imported"
+    (d / "datasets.py").write_text(TEST_DATASETS + f"\nopen({str(marker)!r}, 'w').close()\n")
+    seq = Cache(d)["seq"]
+    assert seq[{"offset": 1000}].param_id == seq[1].param_id
+    with pytest.raises(GenError, match="unknown parameter\\(s\\) ofset; the stored parameter sets have delay, offset"):
+        seq[{"ofset": 3}]
+    with pytest.raises(GenError, match="matches 2 parameter sets; pass the id, or datasets="):
+        seq[{}]
+    assert len(CachedDataset(d, "seq", {"offset": 1000}, "test")) == 20
+    assert not marker.exists()
+    resolved = Cache(d, datasets=d / "datasets.py")["seq"]
+    assert resolved[{}].param_id == seq[0].param_id  # the defaults come from the generator
+    assert marker.exists()
+    with pytest.raises(GenError, match="no such generators file"):
+        Cache(d, datasets=d / "nope.py")["seq"][{"offset": 1000}]

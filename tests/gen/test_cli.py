@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from scorch.gen._local import LocalJob, run_local
-from scorch.gen._store import UNASSIGNED, read_chunk
+from scorch.gen import UNASSIGNED
+from scorch.gen._store import read_chunk
 
-from .conftest import cli, console, only_param_set
+from .conftest import BIN, TEST_DATASETS, assert_consistent, cli, console, only_param_set
 
 
 def _times(ps) -> np.ndarray:
@@ -91,6 +94,11 @@ def test_need_reports_missing_samples_and_time(gen_dir: Path, capsys):
     assert f"mean {times.mean():.4g} s/sample over 40 samples" in out
     assert f"job time: {minutes} min per job with --jobs 7 ({per_job} samples per job)" in out
     assert f"scorch-gen generate seq -n {missing} --jobs 7" in out
+    # The printed commands work from anywhere: they name the directory (quoted: it has a space).
+    generate_line = next(line for line in out.splitlines() if line.startswith("generate: "))
+    argv = shlex.split(generate_line[len("generate: "):])
+    assert argv[-2:] == ["--dir", str(gen_dir)] and argv[argv.index("--params") + 1] == "{'delay': 0.002}"
+    assert f"move seq 25 train --params \"{{'delay': 0.002}}\" --dir '{gen_dir}'" in out
 
 
 def test_need_without_history_and_when_enough(gen_dir: Path, capsys):
@@ -128,6 +136,16 @@ def test_generate_without_time_uses_history(gen_dir: Path, capsys):
     (["move", "seq", "5", "train"], "no samples of seq (defaults)"),
     (["need", "seq", "5"], "the following arguments are required: --group"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["generate", "seq", "-n", "5", "--time", "1", "--local", "--max-parallel", "0"],
+     "--max-parallel 0: expected a whole number >= 1 (leave it out for one process per CPU)"),
+    (["generate", "seq", "-n", "5", "--time", "1", "--slurm-options=--time=abc"],
+     "--slurm-options: 'abc' is not a SLURM time"),
+    (["generate", "seq", "-n", "5", "--time", "1", "--slurm-options=--mem=lots"],
+     "--slurm-options: 'lots' is not a SLURM memory size"),
+    (["generate", "seq", "-n", "5", "--time", "1", "--slurm-options=qos=high"], "is not an sbatch option"),
+    (["generate", "seq", "-n", "5", "--time", "1", "--slurm-options='--qos"], "--slurm-options: "),
+    (["move", "seq", "0", "train"], "move N=0: expected a number of samples >= 1"),
+    (["need", "seq", "-1", "--group", "train"], "need N=-1: expected a number of samples >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(gen_dir: Path, capsys, args, message):
     assert cli(*args, gen_dir=gen_dir) == 2
@@ -164,14 +182,42 @@ def test_failing_generator_exits_1_and_points_at_the_log(gen_dir: Path, capsys):
     assert only_param_set(gen_dir, "bad").count(UNASSIGNED) == 0
 
 
-def test_local_jobs_past_the_time_limit_are_killed(tmp_path: Path):
-    jobs = [LocalJob((sys.executable, "-c", "import time; time.sleep(60)"), tmp_path / "a.log"),
-            LocalJob((sys.executable, "-c", "pass"), tmp_path / "b.log")]
-    codes = run_local(jobs, max_parallel=2, time_limit_s=0.5)
-    assert codes[0] < 0 and codes[1] == 0
+def test_a_directory_with_a_control_character_is_refused_for_slurm(tmp_path: Path, capsys):
+    d = tmp_path / "gen\ndir"
+    d.mkdir()
+    (d / "datasets.py").write_text(TEST_DATASETS)
+    assert cli("generate", "seq", "-n", "5", "--time", "1", gen_dir=d) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert "--dir: " in err and "holds a control character ('\\n')" in err
+    assert not (d / "gen_cache").exists()
+    assert cli("generate", "seq", "-n", "5", "--time", "1", "--local", gen_dir=d) == 0  # no script: no harm
 
 
 def test_module_entry_point(gen_dir: Path):
     r = subprocess.run([sys.executable, "-m", "scorch.cli.gen", "list", "--dir", str(gen_dir)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "no samples yet" in r.stdout
+
+
+def test_a_stopped_local_generate_keeps_what_its_jobs_saved(gen_dir: Path):
+    """SIGINT to scorch-gen: no new job starts, the running ones get SIGUSR1 and save the samples
+    they finished as a smaller chunk; one line says so (exit 1)."""
+    proc = subprocess.Popen([str(BIN / "scorch-gen"), "generate", "seq", "-n", "900", "--jobs", "3", "--local",
+                             "--max-parallel", "2", "--time", "5", "--params", "{'delay': 0.05}", "--dir", str(gen_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(list(gen_dir.glob(f"gen_cache/seq/*/{UNASSIGNED}/*.npz"))) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the jobs wrote no chunks"
+        time.sleep(0.05)
+    time.sleep(0.25)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    # A warning when the signal came, then the one error line.
+    assert err.splitlines()[-1].startswith("scorch-gen: error: stopped by SIGINT: 0 of 3 local jobs finished"), err
+    assert "SIGINT: no new jobs" in err.splitlines()[0] and len(err.splitlines()) == 2
+    ps = only_param_set(gen_dir)
+    sizes = sorted(n for _, n in ps.chunks(UNASSIGNED))
+    assert sizes[0] < 10 and assert_consistent(ps) == sum(sizes) < 900
+    logs = sorted(p.name.rsplit("-", 1)[1] for p in ps.logs.glob("local-*.log"))
+    assert logs == ["0.log", "1.log"]  # the third job never started
