@@ -9,11 +9,38 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting it back at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(directory: str | os.PathLike, prefix: str, suffix: str) -> tuple[int, str]:
+    """mkstemp, with the permissions any other new file would get (mkstemp makes them 0600, so
+    teammates on a cluster could not read a checkpoint)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on success fsync it and rename it over ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -70,7 +97,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_temp(directory: Path, writer: Callable[[IO[bytes]], None], suffix: str = ".tmp") -> Path:
     """A fully written and synced temp file in ``directory``; the caller renames or links it."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=suffix)
+    fd, tmp = _temp_file(directory, ".", suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)

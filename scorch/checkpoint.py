@@ -68,17 +68,25 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ScorchError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a text file gives torch a KeyError
+        raise ScorchError(f"checkpoint {path} is truncated or corrupt (not the zip archive torch.save writes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
-        raise ScorchError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first})") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ScorchError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
+                          f"({_refusal(str(exc))}); scorch never runs code from a checkpoint") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ScorchError(f"checkpoint {path} is truncated or corrupt ({first})") from exc
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise ScorchError(f"checkpoint {path} is not a scorch checkpoint (no 'model'/'epoch' keys)")
     return state
+
+
+def _refusal(message: str) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load unsafely."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return next((line for line in lines if "unsupported" in line.lower() or "global" in line.lower()), "unpickling refused")
 
 
 @dataclass

@@ -73,6 +73,7 @@ def test_a_malicious_pickle_in_a_checkpoint_is_refused_without_running_it(tmp_pa
     assert main(base_args(tmp_path, "m", "--epochs", "2", "--resume")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "was refused" in err[0] and "last.pt" in err[0]
+    assert "weights_only" not in err[0] and "Re-running" not in err[0]  # never the advice to load it unsafely
     assert not marker.exists()
 
 
