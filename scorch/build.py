@@ -125,7 +125,8 @@ def unused_parameters(socket: Socket, loss: torch.Tensor) -> list[str]:
     """Names of trainable parameters that get no gradient from ``loss``."""
     named = socket.named_trainable_parameters()
     if not loss.requires_grad:
-        return []  # run_batch_checks' gradient check is scorch-check's; training fails clearly on its own
+        raise ScorchError(f"{socket.path}: Socket.criterion returned a loss without a gradient (detached, or "
+                          "computed outside torch?); expected a tensor computed from the Network's outputs")
     grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
     return [name for (name, _), g in zip(named, grads) if g is None]
 

@@ -119,6 +119,10 @@ class TrainingState:
     def load_state_dict(self, state: dict[str, Any], where: str) -> None:
         """Restore every object; ``where`` names the model file in the error of a misfit."""
         check_fits(self.network, state["model"], where)
+        bad = [k for k, v in state["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ScorchError(f"checkpoint weights {', '.join(bad[:3])} are not finite; resume from a good checkpoint "
+                              "(--keep-checkpoints keeps older ones) or start again")
         self.network.load_state_dict(state["model"])
         for key, obj in self.objects().items():
             if obj is not None and state.get(key) is not None:

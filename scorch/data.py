@@ -28,15 +28,26 @@ class ListCollate:
         # checked to say precisely what.
         inputs0, targets0 = check_item(items[0], self.where)
         n_in, n_tg = len(inputs0), len(targets0)
+        batch: Batch | None = None
         try:
             if all(len(item[0]) == n_in and len(item[1]) == n_tg for item in items):
-                return (
+                batch = (
                     [default_collate([item[0][i] for item in items]) for i in range(n_in)],
                     [default_collate([item[1][j] for item in items]) for j in range(n_tg)],
                 )
         except (TypeError, RuntimeError, IndexError, KeyError, ValueError):
             pass
-        return self._checked(items)
+        return self._tensors(batch if batch is not None else self._checked(items))
+
+    def _tensors(self, batch: Batch) -> Batch:
+        """A position that did not batch into a tensor (strings, say) is the dataset's fault, not forward's."""
+        for what, part in (("inputs", batch[0]), ("targets", batch[1])):
+            for i, value in enumerate(part):
+                if not isinstance(value, torch.Tensor):
+                    first = value[0] if isinstance(value, (list, tuple)) and value else value
+                    raise ScorchError(f"{self.where} returned {type(first).__name__} values at {what} position {i}; "
+                                      "expected tensors, arrays or numbers")
+        return batch
 
     def _checked(self, items: Sequence[Any]) -> Batch:
         pairs = [check_item(item, self.where) for item in items]
@@ -185,33 +196,53 @@ def reseed(seed: int) -> None:
         np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
 
 
+class SampleError(ScorchError):
+    """A DataSet raised while loading a sample: one line naming the file, mode and index, also
+    when a DataLoader worker raised it (the DataLoader re-raises it with the worker's traceback
+    as its message: the line is taken back out of it)."""
+
+    def __init__(self, message: str):
+        if "Original Traceback" in message:
+            last = [line for line in message.strip().splitlines() if line.strip()][-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+
 class SeededItems:
     """A user DataSet behind a DataLoader: in a worker, each batch is loaded after reseeding the
     global RNGs with the batch's seed; in the main process (``--workers 0``) the RNGs are left
-    alone (their state is in every checkpoint)."""
+    alone (their state is in every checkpoint). An error names the file, mode and sample."""
 
-    def __init__(self, dataset: Any):
-        self.dataset = dataset
+    def __init__(self, dataset: Any, where: str):
+        self.dataset, self.where = dataset, where
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        return self.dataset[index]
+        return self.__getitems__([index])[0]
 
     def __getitems__(self, batch: Sequence[int]) -> list[Any]:
         seed = getattr(batch, "seed", None)
         if seed is not None and get_worker_info() is not None:
             reseed(seed)
-        if hasattr(self.dataset, "__getitems__"):  # the user's own batched loading
-            return list(self.dataset.__getitems__(list(batch)))
-        return [self.dataset[i] for i in batch]
+        index = batch[0] if batch else None
+        try:
+            if hasattr(self.dataset, "__getitems__"):  # the user's own batched loading
+                return list(self.dataset.__getitems__(list(batch)))
+            items = []
+            for index in batch:
+                items.append(self.dataset[index])
+            return items
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
 
 
 def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str) -> DataLoader:
     """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
     return DataLoader(
-        SeededItems(dataset),
+        SeededItems(dataset, where),
         batch_sampler=PlanBatches(),
         num_workers=workers,
         collate_fn=ListCollate(where),
@@ -231,7 +262,7 @@ def set_plan(loader: DataLoader, plan: EpochPlan) -> None:
 def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str) -> DataLoader:
     """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
     return DataLoader(
-        dataset,
+        SeededItems(dataset, where),
         batch_size=batch_size,
         sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=workers,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import user_facing, write_text
+from .errors import ScorchError
 
 FIRST = ("epoch", "step", "lr", "time")
 
@@ -24,18 +25,40 @@ def _fmt(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def read(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def resumed_rows(path: Path, epochs: int) -> list[dict[str, str]]:
+    """The rows of epochs 1..``epochs`` of a run's history.csv, checked: one line naming the file
+    and what is wrong when it cannot be the history of those epochs."""
+    if epochs == 0:
+        return []
+    if not path.is_file():
+        raise ScorchError(f"{path} is missing; the checkpoint is at epoch {epochs}, so expected its {epochs} row(s)")
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ScorchError(f"{path} cannot be read ({exc}); expected the CSV scorch wrote") from exc
+    if header[:len(FIRST)] != list(FIRST):
+        raise ScorchError(f"{path} has the header {','.join(header)[:80]!r}; expected it to start with {','.join(FIRST)}")
+    epochs_seen = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            epochs_seen.append(int(row["epoch"]))
+        except (TypeError, ValueError):
+            raise ScorchError(f"{path}, line {line}: epoch {row['epoch']!r} is not a whole number; "
+                              "expected one row per epoch as scorch wrote it") from None
+    if epochs_seen[:epochs] != list(range(1, epochs + 1)):
+        raise ScorchError(f"{path} holds the rows of epochs {epochs_seen[:8]}; the checkpoint is at epoch {epochs}, "
+                          f"so expected epochs 1 to {epochs}")
+    return rows[:epochs]
 
 
 class History:
-    def __init__(self, path: str | os.PathLike, rank0: bool, keep_until_epoch: int = 0):
-        """Resume keeps the rows of epochs already in the checkpoint and drops later ones."""
+    def __init__(self, path: str | os.PathLike, rank0: bool, rows: list[dict[str, Any]] | None = None):
+        """``rows``: those of the epochs a resumed run keeps (:func:`resumed_rows`)."""
         self.path, self.rank0 = Path(path), rank0
-        self.rows: list[dict[str, Any]] = []
-        if rank0 and keep_until_epoch > 0 and self.path.is_file():
-            self.rows = [r for r in read(self.path) if int(r["epoch"]) <= keep_until_epoch]
+        self.rows: list[dict[str, Any]] = list(rows or [])
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)

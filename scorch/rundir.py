@@ -4,6 +4,7 @@ Built on every rank; only rank 0 touches the disk.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -40,11 +41,50 @@ def check_target(path: Path, resume: bool, overwrite: bool, auto_resume: bool = 
     return None
 
 
+def prepare_target(path: Path, resume: bool, overwrite: bool, auto_resume: bool = False) -> None:
+    """Rank 0, before a run touches ``path``: finish an interrupted --overwrite, then refuse a
+    target the run may not use (one line)."""
+    recover(path)
+    verdict = check_target(path, resume, overwrite, auto_resume)
+    if verdict:
+        raise ScorchError(verdict)
+
+
+def replaced_path(path: Path) -> Path:
+    """Where ``--overwrite`` keeps the run it replaces until the new run's first checkpoint."""
+    return path.parent / f".{path.name}.replaced"
+
+
+def recover(path: Path) -> None:
+    """Finish what an interrupted ``--overwrite`` left (rank 0, before anything else looks at
+    ``path``): a new run with a checkpoint has proven itself, and the old one goes; otherwise
+    the old run comes back."""
+    aside = replaced_path(path)
+    if not aside.is_dir():
+        return
+    try:
+        if (path / CHECKPOINTS / "last.pt").is_file():
+            shutil.rmtree(aside)
+            return
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(aside, path)
+    except OSError as exc:
+        raise ScorchError(f"cannot restore {path} from {aside} (left by an interrupted --overwrite): "
+                          f"{exc.strerror or exc}; move it back by hand") from exc
+    log.warning("restored %s, which an interrupted --overwrite had moved to %s", path, aside)
+
+
 class RunDir:
+    """The run directory. ``--overwrite`` moves the old run aside (:func:`replaced_path`) rather
+    than deleting it: it is deleted once the new run has written its first checkpoint
+    (:meth:`proven`), and put back when the new run fails before that (:meth:`restore`)."""
+
     def __init__(self, path: str | os.PathLike, rank0: bool):
         self.path = Path(path)
         self.rank0 = rank0
         self._log_handler: logging.Handler | None = None
+        self._replaced: Path | None = None
 
     @property
     def last_checkpoint(self) -> Path:
@@ -62,12 +102,28 @@ class RunDir:
         if not self.rank0:
             return
         try:
-            if overwrite and self.path.is_dir():
-                shutil.rmtree(self.path)
+            if overwrite and self.path.is_dir() and any(self.path.iterdir()):
+                os.rename(self.path, replaced_path(self.path))
+                self._replaced = replaced_path(self.path)
             (self.path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
             self.tensorboard.mkdir(exist_ok=True)
         except OSError as exc:
+            self.restore()
             raise ScorchError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from exc
+
+    def proven(self) -> None:
+        """The new run has a complete checkpoint: the run it replaced goes."""
+        if self._replaced is not None:
+            shutil.rmtree(self._replaced, ignore_errors=True)
+            self._replaced = None
+
+    def restore(self) -> None:
+        """The new run failed before its first checkpoint: the run it replaced comes back."""
+        if self._replaced is not None:
+            self.detach_log()
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.rename(self._replaced, self.path)
+            self._replaced = None
 
     def write_config(self, config: dict[str, Any]) -> None:
         if self.rank0:
@@ -97,12 +153,17 @@ class RunDir:
                 _atomic.write_json(self.path / "meta.json", meta)
 
     def read_meta(self) -> dict[str, Any]:
-        import json
-
-        try:
-            return json.loads((self.path / "meta.json").read_text())
-        except (OSError, ValueError):
+        """The saved meta.json ({} when there is none); a damaged one is one line naming it."""
+        path = self.path / "meta.json"
+        if not path.is_file():
             return {}
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ScorchError(f"{path} is damaged ({exc}); expected the JSON object scorch wrote") from exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("sessions", []), list):
+            raise ScorchError(f"{path} is damaged: expected a JSON object with a list of sessions")
+        return meta
 
     def attach_log(self) -> None:
         """Rank 0's console log also goes to ``log.txt`` (appended on resume)."""

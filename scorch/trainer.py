@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -20,11 +20,11 @@ from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
 from .config import TrainConfig
 from .errors import Preempted, ScorchError, TrainingError
-from .history import History
+from .history import History, resumed_rows
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .progress import Progress
-from .rundir import RunDir, check_target, hostname, session_meta
+from .rundir import RunDir, hostname, prepare_target, session_meta
 from .state import Cursor, LoopState, MetricTotals
 from .tb import TensorBoard
 
@@ -46,7 +46,11 @@ def default_name() -> str:
 
 
 def train(config: TrainConfig) -> RunResult:
-    """Train as configured; every rank of the job calls this."""
+    """Train as configured; every rank of the job calls this.
+
+    Everything that can be checked is checked before the run directory changes: the user's
+    files, the target directory, a resumed checkpoint, history.csv and meta.json. Problems found
+    by rank 0 alone are broadcast, so every rank stops alike."""
     backend = dist.init(config.backend, config.device, config.dist_timeout)
     rank0 = backend.rank == 0
     if config.name is None:
@@ -54,21 +58,61 @@ def train(config: TrainConfig) -> RunResult:
 
     parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
     run_dir = RunDir(parts.config.run_dir, rank0)
-    verdict = dist.broadcast(check_target(run_dir.path, config.resume, config.overwrite, config.auto_resume) if rank0 else None)
-    if verdict:
-        raise ScorchError(verdict)
+    _agree(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume), rank0)
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
-    if resumed is not None:
-        parts.config = resume.adapt(parts.config, resumed, backend.world_size, parts.socket.has_optimizer,
-                                    parts.socket.has_scheduler, len(parts.train_set))
+    state = _state(parts, resumed)
+    epochs_done = state.cursor.epoch
+    rows = _agree(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done), rank0)
+    previous_meta = _agree(run_dir.read_meta, rank0) if resumed is not None else {}
 
     hostnames = dist.all_gather(hostname())
     run_dir.create(overwrite=config.overwrite)
     run_dir.attach_log()
     try:
-        return _fit(_open(parts, run_dir, resumed, hostnames))
+        return _fit(_open(parts, run_dir, state, resumed, hostnames, rows or [], previous_meta or {}))
+    except BaseException:
+        run_dir.restore()  # an --overwrite that failed before its first checkpoint gives the old run back
+        raise
     finally:
         run_dir.detach_log()
+
+
+def _agree(check: Callable[[], Any], rank0: bool) -> Any:
+    """Rank 0 runs ``check`` (it reads files); its result, or its error, reaches every rank."""
+    outcome: tuple[str, Any] = ("ok", None)
+    if rank0:
+        try:
+            outcome = ("ok", check())
+        except ScorchError as exc:
+            outcome = ("error", str(exc))
+    kind, value = dist.broadcast(outcome)
+    if kind == "error":
+        raise ScorchError(value)
+    return value
+
+
+def _state(parts: Parts, resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
+    """The optimizer (built by scorch or the model file), its scheduler and the loop's state,
+    restored from ``resumed`` and with the settings of this run applied; nothing is written."""
+    config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
+    if resumed is not None:
+        config = parts.config = resume.adapt(config, resumed, backend.world_size, socket.has_optimizer,
+                                             socket.has_scheduler, len(parts.train_set))
+    # Wrap before anything holds the optimizer: Horovod's wrapper is a new optimizer built from the
+    # param_groups, so state loaded into (or a scheduler attached to) the original would be lost.
+    optimizer = backend.wrap_optimizer(make_optimizer(config, socket), socket.named_trainable_parameters(), config.accumulate)
+    scheduler = socket.scheduler(optimizer)
+    schedule.check_owner(config, scheduler is not None)
+    cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
+                    world_size=backend.world_size, length=len(parts.train_set))
+    state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
+    if resumed is not None:
+        state.load_state_dict(resumed, f"{config.model}: Network")
+        if not socket.has_optimizer:
+            resume.apply_optimizer_settings(optimizer, config, resumed.get("config", {}))
+        cursor.global_batch = config.batch_size * config.accumulate * backend.world_size
+        cursor.world_size, cursor.length = backend.world_size, len(parts.train_set)
+    return state
 
 
 @dataclass
@@ -106,61 +150,44 @@ class Session:
         return MetricTotals(self.parts.metric_names, self.backend.device, f"{self.config.model}: Socket.metrics")
 
 
-def _open(parts: Parts, run_dir: RunDir, resumed: dict[str, Any] | None, hostnames: list[str]) -> Session:
-    """Build the optimizer, restore a checkpoint, write the run's files, wrap the model."""
+def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resumed: dict[str, Any] | None,
+          hostnames: list[str], rows: list[dict[str, Any]], previous_meta: dict[str, Any]) -> Session:
+    """Write the run's files, restore this rank's RNG, wrap the model, build the loaders."""
     config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
-    # Wrap before anything holds the optimizer: Horovod's wrapper is a new optimizer built from the
-    # param_groups, so state loaded into (or a scheduler attached to) the original would be lost.
-    optimizer = backend.wrap_optimizer(make_optimizer(config, socket), socket.named_trainable_parameters(), config.accumulate)
-    scheduler = socket.scheduler(optimizer)
-    schedule.check_owner(config, scheduler is not None)
-    cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
-                    world_size=backend.world_size, length=len(parts.train_set))
-    state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
-    saved_totals = None
-    if resumed is not None:
-        state.load_state_dict(resumed, f"{config.model}: Network")
-        saved_totals = _resumed_state(resumed, state, parts, backend)
-        log.info("resumed %s at epoch %d (%d completed), step %d", run_dir.path, cursor.epoch + 1, cursor.epoch, cursor.step)
-
-    meta = _start_meta(run_dir, backend, hostnames, cursor.epoch if resumed is not None else None)
+    cursor = state.cursor
+    meta = _start_meta(backend, hostnames, previous_meta, cursor.epoch if resumed is not None else None)
     run_dir.write_config(config.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
+    if resumed is not None:
+        _restore_rng(resumed, config.seed, backend.rank)
+        log.info("resumed %s at epoch %d (%d completed), step %d", run_dir.path, cursor.epoch + 1, cursor.epoch, cursor.step)
 
     find_unused = parts.unused_parameters or config.find_unused_parameters
     model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
-    backend.broadcast_training_state(network, optimizer)
-    ctx = StepContext(backend, model, socket, optimizer, state.scaler, autocast_factory(config, backend.device),
+    backend.broadcast_training_state(network, state.optimizer)
+    ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
                       config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
     loader, valid_loader = _loaders(config, parts)
     rank0 = backend.rank == 0
-    history = History(run_dir.path / "history.csv", rank0, keep_until_epoch=cursor.epoch)
     tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None)
     log.info("training %s on %s: %d rank(s), backend %s, %d train / %d valid samples, %d per step, monitor %s (%s)",
              run_dir.path, backend.device, backend.world_size, backend.name, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
              parts.monitor_mode)
-    return Session(config, parts, run_dir, state, ctx, loader, valid_loader, history, tb, Saver(run_dir, config, backend, state),
-                   NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta, saved_totals)
+    return Session(config, parts, run_dir, state, ctx, loader, valid_loader, History(run_dir.path / "history.csv", rank0, rows),
+                   tb, Saver(run_dir, config, backend, state), NanGuard(lag=backend.device.type == "cuda",
+                   skip=config.nan_policy == "skip"), meta, resumed.get("totals") if resumed is not None else None)
 
 
-def _resumed_state(resumed: dict[str, Any], state: checkpoint.TrainingState, parts: Parts,
-                   backend: Backend) -> list[dict[str, Any]] | None:
-    """After the objects are restored: this run's optimizer settings, this rank's RNG, and the
-    metric sums of an unfinished epoch."""
-    config, cursor = parts.config, state.cursor
-    if not parts.socket.has_optimizer:
-        resume.apply_optimizer_settings(state.optimizer, config, resumed.get("config", {}))
+def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
+    """This rank's saved RNG states; a rank the saved run did not have is seeded afresh."""
     rngs = resumed.get("rng") or []
-    if backend.rank < len(rngs):
-        checkpoint.set_rng_state(rngs[backend.rank])
+    if rank < len(rngs):
+        checkpoint.set_rng_state(rngs[rank])
     else:
-        data.reseed(data.batch_seed(config.seed, backend.rank))
-        log.info("rank %d has no saved RNG state (the run was saved by %d rank(s)): seeded afresh", backend.rank, len(rngs))
-    cursor.global_batch = config.batch_size * config.accumulate * backend.world_size
-    cursor.world_size, cursor.length = backend.world_size, len(parts.train_set)
-    return resumed.get("totals")
+        data.reseed(data.batch_seed(seed, rank))
+        log.info("rank %d has no saved RNG state (the run was saved by %d rank(s)): seeded afresh", rank, len(rngs))
 
 
 def _fit(s: Session) -> RunResult:
@@ -297,9 +324,8 @@ def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
     return loader, valid_loader
 
 
-def _start_meta(run_dir: RunDir, backend: Any, hostnames: list[str], resumed_from: int | None) -> dict[str, Any]:
+def _start_meta(backend: Any, hostnames: list[str], previous: dict[str, Any], resumed_from: int | None) -> dict[str, Any]:
     """meta.json for this session; a resumed run keeps the list of its earlier sessions."""
-    previous = run_dir.read_meta() if resumed_from is not None and backend.rank == 0 else {}
     meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, hostnames)
     meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
     meta["resumed_from_epoch"] = resumed_from
@@ -334,7 +360,7 @@ class Saver:
 
     def __init__(self, run_dir: RunDir, config: TrainConfig, backend: Backend, state: checkpoint.TrainingState):
         self.dir = checkpoint.CheckpointDir(run_dir.path / "checkpoints", config.keep_checkpoints)
-        self.config, self.backend, self.state = config, backend, state
+        self.run_dir, self.config, self.backend, self.state = run_dir, config, backend, state
 
     def save(self, improved: bool, totals: MetricTotals | None) -> None:
         """``totals``: the metric sums of an epoch stopped before its end (a mid-epoch checkpoint)."""
@@ -354,3 +380,4 @@ class Saver:
         except OSError as exc:
             raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
                               "the last complete checkpoint is intact") from exc
+        self.run_dir.proven()
