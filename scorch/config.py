@@ -275,8 +275,9 @@ def check_value(name: str, value: Any) -> None:
         raise ScorchError(f"{flag(name)}: expected {kind}{' ' + s.bounds() if s.bounds() else ''}, got {value!r}")
 
 
-def _control(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
+def _control(text: str) -> str | None:
+    """The first control character (newline, NUL, escape ...) in ``text``, if any."""
+    return next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)
 
 
 def check_path(path: str, what: str) -> None:
@@ -284,7 +285,7 @@ def check_path(path: str, what: str) -> None:
     if not path:
         raise ScorchError(f"{what}: expected a directory, got '' (use . for the current one)")
     if _control(path):
-        raise ScorchError(f"{what}: {path!r} contains a control character; expected a plain path")
+        raise ScorchError(f"{what}: {path!r} holds a control character ({_control(path)!r}); expected a plain path")
     long = next((part for part in path.split(os.sep) if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
     if long is not None:
         raise ScorchError(f"{what}: {long[:40]!r}... is longer than {MAX_NAME_BYTES} bytes, the most a file system takes")
@@ -296,7 +297,7 @@ def check_file_name(name: str, what: str) -> None:
     if not name or "/" in name or name in (".", ".."):
         raise ScorchError(f"{what}: {name!r} is not a valid directory name; expected a name without '/'")
     if _control(name):
-        raise ScorchError(f"{what}: {name!r} contains a control character; expected a plain name")
+        raise ScorchError(f"{what}: {name!r} holds a control character ({_control(name)!r}); expected a plain name")
     if len(os.fsencode(name)) > MAX_NAME_BYTES:
         raise ScorchError(f"{what}: {name[:40]!r}... is {len(os.fsencode(name))} bytes long; a file system takes at "
                           f"most {MAX_NAME_BYTES}")
