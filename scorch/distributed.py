@@ -109,15 +109,18 @@ def leave() -> None:
     _backend = _single_process()
 
 
-def exit_process(code: int) -> NoReturn:
+def exit_process(code: int, clean: bool | None = None) -> NoReturn:
     """End this process now with ``code``, skipping the interpreter's teardown, so that the C++
-    destructors of gloo, NCCL and Horovod run at no moment a peer could race.
+    destructors of gloo, NCCL and Horovod run at no moment a peer could race (and a single
+    process does not spend a second tearing torch down after its checkpoint is written).
 
-    After a success, the ``atexit`` handlers run first (the user's files may have registered
+    ``clean`` (default: a success) says every rank ends here together, or that there is no
+    peer to wait for: the ``atexit`` handlers run first (the user's files may have registered
     some; logging's flushes every handler), then MPI is finalized if it was initialized (mpirun
-    counts a rank that skips MPI_Finalize as failed). After a failure neither runs: either
-    could wait for a rank stuck in a collective, and the launcher must end the whole job."""
-    if code == 0:
+    counts a rank that skips MPI_Finalize as failed). Otherwise (a failure of a rank with peers)
+    neither runs: either could wait for a rank stuck in a collective, and the launcher must end
+    the whole job."""
+    if code == 0 if clean is None else clean:
         atexit._run_exitfuncs()
         MPI = sys.modules.get("mpi4py.MPI")
         if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():

@@ -242,11 +242,17 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
     s.loop.skipped_steps += done.skipped
     if done.stopped:
         cursor.samples = plan.samples_after(done.steps)
-        s.saver.save(False, totals)
-        raise Preempted(f"stopped by {stop.describe()} in epoch {epoch} at step {cursor.step}; checkpoint written "
-                        f"to {s.run_dir.last_checkpoint}; continue with --resume")
+        _stop(s, totals, f"stopped by {stop.describe()} in epoch {epoch} at step {cursor.step}")
     cursor.samples, cursor.trained = len(s.parts.train_set), True
     return totals
+
+
+def _stop(s: Session, totals: MetricTotals, what: str, then: str = "") -> None:
+    """Save where every rank got to and raise Preempted; nobody leaves before rank 0 has written
+    (a launcher ends the whole job when the first rank exits)."""
+    s.saver.save(False, totals)
+    s.backend.barrier()
+    raise Preempted(f"{what}; checkpoint written to {s.run_dir.last_checkpoint}; continue with --resume{then}")
 
 
 def _take_saved_totals(s: Session, totals: MetricTotals) -> None:
@@ -273,9 +279,7 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
         common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
         means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop, common)
         if means is None:
-            s.saver.save(False, totals)
-            raise Preempted(f"stopped by {stop.describe()} while validating epoch {epoch}; checkpoint written to "
-                            f"{s.run_dir.last_checkpoint}; continue with --resume (it redoes the validation)")
+            _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
         row.update(means)
     row["time"] = time.perf_counter() - s.started
     if s.config.nan_policy == "skip":

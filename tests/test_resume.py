@@ -14,10 +14,18 @@ from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train
 
 MODEL = str(FIXTURES / "dropout_model.py")
 DATASET = str(FIXTURES / "noisy_dataset.py")
+KINDS = {
+    # dropout and random augmentation in DataLoader workers
+    "tidy": ([], MODEL, DATASET),
+    # BatchNorm (one frozen), 301 samples, accumulation 3 (a short last window), augmentation, 1 valid sample
+    "untidy": (["--accumulate", "3", "--set", "dataset.noise=0.1", "--set", "dataset.n_valid=1"],
+               str(FIXTURES / "bn_model.py"), str(FIXTURES / "untidy_dataset.py")),
+}
 
 
-def args(root, name, *extra):
-    return base_args(root, name, "--batch-size", "8", "--lr", "0.05", "--workers", "2", *extra, model=MODEL, dataset=DATASET)
+def args(root, name, *extra, kind="tidy"):
+    more, model, dataset = KINDS[kind]
+    return base_args(root, name, "--batch-size", "8", "--lr", "0.05", "--workers", "2", *more, *extra, model=model, dataset=dataset)
 
 
 def history_without_time(run_dir):
@@ -37,10 +45,11 @@ def assert_same_run(a, b):
     assert history_without_time(a) == history_without_time(b)
 
 
-def test_resume_is_bitwise_exact_one_rank(tmp_path):
-    assert main(args(tmp_path, "whole", "--epochs", "4")) == 0
-    assert main(args(tmp_path, "split", "--epochs", "2")) == 0
-    assert main(args(tmp_path, "split", "--epochs", "4", "--resume")) == 0
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_resume_is_bitwise_exact_one_rank(tmp_path, kind):
+    assert main(args(tmp_path, "whole", "--epochs", "4", kind=kind)) == 0
+    assert main(args(tmp_path, "split", "--epochs", "2", kind=kind)) == 0
+    assert main(args(tmp_path, "split", "--epochs", "4", "--resume", kind=kind)) == 0
     assert_same_run(tmp_path / "whole", tmp_path / "split")
     assert len(history_without_time(tmp_path / "split")) == 4
 
@@ -55,9 +64,10 @@ def test_a_different_seed_gives_different_weights(tmp_path):
 
 
 @pytest.mark.mpi
-def test_resume_is_bitwise_exact_two_ranks_under_mpirun(tmp_path):
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_resume_is_bitwise_exact_two_ranks_under_mpirun(tmp_path, kind):
     for name, extra in (("whole", ["--epochs", "4"]), ("split", ["--epochs", "2"]), ("split", ["--epochs", "4", "--resume"])):
-        out = scorch_train(args(tmp_path, name, *extra), np_=2)
+        out = scorch_train(args(tmp_path, name, *extra, kind=kind), np_=2)
         assert out.returncode == 0, out.stderr
     assert_same_run(tmp_path / "whole", tmp_path / "split")
     ckpt = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import _launch, distributed as dist, overrides, slurm
 from ..config import GROUPS, TrainConfig, hints, settings
-from ..errors import ScorchError
+from ..errors import EXIT_PREEMPTED, ScorchError
 from ._runner import Command, Parser
 
 SET_HELP = ("KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
@@ -133,13 +133,14 @@ def console_main() -> None:
     code = COMMAND.main(None)
     if dist.world_size() == 1:
         dist.shutdown()
-        sys.exit(code)
-    # Several ranks: after a success every rank waits for the others, then all leave without
-    # tearing the process group down (see dist.exit_process); after a failure leave at once so
-    # the launcher ends the whole job.
-    if code == 0:
+        dist.exit_process(code, clean=True)
+    # Several ranks: after a success or an agreed stop every rank waits for the others, then all
+    # leave without tearing the process group down (see dist.exit_process); after a failure leave
+    # at once so the launcher ends the whole job.
+    together = code in (0, EXIT_PREEMPTED)
+    if together:
         dist.leave()
-    dist.exit_process(code)
+    dist.exit_process(code, clean=together)
 
 
 if __name__ == "__main__":
