@@ -59,6 +59,29 @@ class StepContext:
     skip_nonfinite: bool = False
 
 
+class StepCheck:
+    """Run before each optimizer step (after unscaling): clip; with --nan-policy skip, refuse a
+    step whose gradients are not finite (they are averaged already, so every rank agrees)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], clip_grad: float | None, skip_nonfinite: bool):
+        self.params, self.clip_grad, self.skip_nonfinite = params, clip_grad, skip_nonfinite
+        self.skipped = 0
+
+    def __call__(self) -> bool:
+        norm = None
+        if self.clip_grad is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad)
+        if not self.skip_nonfinite:
+            return True
+        if norm is None:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if bool(torch.isfinite(norm)):
+            return True
+        self.skipped += 1
+        return False
+
+
 @dataclass
 class EpochResult:
     """Where a training epoch got to: all of its plan, or ``steps`` steps when a signal stopped it."""
@@ -85,24 +108,8 @@ def train_epoch(
     non_blocking = device.type == "cuda"
     model, socket, optimizer, backend = ctx.model, ctx.socket, ctx.optimizer, ctx.backend
     backend.zero_grad(optimizer)
-    skipped = steps = 0
-
-    def before_step() -> bool:
-        """Clip; with --nan-policy skip, refuse a step whose (averaged, so same on every rank)
-        gradients are not finite."""
-        nonlocal skipped
-        norm = None
-        if ctx.clip_grad is not None:
-            norm = torch.nn.utils.clip_grad_norm_(socket.trainable_params, ctx.clip_grad)
-        if not ctx.skip_nonfinite:
-            return True
-        if norm is None:
-            grads = [p.grad for p in socket.trainable_params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        if bool(torch.isfinite(norm)):
-            return True
-        skipped += 1
-        return False
+    check = StepCheck(socket.trainable_params, ctx.clip_grad, ctx.skip_nonfinite)
+    steps = 0
 
     for slot, batch in zip(plan.slots, loader):
         inputs, targets = data.to_device(batch, device, non_blocking)
@@ -117,7 +124,7 @@ def train_epoch(
             # The slot's share of its step's samples: the step's gradient is the mean over them.
             ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
         if slot.last:
-            backend.optimizer_step(optimizer, ctx.scaler, before_step)
+            backend.optimizer_step(optimizer, ctx.scaler, check)
             backend.zero_grad(optimizer)
             step += 1
             steps += 1
@@ -130,9 +137,9 @@ def train_epoch(
         # (the end of the epoch has its own, complete checkpoint).
         if slot.last and steps < plan.steps and stop.poll(backend):
             guard.flush()
-            return EpochResult(step, steps, True, skipped)
+            return EpochResult(step, steps, True, check.skipped)
     guard.flush()
-    return EpochResult(step, steps, False, skipped)
+    return EpochResult(step, steps, False, check.skipped)
 
 
 class _Null:
