@@ -1,5 +1,6 @@
 """Real multi-rank runs: mpirun, and scorch's own --nproc-per-node launch."""
 import csv
+import re
 import time
 
 import pytest
@@ -92,7 +93,8 @@ def test_a_failing_rank_ends_the_job_naming_it(tmp_path):
                                  dataset=str(FIXTURES / "failing_dataset.py")), np_=2, timeout=120)
     assert time.monotonic() - start < 60
     assert out.returncode != 0
-    assert "scorch-train[rank 1]: failed: OSError: disk read failed" in out.stderr
+    # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
+    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
 
 
 def test_torchrun_launch(tmp_path):
@@ -109,7 +111,8 @@ def test_nproc_per_node_reports_a_failed_rank_with_its_exit_code(tmp_path):
     out = scorch_train(base_args(tmp_path, "elastic-fail", "--epochs", "2", "--batch-size", "8", "--nproc-per-node", "2",
                                  dataset=str(FIXTURES / "failing_dataset.py")), timeout=120)
     assert out.returncode == 1
-    assert "scorch-train[rank 1]: failed: OSError: disk read failed" in out.stderr
+    # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
+    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
     assert "scorch-train: error:" in out.stderr and "rank 1 (exit code 1)" in out.stderr
 
 

@@ -1,5 +1,6 @@
 """The Horovod backend, launched by real mpirun and horovodrun (built by `make setup-horovod`)."""
 import csv
+import re
 import json
 import shlex
 import subprocess
@@ -131,4 +132,5 @@ def test_a_failing_rank_ends_a_horovod_job_naming_it(tmp_path):
                                  dataset=str(FIXTURES / "failing_dataset.py")), np_=2, timeout=120)
     assert time.monotonic() - start < 60
     assert out.returncode != 0
-    assert "scorch-train[rank 1]: failed: OSError: disk read failed" in out.stderr
+    # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
+    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
