@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from .. import _launch, _logging, distributed as dist, overrides, slurm
+from .. import _logging, distributed as dist, launch, overrides, slurm
 from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, NAN_POLICIES, OPTIMIZERS, TrainConfig
 from ..errors import Preempted, ScorchError
 
@@ -136,22 +136,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    launch = _launch.detect()
-    with _logging.configured(launch.rank, debug):
-        return _run(argv, launch, debug)
+    environment = launch.detect()
+    with _logging.configured(environment.rank, debug):
+        return _run(argv, environment, debug)
 
 
-def _run(argv: list[str], launch: _launch.LaunchInfo, debug: bool) -> int:
+def _run(argv: list[str], environment: launch.LaunchEnvironment, debug: bool) -> int:
     try:
         config = parse_config(argv)
         given = vars(build_parser().parse_args(argv))
         if given.get("slurm") or given.get("submit"):
             return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
-        if config.nproc_per_node > 1 and launch.launcher == "none":
-            from .. import _elastic
+        if config.nproc_per_node > 1 and environment.name == "none":
+            from ..launch import agent
             from ..trainer import default_name
 
-            return _elastic.launch(config.replace(name=config.name or default_name()), argv)
+            return agent.launch(config.replace(name=config.name or default_name()), argv)
         from ..trainer import train
 
         train(config)

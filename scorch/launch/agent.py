@@ -1,13 +1,14 @@
-"""``--nproc-per-node N`` without a launcher: start the local ranks through torch's elastic launcher."""
+"""The launcher side: ``--nproc-per-node N`` without a launcher starts the local ranks through torch's
+elastic launcher."""
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 import uuid
 
-from .config import TrainConfig
-from .errors import RankFailed
+from ..config import TrainConfig
+from ..errors import RankFailed
+from .base import free_port
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +33,13 @@ def child_argv(argv: list[str], name: str) -> list[str]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 def launch(config: TrainConfig, argv: list[str]) -> int:
     """Run ``python -m scorch.cli.train`` on N local ranks; exit code of the first failure, else 0."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     assert config.name is not None
-    port = config.master_port or (_free_port() if config.nnodes == 1 else 29500)
+    port = config.master_port or (free_port() if config.nnodes == 1 else 29500)
     lc = LaunchConfig(
         min_nodes=config.nnodes,
         max_nodes=config.nnodes,
