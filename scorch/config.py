@@ -58,6 +58,8 @@ class TrainConfig:
     node_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int | None = None
+    join_timeout: float = 600.0
+    max_restarts: int = 0
     lr_schedule: Any = None
     warmup_epochs: int = 0
     model_settings: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +117,10 @@ class TrainConfig:
             raise ScorchError(f"--set warmup_epochs: expected a whole number >= 0, got {self.warmup_epochs!r}")
         if self.master_port is not None and not 0 < self.master_port < 65536:
             raise ScorchError(f"--master-port: {self.master_port} is not a TCP port")
+        if not isinstance(self.join_timeout, (int, float)) or isinstance(self.join_timeout, bool) or not self.join_timeout > 0:
+            raise ScorchError(f"--join-timeout: expected a number of seconds > 0, got {self.join_timeout!r}")
+        if not isinstance(self.max_restarts, int) or isinstance(self.max_restarts, bool) or self.max_restarts < 0:
+            raise ScorchError(f"--max-restarts: expected a whole number >= 0, got {self.max_restarts!r}")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -164,5 +170,5 @@ TRAJECTORY_KEYS = (
 # Settings that describe how this invocation runs, not what is trained: never taken from a saved run.
 INVOCATION_KEYS = (
     "resume", "auto_resume", "overwrite", "debug", "progress", "config", "nproc_per_node", "nnodes", "node_rank",
-    "master_addr", "master_port", "name", "run_root",
+    "master_addr", "master_port", "name", "run_root", "max_restarts",
 )

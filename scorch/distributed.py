@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import sys
 from typing import Any, NoReturn
 
@@ -69,8 +70,9 @@ def _share_cpu_threads(launch: _launch.LaunchInfo, dev: torch.device) -> None:
     torch.set_num_threads(max(1, cores // launch.local_world_size))
 
 
-def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0) -> Backend:
-    """Start the process group for this launch; idempotent within a process."""
+def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0, join_timeout_s: float = 600.0) -> Backend:
+    """Start the process group for this launch; idempotent within a process. ``join_timeout_s``:
+    how long the ranks wait for each other to arrive; ``timeout_s``: for each collective."""
     global _backend
     if _backend.name != "none":
         return _backend
@@ -86,7 +88,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0)
     elif launch.world_size > 1:
         from ._backends.torch_dist import TorchBackend
 
-        _backend = TorchBackend(launch, dev, environment.rendezvous(), timeout_s=timeout_s)
+        _backend = TorchBackend(launch, dev, environment.rendezvous(), timeout_s=timeout_s, join_timeout_s=join_timeout_s)
     else:
         _backend = Backend(launch, dev)
         _backend.name = "torch"
@@ -139,6 +141,11 @@ def world_size() -> int:
 
 def local_rank() -> int:
     return _backend.local_rank
+
+
+def placement() -> dict[str, Any]:
+    """Where this rank runs: its rank, host name, node (when the launcher says) and local rank."""
+    return {"rank": rank(), "host": socket.gethostname(), "node": _backend.launch.node_rank, "local_rank": local_rank()}
 
 
 def is_rank0() -> bool:

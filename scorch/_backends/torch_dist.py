@@ -11,6 +11,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..launch import LaunchInfo, Rendezvous
+from ..launch.rendezvous import join_ranks
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -21,18 +22,19 @@ _OPS = {"sum": tdist.ReduceOp.SUM, "max": tdist.ReduceOp.MAX, "min": tdist.Reduc
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, launch: LaunchInfo, device: torch.device, where: Rendezvous, timeout_s: float = 1800.0):
+    def __init__(self, launch: LaunchInfo, device: torch.device, where: Rendezvous, timeout_s: float = 1800.0,
+                 join_timeout_s: float = 600.0):
         super().__init__(launch, device)
-        addr, port = where.addr, where.port
-        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
+        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = where.addr, str(where.port)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        log.debug("init_process_group(%s) rank %d/%d at %s:%s", backend, launch.rank, launch.world_size, addr, port)
+        store = join_ranks(where, launch, join_timeout_s, gloo=backend == "gloo")
+        log.debug("init_process_group(%s) rank %d/%d at %s:%s", backend, launch.rank, launch.world_size, where.addr, where.port)
         kwargs: dict[str, Any] = {}
         if device.type == "cuda":
             kwargs["device_id"] = device
         tdist.init_process_group(
             backend,
-            init_method="env://",
+            store=store,
             rank=launch.rank,
             world_size=launch.world_size,
             timeout=datetime.timedelta(seconds=timeout_s),

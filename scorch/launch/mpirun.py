@@ -1,11 +1,11 @@
 """Open MPI's mpirun (and MPICH/Hydra's PMI variables)."""
 from __future__ import annotations
 
-import socket
 from typing import Any, Mapping
 
 from ..errors import DistributedError
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int, free_port
+from .network import own_address
 
 
 class MpirunEnvironment(LaunchEnvironment):
@@ -26,15 +26,16 @@ class MpirunEnvironment(LaunchEnvironment):
         )
 
     def rendezvous(self) -> Rendezvous:
-        """Rank 0 picks its address and a free port (unless MASTER_ADDR/MASTER_PORT say) and
-        tells the others over MPI."""
+        """Rank 0 picks its address (127.0.0.1 when every rank is on its node) and a free port,
+        unless MASTER_ADDR/MASTER_PORT say, and tells the others over MPI."""
         addr, port = self.env.get("MASTER_ADDR"), self.env.get("MASTER_PORT")
         if addr and port:
             return Rendezvous(addr, int(port))
         mine = None
         if self.rank == 0:
             one_node = self.local_world_size == self.world_size
-            mine = (addr or ("127.0.0.1" if one_node else socket.gethostname()), port or str(free_port()))
+            mine = (addr or ("127.0.0.1" if one_node else own_address(self.env.get("GLOO_SOCKET_IFNAME"))),
+                    port or str(free_port()))
         addr, port = mpi_broadcast(mine)  # type: ignore[misc]
         return Rendezvous(str(addr), int(port))
 
