@@ -11,7 +11,7 @@ from typing import Sequence
 
 from .. import _logging, distributed as dist, launch, overrides, slurm
 from ..config import AMP_MODES, BACKENDS, DEVICES, INVOCATION_KEYS, MONITOR_MODES, NAN_POLICIES, OPTIMIZERS, TrainConfig
-from ..errors import Preempted, ScorchError
+from ..errors import DistributedError, Preempted, ScorchError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,12 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     add(g, "--backend", "auto: horovod when Horovod is importable and the job came from horovodrun, or from "
         "mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
     add(g, "--device", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
-    add(g, "--nproc-per-node", "without a launcher: start this many local ranks (torch elastic)", type=int)
-    add(g, "--nnodes", "with --nproc-per-node: number of machines", type=int)
-    add(g, "--node-rank", "with --nproc-per-node: this machine's rank", type=int)
-    add(g, "--master-addr", "with --nproc-per-node: address of node 0")
-    add(g, "--master-port", "with --nproc-per-node: free port on node 0 (default: a free one on one node, "
+    add(g, "--nproc-per-node", "without a launcher: start this many ranks on this node (scorch's own launch)", type=int)
+    add(g, "--nnodes", "without a launcher: machines in the job; start scorch-train on each, with its --node-rank "
+        "(world size: nnodes x nproc-per-node)", type=int)
+    add(g, "--node-rank", "with --nnodes: this machine's rank, 0 .. nnodes-1 (node 0 hosts the rendezvous)", type=int)
+    add(g, "--master-addr", "with --nnodes: node 0's address as the other nodes reach it")
+    add(g, "--master-port", "with --nnodes: a port open on node 0 (default: a free one on one node, "
         "29500 on several)", type=int)
+    add(g, "--join-timeout", "seconds to wait for every node (or rank) to join before ending with the list of "
+        "those missing", type=float)
+    add(g, "--max-restarts", "with scorch's own launch: when a rank fails, restart every rank from the last "
+        "checkpoint up to this many times", type=int)
     add(g, "--dist-timeout", "seconds a collective may wait for the other ranks", type=float)
     g = p.add_argument_group("output")
     add(g, "--no-progress", "no progress bar", action="store_false", dest="progress")
@@ -147,16 +152,16 @@ def _run(argv: list[str], environment: launch.LaunchEnvironment, debug: bool) ->
         given = vars(build_parser().parse_args(argv))
         if given.get("slurm") or given.get("submit"):
             return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
-        if config.nproc_per_node > 1 and environment.name == "none":
-            from ..launch import agent
-            from ..trainer import default_name
+        from ..launch import agent
 
-            return agent.launch(config.replace(name=config.name or default_name()), argv)
+        agent.check_no_launcher(environment, config, given)
+        if environment.name == "none" and agent.wanted(config):
+            return agent.launch(config, argv)
         from ..trainer import train
 
         train(config)
         return 0
-    except ScorchError as exc:
+    except (ScorchError, DistributedError) as exc:  # bad input; a job that could not form or lost a node
         if debug:
             traceback.print_exc()
         print(f"{_error_prefix()}: error: {exc}", file=sys.stderr)
