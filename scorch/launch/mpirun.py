@@ -1,7 +1,7 @@
 """Open MPI's mpirun (and MPICH/Hydra's PMI variables)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from ..errors import DistributedError
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int, free_port
@@ -36,8 +36,8 @@ class MpirunEnvironment(LaunchEnvironment):
             one_node = self.local_world_size == self.world_size
             mine = (addr or ("127.0.0.1" if one_node else own_address(self.env.get("GLOO_SOCKET_IFNAME"))),
                     port or str(free_port()))
-        addr, port = mpi_broadcast(mine)  # type: ignore[misc]
-        return Rendezvous(str(addr), int(port))
+        shared = cast(tuple[str, str], mpi_broadcast(mine))
+        return Rendezvous(shared[0], int(shared[1]))
 
     def auto_backend(self) -> str:
         return "horovod" if self.env.get("SCORCH_BACKEND", "").lower() == "horovod" else "torch"

@@ -149,7 +149,7 @@ class Meeting:
                     log.info("waiting for %ss: %d of %d joined (missing: %s; %.0f s of %g s)", self.noun, joined,
                              self.size, plural(self.noun, missing), now - start, timeout)
                     next_log += log_interval(timeout)
-                time.sleep(POLL_S)
+                time.sleep(min(1.0, POLL_S + (now - start) / 20))  # brisk at first, calm in a long wait
         except (ScorchError, DistributedError):
             raise
         except RuntimeError as exc:  # the store went away: its host ended or the network failed

@@ -1,10 +1,12 @@
 """--max-restarts with scorch's own launch: a failed rank restarts every rank from the last
 checkpoint, ending bitwise where an uninterrupted run ends (CPU); a failure that repeats ends the job."""
 import csv
+import signal
+import subprocess
 
 import torch
 
-from tests.helpers import FIXTURES, scorch_train, weights
+from tests.helpers import BIN, FIXTURES, env, scorch_train, weights
 from tests.launch.conftest import train_args
 
 FLAKY = str(FIXTURES / "flaky_dataset.py")
@@ -38,3 +40,25 @@ def test_a_failure_that_repeats_ends_the_job_with_the_last_error(tmp_path):
     assert len([line for line in out.stderr.splitlines() if "restart 1 of 1" in line]) == 1
     [last] = [line for line in out.stderr.splitlines() if line.startswith("scorch-train: error:")]
     assert "rank 1 (exit code 1)" in last and "(after 1 restart)" in last
+
+
+def test_a_stop_signal_reaches_every_rank_and_is_not_restarted(tmp_path):
+    # SIGUSR1 to scorch's launch (SLURM's warning, in a batch script): the ranks checkpoint and stop
+    # with exit code 3, which is not a failure to restart; no rank process is left.
+    proc = subprocess.Popen([str(BIN / "scorch-train"), *train_args(tmp_path, "stop", 8, "--nproc-per-node", "2",
+                                                                     "--max-restarts", "2", "--epochs", "500")],
+                            env=env(), stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "epoch 2/500" in line:
+            proc.send_signal(signal.SIGUSR1)
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=120) == 3, "".join(lines)
+    err = "".join(lines)
+    assert "got SIGUSR1: passing it to the ranks" in err and "restart" not in err
+    assert err.count("stopped by SIGUSR1") == 2  # both ranks, each with the one line of a stop
+    assert (tmp_path / "stop" / "checkpoints" / "last.pt").is_file()
+    leftovers = subprocess.run(["pgrep", "-f", "--", f"--run-root {tmp_path} "], capture_output=True, text=True)
+    assert leftovers.returncode == 1, leftovers  # 1: no process matched
