@@ -21,7 +21,7 @@ from .history import History
 from .loop import NanGuard, StepContext, Totals, evaluate, train_epoch
 from .preempt import StopSignal
 from .progress import Progress
-from .rundir import RunDir, check_target, hostname, session_meta
+from .rundir import RunDir, check_target, session_meta
 from .tb import TensorBoard
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def default_name() -> str:
 
 def train(config: TrainConfig) -> RunResult:
     """Train as configured; every rank of the job calls this."""
-    backend = dist.init(config.backend, config.device, config.dist_timeout)
+    backend = dist.init(config.backend, config.device, config.dist_timeout, config.join_timeout)
     rank0 = backend.rank == 0
     if config.name is None:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
@@ -76,16 +76,16 @@ def train(config: TrainConfig) -> RunResult:
         raise ScorchError(verdict)
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
 
-    hostnames = dist.all_gather(hostname())
+    placements = dist.all_gather(dist.placement())  # every rank's host, node and local rank
     run_dir.create(overwrite=config.overwrite)
     run_dir.attach_log()
     try:
-        return _fit(config, parts, run_dir, resumed, hostnames)
+        return _fit(config, parts, run_dir, resumed, placements)
     finally:
         run_dir.detach_log()
 
 
-def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, Any] | None, hostnames: list[str]) -> RunResult:
+def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, Any] | None, placements: list[dict[str, Any]]) -> RunResult:
     backend, device = parts.backend, parts.device
     rank0 = backend.rank == 0
     network, socket = parts.network, parts.socket
@@ -101,7 +101,7 @@ def _fit(config: TrainConfig, parts: Parts, run_dir: RunDir, resumed: dict[str, 
     if resumed is not None:
         epoch_done, step = _restore(config, resumed, network, optimizer, scheduler, scaler, loop, backend.rank)
 
-    meta = _start_meta(run_dir, backend, hostnames, epoch_done if resumed is not None else None)
+    meta = _start_meta(run_dir, backend, placements, epoch_done if resumed is not None else None)
     run_dir.write_config(config.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
@@ -209,10 +209,10 @@ def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
     return loader, valid_loader
 
 
-def _start_meta(run_dir: RunDir, backend: Any, hostnames: list[str], resumed_from: int | None) -> dict[str, Any]:
+def _start_meta(run_dir: RunDir, backend: Any, placements: list[dict[str, Any]], resumed_from: int | None) -> dict[str, Any]:
     """meta.json for this session; a resumed run keeps the list of its earlier sessions."""
     previous = run_dir.read_meta() if resumed_from is not None and backend.rank == 0 else {}
-    meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, hostnames)
+    meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, placements)
     meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
     meta["resumed_from_epoch"] = resumed_from
     return meta

@@ -6,7 +6,7 @@ from typing import Any, Callable, ContextManager, Iterable
 
 import torch
 
-from .._launch import LaunchInfo
+from ..launch import LaunchInfo
 
 
 class Backend:
@@ -42,9 +42,6 @@ class Backend:
         return [obj]
 
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        return tensor
-
-    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         return tensor
 
     # --- training hooks ---------------------------------------------------
