@@ -131,12 +131,19 @@ class TrainConfig:
                           sweepable=False)
     dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
-    nproc_per_node: int = _launch_setting(1, "without a launcher: start this many local ranks (torch elastic)", at_least=1)
-    nnodes: int = _launch_setting(1, "with --nproc-per-node: number of machines", at_least=1)
-    node_rank: int = _launch_setting(0, "with --nproc-per-node: this machine's rank", at_least=0)
-    master_addr: str = _launch_setting("127.0.0.1", "with --nproc-per-node: address of node 0")
-    master_port: int | None = _launch_setting(None, "with --nproc-per-node: free port on node 0", at_least=1, less_than=65536,
-                                      default_text="a free one on one node, 29500 on several")
+    nproc_per_node: int = _launch_setting(1, "without a launcher: start this many ranks on this node (scorch's own "
+                                          "launch)", at_least=1)
+    nnodes: int = _launch_setting(1, "without a launcher: machines in the job; start scorch-train on each, with its "
+                                  "--node-rank (world size: nnodes x nproc-per-node)", at_least=1)
+    node_rank: int = _launch_setting(0, "with --nnodes: this machine's rank, 0 .. nnodes-1 (node 0 hosts the "
+                                     "rendezvous)", at_least=0)
+    master_addr: str = _launch_setting("127.0.0.1", "with --nnodes: node 0's address as the other nodes reach it")
+    master_port: int | None = _launch_setting(None, "with --nnodes: a port open on node 0", at_least=1, less_than=65536,
+                                              default_text="a free one on one node, 29500 on several")
+    join_timeout: float = _dist_setting(600.0, "seconds to wait for every node (or rank) to join before ending with "
+                                        "the list of those missing", more_than=0, less_than=MAX_TIMEOUT_S)
+    max_restarts: int = _launch_setting(0, "with scorch's own launch: when a rank fails, restart every rank from the "
+                                        "last checkpoint up to this many times", at_least=0)
     lr_schedule: Any = setting(None, trajectory=True)
     warmup_epochs: int = setting(0, at_least=0, trajectory=True)
     model_settings: dict[str, Any] = setting(factory=dict, trajectory=True)

@@ -15,40 +15,40 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import sys
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import torch
 
-from . import _launch
+from . import launch as _launch
 from ._backends.base import Backend
 from .errors import ScorchError
 
+
 def _single_process() -> Backend:
-    return Backend(_launch.LaunchInfo("none", 0, 1, 0, 1), torch.device("cpu"))
+    return Backend(_launch.LaunchInfo("none", 0, 1, 0, 1, 0), torch.device("cpu"))
 
 
 _backend: Backend = _single_process()
 
 
-def choose_backend(requested: str, launch: _launch.LaunchInfo, env: Mapping[str, str] | None = None) -> str:
+def choose_backend(requested: str, environment: _launch.LaunchEnvironment) -> str:
     """``auto`` means Horovod when it is importable and the job came from horovodrun, or from
-    mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise. Under MPI, rank 0 decides
-    and tells the others, so that ranks on other nodes cannot choose differently."""
-    env = os.environ if env is None else env
+    mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise. Rank 0 decides and the
+    environment gives every rank its answer (over MPI), so that ranks on other nodes cannot
+    choose differently."""
     if requested != "auto":
         return requested
-    if launch.launcher not in ("mpirun", "horovodrun"):
-        return "torch"
     choice = "torch"
-    if launch.rank == 0 and (launch.launcher == "horovodrun" or env.get("SCORCH_BACKEND", "").lower() == "horovod"):
+    if environment.rank == 0 and environment.auto_backend() == "horovod":
         try:
             import horovod.torch  # noqa: F401
 
             choice = "horovod"
         except ImportError:
             choice = "torch"
-    return str(_launch.mpi_broadcast(choice)) if launch.world_size > 1 else choice
+    return str(environment.agree(choice))
 
 
 def resolve_device(requested: str, local_rank: int) -> torch.device:
@@ -70,13 +70,15 @@ def _share_cpu_threads(launch: _launch.LaunchInfo, dev: torch.device) -> None:
     torch.set_num_threads(max(1, cores // launch.local_world_size))
 
 
-def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0) -> Backend:
-    """Start the process group for this launch; idempotent within a process."""
+def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0, join_timeout_s: float = 600.0) -> Backend:
+    """Start the process group for this launch; idempotent within a process. ``join_timeout_s``:
+    how long the ranks wait for each other to arrive; ``timeout_s``: for each collective."""
     global _backend
     if _backend.name != "none":
         return _backend
-    launch = _launch.detect()
-    name = choose_backend(backend, launch)
+    environment = _launch.detect()
+    launch = environment.info
+    name = choose_backend(backend, environment)
     dev = resolve_device(device, launch.local_rank)
     _share_cpu_threads(launch, dev)
     if name == "horovod":
@@ -86,7 +88,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0)
     elif launch.world_size > 1:
         from ._backends.torch_dist import TorchBackend
 
-        _backend = TorchBackend(launch, dev, timeout_s=timeout_s)
+        _backend = TorchBackend(launch, dev, environment.rendezvous(), timeout_s=timeout_s, join_timeout_s=join_timeout_s)
     else:
         _backend = Backend(launch, dev)
         _backend.name = "torch"
@@ -132,10 +134,6 @@ def exit_process(code: int, clean: bool | None = None) -> NoReturn:
     os._exit(code)
 
 
-def current() -> Backend:
-    return _backend
-
-
 def rank() -> int:
     return _backend.rank
 
@@ -146,6 +144,11 @@ def world_size() -> int:
 
 def local_rank() -> int:
     return _backend.local_rank
+
+
+def placement() -> dict[str, Any]:
+    """Where this rank runs: its rank, host name, node (when the launcher says) and local rank."""
+    return {"rank": rank(), "host": socket.gethostname(), "node": _backend.launch.node_rank, "local_rank": local_rank()}
 
 
 def is_rank0() -> bool:

@@ -9,7 +9,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -182,7 +181,8 @@ class RunDir:
             self._log_handler = None
 
 
-def session_meta(world_size: int, backend: str, device: str, launcher: str, hostnames: list[str]) -> dict[str, Any]:
+def session_meta(world_size: int, backend: str, device: str, launcher: str, placements: list[dict[str, Any]]) -> dict[str, Any]:
+    """``placements``: every rank's ``dist.placement()`` (rank, host, node, local rank), in rank order."""
     import numpy
     import torch
 
@@ -194,7 +194,9 @@ def session_meta(world_size: int, backend: str, device: str, launcher: str, host
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "end_time": None,
         "status": "running",
-        "hostnames": hostnames,
+        "hostnames": [p["host"] for p in placements],
+        "ranks": placements,
+        "nodes": len({(p["host"], p["node"]) for p in placements}),
         "world_size": world_size,
         "backend": backend,
         "device": device,
@@ -206,7 +208,3 @@ def session_meta(world_size: int, backend: str, device: str, launcher: str, host
             "scorch": __version__,
         },
     }
-
-
-def hostname() -> str:
-    return socket.gethostname()

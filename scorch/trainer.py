@@ -24,7 +24,7 @@ from .history import History, resumed_rows
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .progress import Progress
-from .rundir import RunDir, hostname, prepare_target, session_meta
+from .rundir import RunDir, prepare_target, session_meta
 from .state import Cursor, LoopState, MetricTotals
 from .tb import TensorBoard
 
@@ -51,7 +51,7 @@ def train(config: TrainConfig) -> RunResult:
     Everything that can be checked is checked before the run directory changes: the user's
     files, the target directory, a resumed checkpoint, history.csv and meta.json. Problems found
     by rank 0 alone are broadcast, so every rank stops alike."""
-    backend = dist.init(config.backend, config.device, config.dist_timeout)
+    backend = dist.init(config.backend, config.device, config.dist_timeout, config.join_timeout)
     rank0 = backend.rank == 0
     if config.name is None:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
@@ -65,11 +65,11 @@ def train(config: TrainConfig) -> RunResult:
     rows = _agree(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done), rank0)
     previous_meta = _agree(run_dir.read_meta, rank0) if resumed is not None else {}
 
-    hostnames = dist.all_gather(hostname())
+    placements = dist.all_gather(dist.placement())  # every rank's host, node and local rank
     run_dir.create(overwrite=config.overwrite)
     run_dir.attach_log()
     try:
-        return _fit(_open(parts, run_dir, state, resumed, hostnames, rows or [], previous_meta or {}))
+        return _fit(_open(parts, run_dir, state, resumed, placements, rows or [], previous_meta or {}))
     except BaseException:
         run_dir.restore()  # an --overwrite that failed before its first checkpoint gives the old run back
         raise
@@ -151,11 +151,11 @@ class Session:
 
 
 def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resumed: dict[str, Any] | None,
-          hostnames: list[str], rows: list[dict[str, Any]], previous_meta: dict[str, Any]) -> Session:
+          placements: list[dict[str, Any]], rows: list[dict[str, Any]], previous_meta: dict[str, Any]) -> Session:
     """Write the run's files, restore this rank's RNG, wrap the model, build the loaders."""
     config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
     cursor = state.cursor
-    meta = _start_meta(backend, hostnames, previous_meta, cursor.epoch if resumed is not None else None)
+    meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
     run_dir.write_config(config.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
@@ -328,9 +328,9 @@ def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
     return loader, valid_loader
 
 
-def _start_meta(backend: Any, hostnames: list[str], previous: dict[str, Any], resumed_from: int | None) -> dict[str, Any]:
+def _start_meta(backend: Any, placements: list[dict[str, Any]], previous: dict[str, Any], resumed_from: int | None) -> dict[str, Any]:
     """meta.json for this session; a resumed run keeps the list of its earlier sessions."""
-    meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, hostnames)
+    meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, placements)
     meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
     meta["resumed_from_epoch"] = resumed_from
     return meta

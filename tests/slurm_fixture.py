@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -403,3 +404,78 @@ if pytest is not None:
             pytest.skip(reason)
         with start_slurm(tmp_path_factory.mktemp("slurm")) as cluster:
             yield cluster
+
+
+# --- two nodes on this host (lane "launch"; additive) --------------------------------------
+def two_node_names() -> tuple[str, str]:
+    """Names for two nodes on this host: this host's name (first: rank 0's node, whose name the
+    ranks resolve to meet, as on a cluster) and a second one, "<host>-node2"."""
+    host = socket.gethostname().split(".")[0]
+    return host, f"{host}-node2"
+
+
+@contextlib.contextmanager
+def start_slurm_nodes(workdir: str | os.PathLike, names: Sequence[str]) -> Iterator[SlurmCluster]:
+    """Like :func:`start_slurm`, with one ``slurmd -N NAME`` per name, all on this host (each
+    with its own port, spool, pid and log file), in one partition: ``srun --nodes 2`` then runs
+    its tasks under two slurmd daemons, with SLURM_NODEID 0 and 1 and a two-node nodelist."""
+    missing = missing_binaries()
+    if missing:
+        raise SlurmUnavailable(f"not installed: {', '.join(missing)} (run: bash scripts/setup_slurm.sh)")
+    workdir = Path(workdir).resolve()
+    (workdir / "state").mkdir(parents=True, exist_ok=True)
+    (workdir / "plugstack.conf").write_text("")
+    host = socket.gethostname().split(".")[0]
+    conf = workdir / "slurm.conf"
+    env = dict(os.environ)
+    env["SLURM_CONF"] = str(conf)
+    env["PATH"] = os.pathsep.join([env.get("PATH", ""), *_SBIN])
+    cluster = SlurmCluster(workdir=workdir, conf=conf, env=env, host=host)
+    try:
+        sock = _start_munge(cluster)
+        per_node = {"SlurmdSpoolDir": str(workdir / "spool-%n"), "SlurmdPidFile": str(workdir / "slurmd-%n.pid"),
+                    "SlurmdLogFile": str(workdir / "slurmd-%n.log"),
+                    # Job ids (and so the ports srun jobs derive from them) unlike other clusters' here.
+                    "FirstJobId": str(random.randrange(1000, 19000))}
+        text = slurm_conf(workdir=workdir, munge_socket=sock, host=host, node_line=_node_line(),
+                          ctld_port=_free_port(), slurmd_port=_free_port(), cluster=f"scorch{os.getpid()}n",
+                          extra=per_node)
+        lines = text.splitlines()
+        node_line = next(line for line in lines if line.startswith("NodeName="))
+        attributes = re.sub(r"^NodeName=\S+ NodeAddr=\S+", "", node_line)
+        lines = [line for line in lines if not line.startswith(("NodeName=", "PartitionName="))]
+        lines += [f"NodeName={name} NodeAddr=127.0.0.1 Port={_free_port()}{attributes}"
+                  for name in names]
+        lines.append(f"PartitionName=debug Nodes={','.join(names)} Default=YES MaxTime=INFINITE State=UP "
+                     "OverSubscribe=FORCE:8")
+        conf.write_text("\n".join(lines) + "\n")
+        for name in names:
+            (workdir / f"spool-{name}").mkdir(exist_ok=True)
+        out = open(workdir / "slurmctld.stderr", "w")
+        cluster._procs.append(subprocess.Popen([find_binary("slurmctld") or "slurmctld", "-D", "-f", str(conf), "-c", "-i"],
+                                               env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT))
+        _wait_ctld(cluster)
+        for name in names:
+            out = open(workdir / f"slurmd-{name}.stderr", "w")
+            cluster._procs.append(subprocess.Popen([find_binary("slurmd") or "slurmd", "-D", "-N", name, "-f", str(conf)],
+                                                   env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT))
+        _wait_nodes(cluster, names)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _wait_nodes(cluster: SlurmCluster, names: Sequence[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for proc in cluster._procs:
+            if proc.poll() is not None:
+                logs = "\n".join((cluster.workdir / f"slurmd-{n}.stderr").read_text(errors="replace")[-2000:] for n in names)
+                raise SlurmStartError(f"{' '.join(map(str, proc.args[:4]))} exited {proc.returncode}\n{logs}")
+        res = cluster.run(["sinfo", "-h", "-N", "-o", "%N %T"], check=False, timeout=20)
+        states = dict(line.split()[:2] for line in res.stdout.splitlines() if len(line.split()) >= 2)
+        if all(states.get(n, "").rstrip("*~#") in ("idle", "mixed", "allocated") for n in names):
+            return
+        time.sleep(0.5)
+    raise SlurmStartError(f"nodes not ready after {timeout} s: {states}")

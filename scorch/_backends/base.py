@@ -6,7 +6,7 @@ from typing import Any, Callable, ContextManager, Iterable
 
 import torch
 
-from .._launch import LaunchInfo
+from ..launch import LaunchInfo
 
 
 class Backend:

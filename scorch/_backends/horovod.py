@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .._launch import LaunchInfo
+from ..launch import LaunchInfo
 from ..errors import ScorchError
 from .base import Backend
 
@@ -39,7 +39,7 @@ class HorovodBackend(Backend):
         self.hvd = hvd
         self._calls = 0
         super().__init__(
-            LaunchInfo(launch.launcher, hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size()), device
+            LaunchInfo(launch.launcher, hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), launch.node_rank), device
         )
 
     def barrier(self) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import socket
 from typing import Any, Callable, ContextManager
 
 import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
-from .._launch import LaunchInfo, slurm_first_host, slurm_port
-from ..errors import DistributedError
+from ..launch import LaunchInfo, Rendezvous
+from ..launch.rendezvous import join_ranks
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -20,63 +19,27 @@ log = logging.getLogger(__name__)
 _OPS = {"sum": tdist.ReduceOp.SUM, "max": tdist.ReduceOp.MAX, "min": tdist.ReduceOp.MIN}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def rendezvous_address(launch: LaunchInfo) -> tuple[str, str]:
-    """MASTER_ADDR/MASTER_PORT: from the environment, else found for mpirun and srun."""
-    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
-    if addr and port:
-        return addr, port
-    if launch.launcher in ("mpirun", "horovodrun"):
-        try:
-            from mpi4py import MPI
-        except ImportError as exc:  # pragma: no cover - mpi4py is a dependency of setup
-            raise DistributedError(
-                "started by mpirun but mpi4py is not installed, so rank 0 cannot share its "
-                "address; install it (pip install mpi4py) or set MASTER_ADDR and MASTER_PORT"
-            ) from exc
-        comm = MPI.COMM_WORLD
-        mine = None
-        if comm.Get_rank() == 0:
-            one_node = launch.local_world_size == launch.world_size
-            mine = (addr or ("127.0.0.1" if one_node else socket.gethostname()), port or str(_free_port()))
-        return comm.bcast(mine, root=0)
-    if launch.launcher == "srun":
-        nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
-        return (
-            addr or slurm_first_host(nodelist),
-            port or str(slurm_port(os.environ.get("SLURM_JOB_ID"))),
-        )
-    raise DistributedError(
-        f"{launch.world_size} ranks started by {launch.launcher} but MASTER_ADDR/MASTER_PORT are not set"
-    )
-
-
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, launch: LaunchInfo, device: torch.device, timeout_s: float = 1800.0):
+    def __init__(self, launch: LaunchInfo, device: torch.device, where: Rendezvous, timeout_s: float = 1800.0,
+                 join_timeout_s: float = 600.0):
         super().__init__(launch, device)
-        addr, port = rendezvous_address(launch)
-        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
+        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = where.addr, str(where.port)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        log.debug("init_process_group(%s) rank %d/%d at %s:%s", backend, launch.rank, launch.world_size, addr, port)
+        store = join_ranks(where, launch, join_timeout_s, gloo=backend == "gloo")
+        log.debug("init_process_group(%s) rank %d/%d at %s:%s", backend, launch.rank, launch.world_size, where.addr, where.port)
         kwargs: dict[str, Any] = {}
         if device.type == "cuda":
             kwargs["device_id"] = device
         tdist.init_process_group(
             backend,
-            init_method="env://",
+            store=store,
             rank=launch.rank,
             world_size=launch.world_size,
             timeout=datetime.timedelta(seconds=timeout_s),
             **kwargs,
         )
-        self.process_backend = backend
         # Small CPU flags (stop signals) go through a gloo group of their own: they never queue
         # behind (or hold up) the gradient traffic, and need no device tensor under NCCL.
         self._control = tdist.new_group(backend="gloo")

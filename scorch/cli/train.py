@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .. import _launch, distributed as dist, overrides, slurm
+from .. import distributed as dist, launch, overrides, slurm
 from ..config import GROUPS, TrainConfig, hints, settings
 from ..errors import EXIT_PREEMPTED, ScorchError
 from ._runner import Command, Parser
@@ -80,12 +80,13 @@ def run(ns: argparse.Namespace) -> int:
     if given.get("slurm") or given.get("submit"):
         _require_files(config)
         return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
-    if config.nproc_per_node > 1 and _launch.detect().launcher == "none":
-        from .. import _elastic
-        from ..trainer import default_name
+    from ..launch import agent
 
+    environment = launch.detect()
+    agent.check_no_launcher(environment, config, given)
+    if environment.name == "none" and agent.wanted(config):
         _require_files(config)
-        return _elastic.launch(config.replace(name=config.name or default_name()), ns.argv)
+        return agent.launch(config, ns.argv)
     from ..trainer import train
 
     train(config)
@@ -116,7 +117,7 @@ def _error_prefix() -> str:
     return "scorch-train" if dist.world_size() == 1 else f"scorch-train[rank {dist.rank()}]"
 
 
-COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: _launch.detect().rank, prefix=_error_prefix)
+COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: launch.detect().rank, prefix=_error_prefix)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,58 @@
+"""Open MPI's mpirun (and MPICH/Hydra's PMI variables)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, cast
+
+from ..errors import DistributedError
+from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int, free_port
+from .network import own_address
+
+
+class MpirunEnvironment(LaunchEnvironment):
+    name = "mpirun"
+
+    @classmethod
+    def detect(cls, env: Mapping[str, str]) -> bool:
+        return "OMPI_COMM_WORLD_SIZE" in env or "PMI_SIZE" in env
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> LaunchInfo:
+        return LaunchInfo(
+            cls.name,
+            env_int(env, "OMPI_COMM_WORLD_RANK", "PMI_RANK") or 0,
+            env_int(env, "OMPI_COMM_WORLD_SIZE", "PMI_SIZE") or 1,
+            env_int(env, "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID") or 0,
+            env_int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS") or 1,
+        )
+
+    def rendezvous(self) -> Rendezvous:
+        """Rank 0 picks its address (127.0.0.1 when every rank is on its node) and a free port,
+        unless MASTER_ADDR/MASTER_PORT say, and tells the others over MPI."""
+        addr, port = self.env.get("MASTER_ADDR"), self.env.get("MASTER_PORT")
+        if addr and port:
+            return Rendezvous(addr, int(port))
+        mine = None
+        if self.rank == 0:
+            one_node = self.local_world_size == self.world_size
+            mine = (addr or ("127.0.0.1" if one_node else own_address(self.env.get("GLOO_SOCKET_IFNAME"))),
+                    port or str(free_port()))
+        shared = cast(tuple[str, str], mpi_broadcast(mine))
+        return Rendezvous(shared[0], int(shared[1]))
+
+    def auto_backend(self) -> str:
+        return "horovod" if self.env.get("SCORCH_BACKEND", "").lower() == "horovod" else "torch"
+
+    def agree(self, value: Any) -> Any:
+        return mpi_broadcast(value) if self.world_size > 1 else value
+
+
+def mpi_broadcast(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank, over MPI (mpi4py)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:  # pragma: no cover - mpi4py is a dependency of setup
+        raise DistributedError(
+            "started by mpirun but mpi4py is not installed, so rank 0 cannot share its "
+            "address; install it (pip install mpi4py) or set MASTER_ADDR and MASTER_PORT"
+        ) from exc
+    return MPI.COMM_WORLD.bcast(obj, root=0)

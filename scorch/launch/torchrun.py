@@ -1,0 +1,36 @@
+"""torchrun (TorchElastic), and scorch's own launch, which sets the same variables."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int
+
+
+class TorchrunEnvironment(LaunchEnvironment):
+    name = "torchrun"
+
+    @classmethod
+    def detect(cls, env: Mapping[str, str]) -> bool:
+        return "TORCHELASTIC_RUN_ID" in env or ("RANK" in env and "WORLD_SIZE" in env and "LOCAL_RANK" in env)
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> LaunchInfo:
+        return LaunchInfo(
+            cls.name,
+            int(env["RANK"]),
+            int(env["WORLD_SIZE"]),
+            env_int(env, "LOCAL_RANK") or 0,
+            env_int(env, "LOCAL_WORLD_SIZE") or 1,
+            env_int(env, "GROUP_RANK"),
+        )
+
+    def rendezvous(self) -> Rendezvous:
+        """torchrun's MASTER_ADDR/MASTER_PORT; with TORCHELASTIC_USE_AGENT_STORE=True the agent on
+        node 0 already hosts the store there."""
+        point = super().rendezvous()
+        return Rendezvous(
+            point.addr,
+            point.port,
+            agent_store=self.env.get("TORCHELASTIC_USE_AGENT_STORE") == "True",
+            attempt=env_int(self.env, "TORCHELASTIC_RESTART_COUNT") or 0,
+        )

@@ -1,0 +1,107 @@
+"""Each launch environment, from its variables: detection, rank facts, rendezvous, backend choice."""
+import pytest
+
+from scorch import launch
+from scorch.distributed import choose_backend
+from scorch.errors import DistributedError
+from scorch.launch.srun import slurm_first_host, slurm_port, tasks_on_node
+
+OMPI = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "8",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"}
+TORCHRUN = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": "1",
+            "TORCHELASTIC_RUN_ID": "x", "MASTER_ADDR": "node0", "MASTER_PORT": "29400"}
+SRUN = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0", "SLURM_NODEID": "1",
+        "SLURM_TASKS_PER_NODE": "4(x2)", "SLURM_JOB_ID": "123456", "SLURM_STEP_NODELIST": "gpu[07-08]"}
+
+# env -> launcher, (rank, world size, local rank, local world size, node rank)
+CASES = {
+    "plain process": ({}, "none", (0, 1, 0, 1, 0)),
+    "open mpi": (OMPI, "mpirun", (3, 8, 1, 2, None)),
+    "mpich/hydra (PMI)": ({"PMI_RANK": "2", "PMI_SIZE": "4", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"},
+                          "mpirun", (2, 4, 0, 2, None)),
+    "horovodrun (gloo variables)": ({**OMPI, "HOROVOD_HOSTNAME": "n1"}, "horovodrun", (3, 8, 1, 2, None)),
+    "horovodrun typed in a shell": ({**OMPI, "_": "/venv/bin/horovodrun"}, "horovodrun", (3, 8, 1, 2, None)),
+    "torchrun": (TORCHRUN, "torchrun", (5, 8, 1, 4, 1)),
+    "torch variables without torchrun": ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, "torchrun", (1, 2, 1, 1, None)),
+    "torchrun inside an srun step": ({**SRUN, **TORCHRUN}, "torchrun", (5, 8, 1, 4, 1)),
+    "srun step": (SRUN, "srun", (5, 8, 1, 4, 1)),
+    "srun, uneven tasks per node": ({**SRUN, "SLURM_TASKS_PER_NODE": "3,2(x2)", "SLURM_NODEID": "2"}, "srun", (5, 8, 1, 2, 2)),
+    "srun with --ntasks-per-node": ({**SRUN, "SLURM_NTASKS_PER_NODE": "4", "SLURM_TASKS_PER_NODE": "junk"}, "srun", (5, 8, 1, 4, 1)),
+    "bare sbatch script (no step)": ({k: v for k, v in SRUN.items() if k != "SLURM_STEP_ID"}, "none", (0, 1, 0, 1, 0)),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_detect_and_rank_facts(case):
+    env, launcher, facts = CASES[case]
+    found = launch.detect(env)
+    info = found.info
+    assert found.name == info.launcher == launcher
+    assert (info.rank, info.world_size, info.local_rank, info.local_world_size, info.node_rank) == facts
+    assert (found.rank, found.world_size, found.local_rank, found.local_world_size) == facts[:4]
+    assert info.distributed == (facts[1] > 1)
+
+
+def test_detection_asks_every_environment_in_order_and_the_single_process_is_last():
+    assert launch.ENVIRONMENTS[-1].name == "none"
+    names = [cls.name for cls in launch.ENVIRONMENTS]
+    assert names.index("horovodrun") < names.index("mpirun")  # horovodrun is mpirun plus a mark
+    assert len(set(names)) == len(names) == 5
+
+
+@pytest.mark.parametrize("env, expected", [
+    (TORCHRUN, launch.Rendezvous("node0", 29400)),
+    ({**TORCHRUN, "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "2"},
+     launch.Rendezvous("node0", 29400, agent_store=True, attempt=2)),
+    (SRUN, launch.Rendezvous("gpu07", slurm_port("123456"))),
+    ({**SRUN, "MASTER_ADDR": "10.0.0.9"}, launch.Rendezvous("10.0.0.9", slurm_port("123456"))),
+    ({**SRUN, "MASTER_ADDR": "10.0.0.9", "MASTER_PORT": "4242"}, launch.Rendezvous("10.0.0.9", 4242)),
+    ({**OMPI, "MASTER_ADDR": "10.0.0.9", "MASTER_PORT": "4242"}, launch.Rendezvous("10.0.0.9", 4242)),
+])
+def test_rendezvous_from_the_environment(env, expected):
+    assert launch.detect(env).rendezvous() == expected
+
+
+def test_torchrun_variables_without_master_address_are_one_clear_error():
+    env = {k: v for k, v in TORCHRUN.items() if k != "MASTER_PORT"}
+    with pytest.raises(DistributedError, match="8 ranks started by torchrun but MASTER_ADDR/MASTER_PORT are not set"):
+        launch.detect(env).rendezvous()
+
+
+@pytest.mark.parametrize("env", [{}, TORCHRUN, SRUN, {**SRUN, "SCORCH_BACKEND": "horovod"}])
+def test_auto_backend_is_torch_outside_mpi(env):
+    assert choose_backend("auto", launch.detect(env)) == "torch"
+    assert choose_backend("horovod", launch.detect(env)) == "horovod"
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1"}, "torch"),
+    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1", "SCORCH_BACKEND": "Horovod"}, "horovod"),
+    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1", "HOROVOD_RANK": "0"}, "horovod"),
+])
+def test_auto_backend_under_mpi(env, expected):
+    pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
+    assert choose_backend("auto", launch.detect(env)) == expected
+
+
+def test_slurm_nodelist_first_host():
+    assert slurm_first_host("node[03-05,9],gpu1") == "node03"
+    assert slurm_first_host("gpu1,gpu2") == "gpu1"
+    assert slurm_first_host("single") == "single"
+
+
+def test_slurm_port_is_shared_by_every_task_and_in_range():
+    assert slurm_port("123456") == slurm_port("123456")
+    assert 20000 <= slurm_port("987654321") < 40000
+
+
+def test_slurm_tasks_per_node_list():
+    assert [tasks_on_node("2(x3),1", n) for n in range(4)] == [2, 2, 2, 1]
+    assert tasks_on_node("8", 0) == 8
+
+
+def test_free_port_can_be_bound():
+    import socket
+    port = launch.free_port()
+    with socket.socket() as s:
+        s.bind(("", port))
