@@ -72,8 +72,8 @@ def test_nnodes_under_a_real_mpirun_is_one_line_exit_2(tmp_path):
     (["--nnodes", "2", "--node-rank", "2"], "--node-rank: 2 must be below --nnodes 2"),
     (["--nnodes", "2", "--node-rank", "-1"], "--node-rank: expected a whole number >= 0, got -1"),
     (["--nnodes", "0"], "--nnodes: expected a whole number >= 1, got 0"),
-    (["--join-timeout", "0"], "--join-timeout: expected a number of seconds > 0, got 0.0"),
-    (["--join-timeout", "nan"], "--join-timeout: expected a number of seconds > 0, got nan"),
+    (["--join-timeout", "0"], "--join-timeout: expected a finite number > 0 and < 1e+09, got 0.0"),
+    (["--join-timeout", "nan"], "--join-timeout: expected a finite number > 0 and < 1e+09, got nan"),
     (["--max-restarts", "-1"], "--max-restarts: expected a whole number >= 0, got -1"),
 ])
 def test_bad_launch_values_are_one_line_exit_2_and_touch_nothing(tmp_path, capsys, flags, expected):
