@@ -242,7 +242,7 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
     s.loop.skipped_steps += done.skipped
     if done.stopped:
         cursor.samples = plan.samples_after(done.steps)
-        _stop(s, totals, f"stopped by {stop.describe()} in epoch {epoch} at step {cursor.step}")
+        _stop(s, totals, f"stopped by {stop.describe()} at epoch {epoch}, step {cursor.step}")
     cursor.samples, cursor.trained = len(s.parts.train_set), True
     return totals
 
