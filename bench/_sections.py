@@ -8,9 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -99,7 +100,7 @@ def loop_overhead(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, A
     variants = ["raw", "scorch"] + ([] if lightning_skip else ["lightning"])
     out: dict[str, Any] = {"variants": variants, "lightning": lightning_skip or lightning_versions(), "works": {}}
     for size, work in p.loop_works.items():
-        def one(v: str, rep: int) -> dict[str, Any]:
+        def one(v: str, rep: int, size: str = size, work: Work = work) -> dict[str, Any]:
             t = run(v, work, tmp, f"loop-{size}-{v}-{rep}")
             log(f"loop {size} {v} rep {rep}: {t.step_s() * 1e3:.3f} ms/step")
             return {"step_s": t.step_s(), "epoch_s": t.epoch_s}
@@ -138,7 +139,7 @@ def distributed(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any
     work = p.dist_work
     out: dict[str, Any] = {"work": work.__dict__, "params": _params(work), "variants": variants, "skipped": skipped, "worlds": {}}
     for world in p.dist_worlds:
-        def one(v: str, rep: int) -> float:
+        def one(v: str, rep: int, world: int = world) -> float:
             t = run(v, work, tmp, f"dist-{world}-{v}-{rep}", world=world)
             rate = work.dataset["n_train"] / t.steady_epoch_s()
             log(f"dist np={world} {v} rep {rep}: {rate:.0f} samples/s")

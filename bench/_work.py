@@ -48,10 +48,10 @@ class Work:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "Work":
+    def from_json(text: str) -> Work:
         return Work(**json.loads(text))
 
-    def with_(self, **changes: Any) -> "Work":
+    def with_(self, **changes: Any) -> Work:
         return dataclasses.replace(self, **changes)
 
 

@@ -15,8 +15,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n, args.width, args.save_every, args.repeats = 4_000, 8, 100, 3
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         rows = run(args.n, args.width, args.save_every, args.repeats, Path(tmp))
-    base_label, _, base_n, base_ms = rows[0]
+    _base_label, _, base_n, base_ms = rows[0]
     print(f"scorch-gen cache read: {args.width} float64 per x + 1 label; chunks of "
           f"{args.save_every}; median of {args.repeats}")
     print(f"{'read':34} {'files':>5} {'samples':>8} {'ms':>8} {'per 1k':>7} {'vs np.load':>10}")

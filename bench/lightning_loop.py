@@ -7,6 +7,7 @@ valid/loss), epoch-level train and valid metrics. Runs in bench/.venv-lightning:
 from __future__ import annotations
 
 import argparse
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint

@@ -19,9 +19,9 @@ import torch.distributed as tdist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bench._env import rank_env
+from bench._work import Work
 from bench.workload import Network, accuracy, criterion
 from bench.workload_data import DataSet, DataSetIndex
-from bench._work import Work
 
 
 def main() -> None:
@@ -66,7 +66,8 @@ def main() -> None:
             optimizer.step()
             with torch.no_grad():
                 n = len(y)
-                sums += torch.stack([loss.detach().double() * n, accuracy(preds, [y]).double() * n, torch.tensor(n, dtype=torch.float64, device=device)])
+                sums += torch.stack([loss.detach().double() * n, accuracy(preds, [y]).double() * n,
+                                     torch.tensor(n, dtype=torch.float64, device=device)])
         if args.ddp:
             tdist.all_reduce(sums)
         train_loss, train_acc, count = sums.tolist()
@@ -81,7 +82,8 @@ def main() -> None:
                         preds = network([x])
                         loss = criterion(preds, [y])
                     n = len(y)
-                    vsums += torch.stack([loss.double() * n, accuracy(preds, [y]).double() * n, torch.tensor(n, dtype=torch.float64, device=device)])
+                    vsums += torch.stack([loss.double() * n, accuracy(preds, [y]).double() * n,
+                                          torch.tensor(n, dtype=torch.float64, device=device)])
             vloss, vacc, vcount = vsums.tolist()
             line += f", valid loss {vloss / vcount:.4f} accuracy {vacc / vcount:.4f}"
         if rank == 0:

@@ -13,6 +13,7 @@ Only torch is imported here: the Lightning environment has no scorch.
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
 import time
@@ -80,7 +81,7 @@ class Network(nn.Module):
         else:
             sizes = [in_features] + [width] * depth
             layers: list[nn.Module] = []
-            for a, b in zip(sizes, sizes[1:]):
+            for a, b in itertools.pairwise(sizes):
                 layers += [nn.Linear(a, b), nn.ReLU()]
             self.body = nn.Sequential(*layers, nn.Linear(sizes[-1], classes))
 

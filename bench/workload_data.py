@@ -20,7 +20,7 @@ class DataSetIndex:
         flat = self.x.reshape(n, -1)
         projection = torch.randn(flat.shape[1], classes, generator=g)
         self.y = (flat @ projection).argmax(dim=1)
-        self.ranges = {"train": range(0, n_train), "valid": range(n_train, n), "test": range(n_train, n)}
+        self.ranges = {"train": range(n_train), "valid": range(n_train, n), "test": range(n_train, n)}
 
 
 class DataSet:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 
 def umask() -> int:
@@ -115,7 +116,7 @@ def write_temp(directory: Path, writer: Callable[[IO[bytes]], None], suffix: str
 def create_json_once(path: Path, value: Any) -> bool:
     """Write ``path`` only if it does not exist yet (``os.link`` never overwrites); True if this call did."""
     data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
-    tmp = write_temp(path.parent, lambda f: f.write(data))
+    tmp = write_temp(path.parent, lambda f: None if f.write(data) else None)
     try:
         os.link(tmp, path)
         fsync_dir(path.parent)

@@ -35,7 +35,7 @@ def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     with atomic_open(path, "wb") as f:
         recorder = _WriteErrors(f)
         try:
-            torch.save({"format": FORMAT, **state}, recorder)
+            torch.save({"format": FORMAT, **state}, recorder)  # type: ignore[arg-type]  # file-like enough: write/flush
         except RuntimeError:
             if recorder.error is not None:
                 raise recorder.error from None
@@ -46,7 +46,8 @@ class _WriteErrors:
     """A writable file that keeps the first OSError its writes raised."""
 
     def __init__(self, f: Any):
-        self.f, self.error = f, None
+        self.f: Any = f
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:

@@ -30,7 +30,7 @@ class StopSignal:
         self._previous: dict[int, Any] = {}
         self._pending: FlagReduce | None = None
 
-    def __enter__(self) -> "StopSignal":
+    def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 
-class _Bar(tqdm):  # type: ignore[type-arg]
+class _Bar(tqdm):
     # No monitor thread: it starts with a bar and exits when the bar closes, which is exactly
     # when validation forks its DataLoader workers; a fork while that thread is being torn down
     # can leave the worker deadlocked in CPython's after-fork clean-up (seen on 3.11).

@@ -20,9 +20,10 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import _atomic
 from .config import INVOCATION_KEYS, TrainConfig
@@ -157,7 +158,7 @@ def job_spec(options: SlurmOptions, **what: Any) -> JobSpec:
     """The :class:`scorch.jobs.JobSpec` of a job laid out by ``options`` (``what``: its commands,
     name, directories); a value no script may hold is a ScorchError."""
     try:
-        return JobSpec(**options.resources(), **what)
+        return JobSpec(**options.resources(), **what)  # type: ignore[arg-type]  # Resources' own fields
     except ValueError as exc:
         raise ScorchError(str(exc)) from None
 

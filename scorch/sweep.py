@@ -22,9 +22,10 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import _atomic, jobs, overrides, report, slurm
 from .config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path

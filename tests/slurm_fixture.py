@@ -40,9 +40,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _node_line() -> str:
     """The NodeName line ``slurmd -C`` detects for this host (no drain on mismatch)."""
     out = subprocess.run([find_binary("slurmd") or "slurmd", "-C"], capture_output=True,
                          text=True, check=True, timeout=30).stdout
-    line = next(l for l in out.splitlines() if l.startswith("NodeName="))
+    line = next(entry for entry in out.splitlines() if entry.startswith("NodeName="))
     return line
 
 
@@ -319,8 +319,8 @@ def _start_munge(cluster: SlurmCluster) -> Path:
             f"--seed-file={mdir / 'munged.seed'}"]
     if user is None and os.geteuid() == 0:
         argv.append("--force")
-    proc = subprocess.Popen(argv, user=user, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=open(mdir / "munged.stderr", "w"))
+    with open(mdir / "munged.stderr", "w") as err:  # the daemon keeps its own copy of the descriptor
+        proc = subprocess.Popen(argv, user=user, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
     cluster._procs.append(proc)
     deadline = time.monotonic() + 20
     while not sock.exists():
@@ -359,10 +359,8 @@ def start_slurm(workdir: str | os.PathLike,
                                    slurmd_port=_free_port(),
                                    cluster=f"scorch{os.getpid()}", extra=extra_conf))
         for daemon, extra in (("slurmctld", ["-c", "-i"]), ("slurmd", [])):
-            out = open(workdir / f"{daemon}.stderr", "w")
-            cluster._procs.append(subprocess.Popen(
-                [find_binary(daemon) or daemon, "-D", "-f", str(conf), *extra],
-                env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT))
+            _daemon(cluster, [find_binary(daemon) or daemon, "-D", "-f", str(conf), *extra], env,
+                    workdir / f"{daemon}.stderr")
             if daemon == "slurmctld":
                 _wait_ctld(cluster)
         cluster.wait_ready()
@@ -451,18 +449,23 @@ def start_slurm_nodes(workdir: str | os.PathLike, names: Sequence[str]) -> Itera
         conf.write_text("\n".join(lines) + "\n")
         for name in names:
             (workdir / f"spool-{name}").mkdir(exist_ok=True)
-        out = open(workdir / "slurmctld.stderr", "w")
-        cluster._procs.append(subprocess.Popen([find_binary("slurmctld") or "slurmctld", "-D", "-f", str(conf), "-c", "-i"],
-                                               env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT))
+        _daemon(cluster, [find_binary("slurmctld") or "slurmctld", "-D", "-f", str(conf), "-c", "-i"], env,
+                workdir / "slurmctld.stderr")
         _wait_ctld(cluster)
         for name in names:
-            out = open(workdir / f"slurmd-{name}.stderr", "w")
-            cluster._procs.append(subprocess.Popen([find_binary("slurmd") or "slurmd", "-D", "-N", name, "-f", str(conf)],
-                                                   env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT))
+            _daemon(cluster, [find_binary("slurmd") or "slurmd", "-D", "-N", name, "-f", str(conf)], env,
+                    workdir / f"slurmd-{name}.stderr")
         _wait_nodes(cluster, names)
         yield cluster
     finally:
         cluster.stop()
+
+
+def _daemon(cluster: SlurmCluster, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    """Start a daemon of ``cluster`` in its own session, its output in ``log_path``."""
+    with open(log_path, "w") as out:  # the daemon keeps its own copy of the descriptor
+        cluster._procs.append(subprocess.Popen(argv, env=env, start_new_session=True, stdout=out,
+                                               stderr=subprocess.STDOUT))
 
 
 def _wait_nodes(cluster: SlurmCluster, names: Sequence[str], timeout: float = 60) -> None:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, ContextManager
 
 import torch
 
@@ -70,7 +71,7 @@ class Backend:
     def optimizer_step(
         self,
         optimizer: torch.optim.Optimizer,
-        scaler: "torch.amp.GradScaler",
+        scaler: torch.amp.GradScaler,
         before_step: Callable[[], bool],
     ) -> None:
         """Unscale, run ``before_step`` (clipping; False skips this step), step. Gradients are

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
-from ..launch import LaunchInfo
 from ..errors import ScorchError
+from ..launch import LaunchInfo
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class HorovodBackend(Backend):
     def optimizer_step(
         self,
         optimizer: torch.optim.Optimizer,
-        scaler: "torch.amp.GradScaler",
+        scaler: torch.amp.GradScaler,
         before_step: Callable[[], bool],
     ) -> None:
         optimizer.synchronize()  # type: ignore[attr-defined]

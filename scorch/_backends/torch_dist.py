@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from typing import Any, Callable, ContextManager
+from collections.abc import Callable
+from typing import Any, ContextManager
 
 import torch
 import torch.distributed as tdist

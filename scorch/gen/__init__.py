@@ -41,14 +41,36 @@ if TYPE_CHECKING:
     from ._torch import CachedDataset
 
 __all__ = [
-    # datasets.py and reading samples
-    "Params", "generator", "Cache", "CachedDataset", "DatasetCache", "ParamSetCache", "GroupReader",
-    "GenError", "NotEnoughSamples", "JobsFailed",
+    "UNASSIGNED",
+    "Cache",
+    "CachedDataset",
+    "DatasetCache",
+    "GenError",
+    "GenerateOutcome",
     # the commands of scorch-gen (generate, list, move, need) and what they report
-    "GenerateRequest", "GenerateOutcome", "generate", "resolve", "list_rows", "ParamSetRow", "move", "need",
-    "NeedReport", "UNASSIGNED", "check_group_name", "format_values", "format_duration", "parse_params_literal",
+    "GenerateRequest",
+    "GroupReader",
+    "JobsFailed",
+    "NeedReport",
+    "NotEnoughSamples",
+    "ParamSetCache",
     # the store, for tools that fill a cache themselves (bench/gen_cache.py)
-    "ParamSetDir", "param_set_dir", "publish_chunk",
+    "ParamSetDir",
+    "ParamSetRow",
+    # datasets.py and reading samples
+    "Params",
+    "check_group_name",
+    "format_duration",
+    "format_values",
+    "generate",
+    "generator",
+    "list_rows",
+    "move",
+    "need",
+    "param_set_dir",
+    "parse_params_literal",
+    "publish_chunk",
+    "resolve",
 ]
 
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from ._generator import load_datasets_file
-from ._params import Params, canonical_json, format_values, param_id
 from ._npz import read_rows
-from ._store import (UNASSIGNED, ParamSetDir, cache_root, list_datasets, list_param_sets,
-                     read_chunk)
+from ._params import Params, canonical_json, format_values, param_id
+from ._store import UNASSIGNED, ParamSetDir, cache_root, list_datasets, list_param_sets, read_chunk
 from .errors import GenError, NotEnoughSamples
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Cache:
         """Names of the datasets with samples."""
         return list_datasets(self.path)
 
-    def __getitem__(self, name: str) -> "DatasetCache":
+    def __getitem__(self, name: str) -> DatasetCache:
         if name not in self.datasets():
             raise GenError(f"no samples of dataset {name!r} in {cache_root(self.path)}; "
                            f"datasets with samples: {', '.join(self.datasets()) or '(none)'}")
@@ -52,11 +52,11 @@ class DatasetCache:
     def __init__(self, path: Path, name: str, generators_file: Path | None = None) -> None:
         self.path, self.name, self.generators_file = path, name, generators_file
 
-    def param_sets(self) -> list["ParamSetCache"]:
+    def param_sets(self) -> list[ParamSetCache]:
         """Parameter sets, oldest first (the order ``scorch-gen list`` numbers them in)."""
         return [ParamSetCache(self.name, ps) for ps in list_param_sets(self.path, self.name)]
 
-    def __getitem__(self, key: int | str | Mapping[str, Any] | Params) -> "ParamSetCache":
+    def __getitem__(self, key: int | str | Mapping[str, Any] | Params) -> ParamSetCache:
         sets = self.param_sets()
         if isinstance(key, bool):
             raise GenError(f"{self.name}[{key!r}]: expected an index, an id or a dict of parameters")
@@ -79,7 +79,7 @@ class DatasetCache:
         raise GenError(f"{self.name}: no samples with parameter set {key!r} (id {pid}); "
                        f"sets with samples: {', '.join(p.param_id for p in sets) or '(none)'}")
 
-    def _id_of(self, values: Mapping[str, Any], sets: list["ParamSetCache"]) -> str:
+    def _id_of(self, values: Mapping[str, Any], sets: list[ParamSetCache]) -> str:
         """Id of non-default *values*: with the Params class of the generators file when one was
         given, else by matching the stored values (no code is imported)."""
         if self.generators_file is not None:
@@ -117,7 +117,7 @@ class ParamSetCache:
         """Samples per group, ``unassigned`` first."""
         return self.dir.counts()
 
-    def __getitem__(self, group: str) -> "GroupReader":
+    def __getitem__(self, group: str) -> GroupReader:
         if group != UNASSIGNED:
             self.dir.group_dir(group)  # validates the name
         return GroupReader(self.dataset, self.dir, group)
@@ -148,7 +148,7 @@ class GroupReader:
         """Seconds spent generating each of the first *n* samples."""
         return self._read(n, ("time",))["time"]
 
-    def dataset_view(self, n: int | None = None, **kwargs: Any):
+    def dataset_view(self, n: int | None = None, **kwargs: Any) -> Any:
         """A torch ``Dataset`` over the first *n* samples (see ``CachedDataset``)."""
         from ._torch import CachedDataset
         return CachedDataset.from_arrays(*self.get(n), **kwargs)

@@ -7,9 +7,10 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .. import _atomic, jobs
 from ._generator import GeneratorSpec, get_spec, sbatch_lines
@@ -137,7 +138,7 @@ def array_spec(req: GenerateRequest, spec: GeneratorSpec, ps: ParamSetDir, comma
     the generator's ``slurm_options`` and ``--slurm-options`` are ``#SBATCH`` lines of the script."""
     try:
         return jobs.JobSpec(
-            commands=[command], job_name=f"gen-{spec.name}-{ps.param_id}", chdir=str(req.directory),
+            commands=(tuple(command),), job_name=f"gen-{spec.name}-{ps.param_id}", chdir=str(req.directory),
             log_dir=str(ps.logs), log_name="%A_%a.out", array=jobs.array_spec(range(req.jobs)), requeue=False,
             launcher=None, cpus_per_task=1, time=str(minutes), mem=f"{spec.memory_mb}M",
             sbatch_args=(*spec.slurm_options, *jobs.option_lines(req.slurm_options)))

@@ -6,9 +6,10 @@ import importlib.util
 import re
 import shlex
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..jobs.spec import check_sbatch_option, option_lines
 from ._params import Params
@@ -46,7 +47,7 @@ def parse_memory_mb(memory: str | int) -> int:
     mb = float(match.group(1)) * _MEMORY_UNITS_MB[match.group(2).upper()]
     if mb < 1:
         raise GenError(f"memory={memory!r}: at least 1MB is needed")
-    return int(round(mb))
+    return round(mb)
 
 
 @dataclass(frozen=True)

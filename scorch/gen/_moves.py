@@ -61,8 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import fsync_dir, write_json as atomic_write_json
-from ._store import (ARRAYS, UNASSIGNED, ParamSetDir, check_group_name, chunk_count,
-                     new_chunk_name, read_chunk, write_chunk_temp)
+from ._store import ARRAYS, UNASSIGNED, ParamSetDir, check_group_name, chunk_count, new_chunk_name, read_chunk, write_chunk_temp
 from .errors import GenError, MoveAborted, NotEnoughSamples
 
 log = logging.getLogger(__name__)

@@ -70,10 +70,7 @@ def _central_directory(fd: int, size: int) -> dict[str, tuple[int, int]]:
     _, _, _, _, entries, cd_size, cd_offset, _ = _EOCD.unpack(tail[-_EOCD.size:])
     if cd_offset == 0xFFFFFFFF or entries == 0xFFFF:
         raise _Unusual("zip64")
-    if cd_offset >= tail_start:
-        cd = tail[cd_offset - tail_start:cd_offset - tail_start + cd_size]
-    else:
-        cd = os.pread(fd, cd_size, cd_offset)
+    cd = tail[cd_offset - tail_start:cd_offset - tail_start + cd_size] if cd_offset >= tail_start else os.pread(fd, cd_size, cd_offset)
     out = {}
     pos = 0
     for _ in range(entries):
@@ -147,7 +144,7 @@ def read_rows(path: Path, keys: tuple[str, ...], rows: int,
                                  f"chunks {target.dtype}{list(target.shape[1:])}")
             if rows > m.shape[0]:
                 raise ValueError(f"{path.name}: {key} has {m.shape[0]} rows, {rows} wanted")
-            view = memoryview(target[start:start + rows].reshape(-1).view(np.uint8))
+            view = memoryview(target[start:start + rows].reshape(-1).view(np.uint8))  # type: ignore[arg-type]
             want, done = rows * m.row_bytes, 0
             while done < want:
                 got = os.preadv(fd, [view[done:want]], m.offset + done)

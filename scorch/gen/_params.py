@@ -12,7 +12,8 @@ import ast
 import hashlib
 import json
 import math
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .errors import GenError
 
@@ -121,7 +122,7 @@ class Params:
         return param_id(self._values)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._values == self._values  # type: ignore[attr-defined]
+        return isinstance(other, type(self)) and type(other) is type(self) and other._values == self._values
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.canonical_json()))

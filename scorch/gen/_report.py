@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ._generator import DATASETS_FILE, GeneratorSpec, load_datasets
 from ._moves import recover

@@ -32,7 +32,7 @@ class TimeStats:
     std: float
 
     @classmethod
-    def from_sums(cls, n: int, s: float, ss: float) -> "TimeStats":
+    def from_sums(cls, n: int, s: float, ss: float) -> TimeStats:
         if n == 0:
             return cls(0, 0.0, math.nan, math.nan)
         mean = s / n
@@ -52,7 +52,7 @@ def time_stats(ps: ParamSetDir, *, update_index: bool = True) -> TimeStats:
                 times = read_chunk(path, ("time",))["time"]
             except FileNotFoundError:  # moved while we listed; counted where it went
                 continue
-            entry = [int(len(times)), float(times.sum()), float((times * times).sum())]
+            entry = [len(times), float(times.sum()), float((times * times).sum())]
         fresh[path.name] = entry
     if update_index and fresh != cached:
         try:

@@ -28,9 +28,10 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
 import numpy as np
 
@@ -183,9 +184,9 @@ def check_arrays(arrays: Mapping[str, np.ndarray]) -> None:
                            "arrays of one shape (scorch-gen never stores pickles)")
 
 
-def _savez(arrays: Mapping[str, np.ndarray]):
+def _savez(arrays: Mapping[str, np.ndarray]) -> Callable[[IO[bytes]], None]:
     def write(f: IO[bytes]) -> None:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stubs type **kwds as bool
     return write
 
 

@@ -32,5 +32,5 @@ def format_duration(seconds: float) -> str:
         return "-"
     if seconds < 60:
         return f"{seconds:.2f}s"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

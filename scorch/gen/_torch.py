@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ class CachedDataset(Dataset):
 
     @classmethod
     def from_arrays(cls, X: np.ndarray, y: np.ndarray,
-                    dtype: torch.dtype | None = torch.float32) -> "CachedDataset":
+                    dtype: torch.dtype | None = torch.float32) -> CachedDataset:
         """Wrap arrays already read with ``GroupReader.get``."""
         self = cls.__new__(cls)
         self._set(X, y, dtype)

@@ -14,10 +14,24 @@ from __future__ import annotations
 
 from .local import LocalJob, PoolResult, run_local
 from .render import pattern_safe, render
-from .spec import (JobSpec, Resources, array_spec, check_memory, check_resources, check_sbatch_option,
-                   check_text, check_time, option_lines)
+from .spec import JobSpec, Resources, array_spec, check_memory, check_resources, check_sbatch_option, check_text, check_time, option_lines
 from .submit import SubmitError, submit
 
-__all__ = ["JobSpec", "Resources", "render", "pattern_safe", "array_spec", "submit", "SubmitError", "run_local",
-           "LocalJob", "PoolResult", "check_text", "check_time", "check_memory", "check_sbatch_option",
-           "check_resources", "option_lines"]
+__all__ = [
+                   "JobSpec",
+                   "LocalJob",
+                   "PoolResult",
+                   "Resources",
+                   "SubmitError",
+                   "array_spec",
+                   "check_memory",
+                   "check_resources",
+                   "check_sbatch_option",
+                   "check_text",
+                   "check_time",
+                   "option_lines",
+                   "pattern_safe",
+                   "render",
+                   "run_local",
+                   "submit",
+]

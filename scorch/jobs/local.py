@@ -18,9 +18,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
@@ -54,7 +55,6 @@ class PoolResult:
 @dataclass
 class _Running:
     proc: subprocess.Popen[bytes]
-    out: IO[bytes]
     started: float
     termed: bool = False
 
@@ -90,18 +90,17 @@ def run_local(jobs: Sequence[LocalJob], *, max_parallel: int, time_limit_s: floa
         while running or (queue and not stopping):
             while queue and len(running) < max_parallel and not stopping:
                 i = queue.pop(0)
-                out = open(jobs[i].log_path, "ab")
                 log.info("%s: starting", jobs[i].name)
-                proc = subprocess.Popen(jobs[i].command, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
-                                        start_new_session=True)
-                running[i] = _Running(proc, out, time.monotonic())
+                with open(jobs[i].log_path, "ab") as out:  # the child has its own copy of the descriptor
+                    proc = subprocess.Popen(jobs[i].command, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
+                                            start_new_session=True)
+                running[i] = _Running(proc, time.monotonic())
                 if stopping:  # the signal came while it was starting
                     proc.send_signal(FORWARDED)
             for i, r in list(running.items()):
                 code = r.proc.poll()
                 if code is not None:
-                    r.out.close()
                     del running[i]
                     codes[i] = code
                     log.info("%s: %s", jobs[i].name, "done" if code == 0 else f"exit code {code}")
@@ -121,5 +120,4 @@ def run_local(jobs: Sequence[LocalJob], *, max_parallel: int, time_limit_s: floa
         for r in running.values():  # an exception in this loop: leave no orphans
             _signal_group(r.proc, signal.SIGKILL)
             r.proc.wait()
-            r.out.close()
     return PoolResult(tuple(codes), frozenset(timed_out), stopping[0] if stopping else None)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import EXIT_PREEMPTED
 from .spec import JobSpec, sbatch_option

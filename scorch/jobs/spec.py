@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import shlex
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Callable, Sequence
 
 LAUNCHERS = ("srun", "mpirun")
 TIME_FORMATS = "MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"

@@ -6,8 +6,8 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 log = logging.getLogger(__name__)
 SBATCH_TIMEOUT_S = 120.0

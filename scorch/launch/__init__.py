@@ -8,7 +8,7 @@ own ``--nproc-per-node``/``--nnodes`` launch, is :mod:`.agent`. The rest of the 
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, free_port
 from .horovodrun import HorovodrunEnvironment

@@ -23,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, DistributedError, RankFailed, ScorchError
@@ -111,7 +112,7 @@ class Failure:
         return json.dumps({"node": self.node, "ranks": [list(rc) for rc in self.ranks]})
 
     @classmethod
-    def from_json(cls, text: bytes | str) -> "Failure":
+    def from_json(cls, text: bytes | str) -> Failure:
         data = json.loads(text)
         return cls(int(data["node"]), tuple((int(r), int(c)) for r, c in data["ranks"]))
 
@@ -339,7 +340,7 @@ class _Forwarding:
                 except ProcessLookupError:
                     pass
 
-    def __enter__(self) -> "_Forwarding":
+    def __enter__(self) -> _Forwarding:
         if threading.current_thread() is threading.main_thread():
             for sig in FORWARDED:
                 self.previous[sig] = signal.signal(sig, self._forward)

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from ..errors import DistributedError
 
@@ -97,7 +98,7 @@ def env_int(env: Mapping[str, str], *names: str) -> int | None:
     for name in names:
         value = env.get(name)
         if value not in (None, ""):
-            return int(value)  # type: ignore[arg-type]
+            return int(value)
     return None
 
 

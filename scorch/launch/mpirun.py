@@ -1,7 +1,8 @@
 """Open MPI's mpirun (and MPICH/Hydra's PMI variables)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from ..errors import DistributedError
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int, free_port

@@ -11,7 +11,7 @@ import fcntl
 import ipaddress
 import socket
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 _SIOCGIFADDR = 0x8915
 

@@ -1,7 +1,7 @@
 """No launcher: one process, rank 0 of 1."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .base import LaunchEnvironment, LaunchInfo
 

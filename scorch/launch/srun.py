@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int
 

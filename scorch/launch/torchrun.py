@@ -1,7 +1,7 @@
 """torchrun (TorchElastic), and scorch's own launch, which sets the same variables."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.slurm_fixture import TERMINAL_STATES
 from tests.helpers import BIN, DATASET, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, MODEL
+from tests.slurm_fixture import TERMINAL_STATES
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent

@@ -80,7 +80,7 @@ def test_a_stopped_sweep_resumes_exactly(tmp_path):
         time.sleep(0.02)
     time.sleep(0.15)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED, err
     assert "run the same command again" in err
     assert json.loads((first / "meta.json").read_text())["status"] == "preempted"

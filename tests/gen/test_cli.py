@@ -211,7 +211,7 @@ def test_a_stopped_local_generate_keeps_what_its_jobs_saved(gen_dir: Path):
         time.sleep(0.05)
     time.sleep(0.25)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     # A warning when the signal came, then the one error line.
     assert err.splitlines()[-1].startswith("scorch-gen: error: stopped by SIGINT: 0 of 3 local jobs finished"), err

@@ -33,7 +33,8 @@ def test_train_on_a_cached_group_with_scorch_train(tmp_path: Path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "500 train / 100 valid samples" in r.stdout + r.stderr
-    rows = list(csv.DictReader(open(tmp_path / "runs" / "sine" / "history.csv")))
+    with open(tmp_path / "runs" / "sine" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
     _, y = Cache(work)["noisy_sine"][0]["valid"].get()
     # Learned sin(x): far below predicting the mean, near the noise variance 0.01.
     assert len(rows) == 8 and float(rows[-1]["valid/mse"]) < 0.25 * float(np.var(y))

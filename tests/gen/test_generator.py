@@ -50,8 +50,8 @@ def test_imported_generators_are_not_datasets(tmp_path: Path):
         "import scorch.gen\nclass P(scorch.gen.Params):\n    a = 1\n"
         "@scorch.gen.generator(5, P)\ndef imported(size, params):\n    yield 1, 2\n")
     (tmp_path / "datasets.py").write_text(
-        "import sys; sys.path.insert(0, %r)\nfrom other import imported, P\nimport scorch.gen\n"
-        "@scorch.gen.generator(5, P)\ndef mine(size, params):\n    yield 1, 2\n" % str(tmp_path))
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\nfrom other import imported, P\nimport scorch.gen\n"
+        "@scorch.gen.generator(5, P)\ndef mine(size, params):\n    yield 1, 2\n")
     assert list(load_datasets(tmp_path)) == ["mine"]
 
 

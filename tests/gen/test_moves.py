@@ -77,7 +77,7 @@ def _race(gen_dir: Path, asks: list[int]) -> list[subprocess.CompletedProcess]:
 @pytest.mark.slow
 def test_two_moves_racing_for_more_than_exist(gen_dir: Path):
     ps = _generate(gen_dir, 100)
-    for round_ in range(3):
+    for _ in range(3):
         ps_total = ps.count(UNASSIGNED) + ps.count("train")
         available = ps.count(UNASSIGNED)
         ask = available // 2 + 5  # each fits alone, both do not

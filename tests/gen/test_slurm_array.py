@@ -82,7 +82,7 @@ def test_example_generator_with_its_slurm_options(slurm, tmp_path: Path, capsys,
     # The kept script is the whole record: the generator's slurm_options are #SBATCH lines in it.
     (kept,) = (d / "gen_cache" / "noisy_sine").glob("*/logs/sbatch-*.sh")
     assert "\n#SBATCH --qos=test\n" in kept.read_text() and "\n#SBATCH --mem=1024M\n" in kept.read_text()
-    X, y = Cache(d)["noisy_sine"][{"left": 0, "std_dev": 0.5}][UNASSIGNED].get(200)
+    X, _y = Cache(d)["noisy_sine"][{"left": 0, "std_dev": 0.5}][UNASSIGNED].get(200)
     assert X.shape == (200, 1) and (X >= 0).all() and (X <= 1).all()
 
 

@@ -214,7 +214,7 @@ def test_slurm_time_and_memory_formats():
     for good in ("500M", "8G", "8g", "4096", "1T", "0"):
         check_memory("--mem", good)
     for bad in ("8GB", "1.5G", "lots", "-1", ""):
-        with pytest.raises(ValueError, match="^--mem: .* not a SLURM memory size"):
+        with pytest.raises(ValueError, match=r"^--mem: .* not a SLURM memory size"):
             check_memory("--mem", bad)
 
 

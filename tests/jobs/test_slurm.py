@@ -34,7 +34,7 @@ def test_a_hostile_script_runs_under_slurm_exactly_as_written(slurm, tmp_path):
     assert json.loads((work / "argv.json").read_text()) == [str(work), *words]
     assert (logs / f"slurm-{job}.out").is_file()  # --output: the literal % escaped, %j expanded
     assert f"JobName={HOSTILE_NAME} " in slurm.run(["scontrol", "-o", "show", "job", job]).stdout
-    assert not [p for p in tmp_path.rglob("PWNED*")] and not list(Path.cwd().glob("PWNED*"))
+    assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
 
 
 def test_the_gen_shape_runs_every_array_task_in_the_batch_shell(slurm, tmp_path):

@@ -16,8 +16,8 @@ import random
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 
 class NoNamespaces(RuntimeError):

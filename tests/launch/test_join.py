@@ -99,7 +99,7 @@ def in_thread(fn, *args):
         try:
             fn(*args)
             out["done"] = True
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:
             out["error"] = exc
 
     thread = threading.Thread(target=run)

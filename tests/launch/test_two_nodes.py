@@ -7,7 +7,6 @@ an interface; srun runs under two slurmd daemons of a private SLURM on this host
 """
 import json
 import os
-import subprocess
 import time
 
 import pytest
