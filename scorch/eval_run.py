@@ -8,6 +8,7 @@ distributed metrics, and rank 0 writes ``RUN_DIR/eval/<split>-<checkpoint>.json`
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from . import distributed as dist, overrides
 from .build import autocast_factory, seed_everything
 from .config import BACKENDS, DEVICES, TrainConfig, check_path
 from .errors import ScorchError
-from .evaluation import SPLITS, Evaluation, evaluate_checkpoint, meta_cwd
+from .evaluation import SPLITS, Evaluation, evaluate_checkpoint
 from .rundir import source_names
 from .userfiles import load_dataset_file, load_model_file
 
@@ -95,6 +96,15 @@ def dataset_path(config: TrainConfig, run_dir: Path, given: str | None) -> str |
         if cwd is not None and os.path.exists(os.path.join(cwd, path)):
             return os.path.join(cwd, path)
     return path
+
+
+def meta_cwd(run_dir: Path) -> str | None:
+    """The directory scorch-train ran in (meta.json), for the run's relative paths."""
+    try:
+        cwd = json.loads((run_dir / "meta.json").read_text()).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else None
 
 
 def test_run(options: TestOptions) -> dict[str, Any]:

@@ -13,7 +13,6 @@ same. Every rank calls every collective here, in the same order.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,16 +208,17 @@ def evaluate_checkpoint(ev: Evaluation, path: Path, label: str, out_dir: Path, p
     means = evaluate(ev.backend, ev.network, ev.socket, loader, ev.autocast, totals, StopSignal(), 0, ev.split,
                      outputs=outputs)
     assert means is not None  # nothing polls for a stop here
-    result: dict[str, Any] = {"split": ev.split, "checkpoint": str(path), "epoch": int(state["epoch"]), "step": int(state["step"]),
-              "samples": len(ev.dataset), "world_size": ev.backend.world_size, **means}
+    stem = out_dir / f"{ev.split}-{label}"
+    result: dict[str, Any] = {"split": ev.split, "checkpoint": str(path), "epoch": int(state["epoch"]),
+                              "step": int(state["step"]), "samples": len(ev.dataset), "world_size": ev.backend.world_size,
+                              **means, "file": f"{stem}.json"}
+    if outputs is not None:
+        result["predictions"] = f"{stem}-predictions.pt"
     if ev.backend.rank == 0:
         with user_facing(out_dir):
             out_dir.mkdir(parents=True, exist_ok=True)
-        stem = out_dir / f"{ev.split}-{label}"
         if outputs is not None:
-            result["predictions"] = str(stem) + "-predictions.pt"
             _save_predictions(Path(result["predictions"]), outputs.preds)
-        result["file"] = str(stem) + ".json"
         with user_facing(result["file"]):
             write_json(result["file"], result)
     return result
@@ -234,23 +234,14 @@ def _save_predictions(path: Path, preds: list[torch.Tensor]) -> None:
 
 def test_after_training(ev: Evaluation, run_dir: Path) -> dict[str, Any]:
     """``scorch-train --test``: best.pt (last.pt if no epoch was ever the best) on the test split."""
+    ev.backend.barrier()  # rank 0 has written the last checkpoints before any rank reads them
     best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
     path, label = (best, "best") if best.is_file() else (last, "last")
     if label == "last":
-        log.warning("--test: no best.pt (no epoch improved %s); testing last.pt", "the monitored value")
+        log.warning("--test: no best.pt (no epoch was ever the best, e.g. a monitored value that was always NaN); "
+                    "testing last.pt")
     result = evaluate_checkpoint(ev, path, label, run_dir / "eval", predictions=False)
     log.info("test (%s, epoch %d, %d samples): %s", path.name, result["epoch"], result["samples"],
              "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("test/")))
-    log.info("wrote %s", result.get("file", run_dir / "eval" / f"test-{label}.json"))
+    log.info("wrote %s", result["file"])
     return result
-
-
-def meta_cwd(run_dir: Path) -> str | None:
-    """The directory scorch-train ran in (meta.json), for the run's relative paths."""
-    import json
-
-    try:
-        cwd = json.loads((run_dir / "meta.json").read_text()).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else None
