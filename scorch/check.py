@@ -429,7 +429,7 @@ def _split_metrics(s: Session) -> str:
 def _visualize(s: Session) -> str:
     """Socket.visualize on the first batch of the valid split, as validation calls it."""
     network, socket = _built(s)
-    inputs, targets = s.batches[_eval_split(s)] if _eval_split(s) in s.batches else s.batch
+    inputs, targets = s.batches.get(_eval_split(s), s.batch)
     network.eval()
     with torch.no_grad(), forked_rngs():
         preds = check_preds(call_user(f"{s.model_path}: Network.forward", network, inputs), f"{s.model_path}: Network.forward")

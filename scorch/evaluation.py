@@ -162,10 +162,12 @@ class Visualizer:
         def show(inputs: list[torch.Tensor], preds: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
             try:
                 visuals: Visuals = self.socket.visualize(inputs, preds, targets)
+                self.tensorboard.log_visuals(visuals, epoch)
             except ScorchError as exc:
                 log.warning("%s (epoch %d: no visualisation)", exc, epoch)
-                return
-            self.tensorboard.log_visuals(visuals, epoch)
+            except (ValueError, TypeError, RuntimeError) as exc:  # tensorboardX refused an image or a text
+                log.warning("%s: Socket.visualize's images and texts could not be written to TensorBoard (%s: %s); "
+                            "epoch %d has none", self.socket.path, type(exc).__name__, exc, epoch)
 
         return show
 
