@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -364,7 +365,7 @@ def _step_scheduler(scheduler: Any, monitored: float) -> None:
     with warnings.catch_warnings():
         # A scheduler the model file built on its optimizer before Horovod wrapped it sees no call of
         # that instance's step() (the wrapper steps): the optimizer has stepped all the same.
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`"))
         scheduler.step()
 
 
