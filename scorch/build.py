@@ -5,7 +5,7 @@ import contextlib
 import logging
 import random
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
@@ -15,6 +15,7 @@ from . import data, userfiles
 from ._backends.base import Backend
 from .config import TrainConfig
 from .errors import ScorchError
+from .evaluation import SplitOutputs
 from .userfiles import DatasetFile, ModelFile, Socket, call_user, check_loss, check_preds
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Parts:
     monitor: str
     monitor_mode: str
     unused_parameters: bool = False  # some trainable parameter got no gradient from the first batch
+    split_names: list[str] = field(default_factory=list)  # what Socket.split_metrics returns (valid/NAME)
+    index: Any = None  # the DataSetIndex (or the dataset path) every split is built from
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +97,9 @@ def forked_rngs() -> Iterator[None]:
 
 def preflight(parts: Parts, batch_size: int) -> tuple[list[str], list[str]]:
     """Run one train batch and one valid batch through the user's code; return the metric names
-    and the trainable parameters the train batch's loss does not depend on.
+    and the trainable parameters the train batch's loss does not depend on. With a valid split,
+    Socket.split_metrics runs on a sample of it (:func:`split_preflight`) and Socket.visualize on
+    its first batch, so that their errors stop the run before it starts.
 
     Runs in eval mode with every global RNG forked (torch's CPU one, numpy's, ``random``'s), so
     the run it checks draws exactly what it would have drawn without it."""
@@ -109,7 +114,7 @@ def preflight(parts: Parts, batch_size: int) -> tuple[list[str], list[str]]:
             where = f"{dpath}: DataSet.__getitem__ (mode={mode!r})"
             batch = data.to_device(first_batch(ds, batch_size, where, data.ListCollate(where)), parts.device, False)
             with torch.set_grad_enabled(mode == "train"):
-                _, loss, metrics = run_batch_checks(parts.network, parts.socket, batch, mpath, mode)
+                preds, loss, metrics = run_batch_checks(parts.network, parts.socket, batch, mpath, mode)
                 if mode == "train":
                     unused = unused_parameters(parts.socket, loss)
             if names is None:
@@ -118,7 +123,55 @@ def preflight(parts: Parts, batch_size: int) -> tuple[list[str], list[str]]:
                 raise ScorchError(
                     f"{mpath}: Socket.metrics returned {list(metrics)} on a valid batch but {names} on a train batch; expected the same names"
                 )
+            if mode == "valid" and parts.socket.has_visualize:
+                parts.socket.visualize(batch[0], preds, batch[1])
+        if parts.valid_set is not None:
+            parts.split_names = list(split_preflight(parts.network, parts.socket, parts.valid_set, batch_size, parts.device,
+                                                     f"{dpath}: DataSet.__getitem__ (mode='valid')", names or []))
+    if "metrics.loss" in (names or []):
+        log.info("%s: Socket.metrics returns 'loss': recorded as train/metrics.loss and valid/metrics.loss (the loss "
+                 "columns are Socket.criterion's)", mpath)
     return names or [], unused
+
+
+def eval_metric_names(network: torch.nn.Module, socket: Socket, ds: Any, batch_size: int, device: torch.device,
+                      where: str, mode: str) -> list[str]:
+    """The names Socket.metrics returns on the first batch of ``ds``, checking forward, criterion and
+    metrics on it (eval mode, no gradient, every global RNG forked)."""
+    network.eval()
+    with forked_rngs(), torch.no_grad():
+        batch = data.to_device(first_batch(ds, batch_size, where, data.ListCollate(where)), device, False)
+        _, _, metrics = run_batch_checks(network, socket, batch, socket.path, mode)
+    return list(metrics)
+
+
+SPLIT_SAMPLE = 64  # samples of the split that the pre-flight check gives Socket.split_metrics
+
+
+def split_preflight(network: torch.nn.Module, socket: Socket, ds: Any, batch_size: int, device: torch.device,
+                    where: str, metric_names: list[str]) -> dict[str, float]:
+    """Socket.split_metrics on up to :data:`SPLIT_SAMPLE` samples spread over ``ds`` (first and last
+    included; eval mode, no gradient): what it returns, whose names must differ from Socket.metrics'.
+    {} without it."""
+    if not socket.has_split_metrics or len(ds) == 0:
+        return {}
+    network.eval()
+    n = min(len(ds), SPLIT_SAMPLE)
+    indices = sorted({round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(n)})
+    collate = data.ListCollate(where)
+    outputs = SplitOutputs(targets=True)
+    with torch.no_grad():
+        for start in range(0, len(indices), batch_size):
+            items = [call_user(f"{where} (index {i})", ds.__getitem__, i) for i in indices[start:start + batch_size]]
+            inputs, targets = data.to_device(collate(items), device, False)
+            outputs.add(check_preds(network(inputs), f"{socket.path}: Network.forward"), targets)
+    joined = outputs.joined(len(indices), socket.path)
+    values = socket.split_metrics(joined[:outputs.n_preds], joined[outputs.n_preds:])
+    clash = [name for name in values if name in metric_names]
+    if clash:
+        raise ScorchError(f"{socket.path}: Socket.split_metrics returned {clash[0]!r}, which Socket.metrics returns "
+                          "too; expected names of their own (both are columns valid/NAME)")
+    return values
 
 
 def unused_parameters(socket: Socket, loss: torch.Tensor) -> list[str]:
@@ -131,10 +184,15 @@ def unused_parameters(socket: Socket, loss: torch.Tensor) -> list[str]:
     return [name for (name, _), g in zip(named, grads) if g is None]
 
 
-def resolve_monitor(config: TrainConfig, metric_names: list[str], has_valid: bool) -> str:
+def resolve_monitor(config: TrainConfig, metric_names: list[str], has_valid: bool, split_names: list[str] | None = None) -> str:
+    """--monitor, checked; by default ``valid/main`` when the model file has a metric ``main`` (the
+    original scorch's convention: it drives the best model and the scheduler), else ``valid/loss``
+    (``train/...`` without a valid split)."""
+    valid = [f"train/{m}" for m in ["loss", *metric_names]]
+    if has_valid:
+        valid += [f"valid/{m}" for m in ["loss", *metric_names, *(split_names or [])]]
     split = "valid" if has_valid else "train"
-    monitor = config.monitor or f"{split}/loss"
-    valid = [f"{s}/{m}" for s in (("train", "valid") if has_valid else ("train",)) for m in ["loss", *metric_names]]
+    monitor = config.monitor or (f"{split}/main" if f"{split}/main" in valid else f"{split}/loss")
     if monitor not in valid:
         raise ScorchError(f"--monitor: unknown metric {monitor!r}; expected one of {', '.join(valid)}")
     return monitor
@@ -154,6 +212,8 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
     if len(train_set) == 0:
         raise ScorchError(f"{config.dataset}: DataSet(mode='train') has no samples (len 0), expected at least one")
     valid_set = _optional_split(dataset_file, index, "valid")
+    if config.test and _optional_split(dataset_file, index, "test") is None:
+        raise ScorchError(f"--test: {config.dataset}: DataSet(mode='test') has no samples (len 0), expected a test split")
 
     seed_everything(config.seed)  # the same initial weights on every rank and for every world size
     network = model_file.build_network(config.model_settings)
@@ -165,13 +225,15 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
         if id(p) not in trainable:
             p.requires_grad_(False)
 
-    parts = Parts(config, backend, model_file, dataset_file, network, socket, train_set, valid_set, [], "", "min")
+    parts = Parts(config, backend, model_file, dataset_file, network, socket, train_set, valid_set, [], "", "min",
+                  index=index)
     parts.metric_names, unused = preflight(parts, config.batch_size)
     if unused and backend.world_size > 1:
-        log.info("%s: %s get no gradient from the first batch; DistributedDataParallel looks for unused "
-                 "parameters in every step", config.model, ", ".join(unused[:3]) + (" ..." if len(unused) > 3 else ""))
+        if backend.name == "torch":
+            log.info("%s: %s get no gradient from the first batch; DistributedDataParallel looks for unused "
+                     "parameters in every step", config.model, ", ".join(unused[:3]) + (" ..." if len(unused) > 3 else ""))
         parts.unused_parameters = True
-    parts.monitor = resolve_monitor(config, parts.metric_names, valid_set is not None)
+    parts.monitor = resolve_monitor(config, parts.metric_names, valid_set is not None, parts.split_names)
     parts.monitor_mode = config.monitor_direction(parts.monitor)
     return parts
 
@@ -181,9 +243,13 @@ def _optional_split(dataset_file: DatasetFile, index: Any, mode: str) -> Any | N
     return ds if len(ds) > 0 else None
 
 
-def make_optimizer(config: TrainConfig, socket: Socket) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, socket: Socket, strict: bool = True) -> torch.optim.Optimizer:
+    """The model file's optimizer (Socket.optimizer), else the one --optimizer names. ``strict``: the
+    model file's may hold trainable parameters only (scorch-check reports the rest as model.frozen)."""
     custom = socket.optimizer(socket.trainable_params)
     if custom is not None:
+        if strict:
+            socket.check_optimizer(custom, f"{config.model}: Socket.optimizer")
         log.info("optimizer from %s: Socket.optimizer (--optimizer/--lr not used)", config.model)
         return custom
     params = socket.trainable_params
@@ -203,3 +269,12 @@ def autocast_factory(config: TrainConfig, device: torch.device) -> Callable[[], 
 
 def make_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+
+
+def check_scheduler(socket: Socket, scheduler: Any, monitor: str, mode: str) -> None:
+    """A ReduceLROnPlateau is stepped with the monitored value: say so when it looks the other way
+    (the original scorch's ``ReduceLROnPlateau(self.optimizer)`` is mode 'min', its 'main' is maximised)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and scheduler.mode != mode:
+        log.warning("%s: Socket.scheduler is ReduceLROnPlateau(mode=%r) but it is stepped with %s, which is %simised: "
+                    "it lowers the rate when %s stops %s; give it mode=%r (or choose --monitor)", socket.path,
+                    scheduler.mode, monitor, mode, monitor, "falling" if scheduler.mode == "min" else "rising", mode)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, data
-from .build import first_batch, make_optimizer, run_batch_checks, seed_everything
+from .build import SPLIT_SAMPLE, first_batch, forked_rngs, make_optimizer, run_batch_checks, seed_everything, split_preflight
 from .config import SEED_LIMIT, TrainConfig
 from .errors import ScorchError
 from .userfiles import (
@@ -38,6 +38,7 @@ from .userfiles import (
     DatasetFile,
     ModelFile,
     Socket,
+    Visuals,
     call_user,
     check_item,
     check_loss,
@@ -113,6 +114,9 @@ class Session:
     loss: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_error: ScorchError | None = None
+    split_values: dict[str, float] = field(default_factory=dict)  # Socket.split_metrics on a sample (model.split_metrics)
+    visuals: Visuals | None = None  # Socket.visualize on the first valid batch (model.visualize)
+    optimizer_start: dict[str, Any] | None = None  # the first state of an optimizer instance the Socket built
     curve: list[float] = field(default_factory=list)  # training loss per overfit step
     initial_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -309,15 +313,23 @@ def _collate(s: Session) -> str:
 # ---- model -------------------------------------------------------------------------------
 
 def check_model(s: Session) -> list[CheckResult]:
+    """The model checks; ``model.split_metrics`` and ``model.visualize`` only for a Socket that has them."""
     if s.model_file is None:
         raise ScorchError("no model file given: open_files(model=...) is needed for the model checks")
-    return [
+    socket_cls = s.model_file.socket_cls
+    results = [
         _run(s, "model.network", (), _network),
         _run(s, "model.socket", ("model.network",), _socket),
         _run(s, "model.trainable", ("model.socket",), _trainable),
         _run(s, "model.forward", ("model.trainable", "dataset.collate"), _forward),
         _run(s, "model.criterion", ("model.forward",), _criterion),
         _run(s, "model.metrics", ("model.criterion",), _metrics),
+    ]
+    for name, fn in (("split_metrics", _split_metrics), ("visualize", _visualize)):
+        if callable(getattr(socket_cls, name, None)):
+            results.append(_run(s, f"model.{name}", ("model.metrics",), fn))
+    return [
+        *results,
         _run(s, "model.gradients", ("model.criterion",), _gradients),
         _run(s, "model.optimizer", ("model.trainable",), _optimizer),
         _run(s, "model.scheduler", ("model.optimizer",), _scheduler),
@@ -340,7 +352,7 @@ def _socket(s: Session) -> str:
 
 
 def _optional_hooks(raw: Any) -> str:
-    hooks = [h for h in ("optimizer", "scheduler") if callable(getattr(raw, h, None))]
+    hooks = [h for h in ("optimizer", "scheduler", "split_metrics", "visualize") if getattr(raw, h, None) is not None]
     return f", and {' and '.join(hooks)}" if hooks else ""
 
 
@@ -395,6 +407,39 @@ def _metrics(s: Session) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in s.metrics.items())
 
 
+def _eval_split(s: Session) -> str:
+    """The split the evaluation hooks are checked on: valid, else train when valid is empty."""
+    return "valid" if len(s.datasets.get("valid", [])) else "train"
+
+
+def _split_metrics(s: Session) -> str:
+    """Socket.split_metrics on a sample of the valid split, as scorch-train's pre-flight check runs it."""
+    network, socket = _built(s)
+    mode = _eval_split(s)
+    ds = s.datasets[mode]
+    where = f"{s.dataset_file.path}: DataSet.__getitem__ (mode={mode!r})"
+    with forked_rngs():
+        s.split_values = split_preflight(network, socket, ds, s.options.batch_size, torch.device("cpu"), where,
+                                         list(s.metrics))
+    n = min(len(ds), SPLIT_SAMPLE)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in s.split_values.items()) or "no metrics"
+    return f"{shown} on {n} {mode} samples (a sample: in a run, the whole split)"
+
+
+def _visualize(s: Session) -> str:
+    """Socket.visualize on the first batch of the valid split, as validation calls it."""
+    network, socket = _built(s)
+    inputs, targets = s.batches.get(_eval_split(s), s.batch)
+    network.eval()
+    with torch.no_grad(), forked_rngs():
+        preds = check_preds(call_user(f"{s.model_path}: Network.forward", network, inputs), f"{s.model_path}: Network.forward")
+        s.visuals = socket.visualize(inputs, preds, targets)
+    images = [f"{tag} {tuple(image.shape)}" for tag, image in s.visuals.images.items()]
+    parts = [f"{_plural(len(images), 'image')} ({_names(images)})" if images else "no image",
+             f"{_plural(len(s.visuals.texts), 'text')} ({_names(list(s.visuals.texts))})" if s.visuals.texts else "no text"]
+    return ", ".join(parts)
+
+
 def _built(s: Session) -> tuple[torch.nn.Module, Socket]:
     """The Network and its checked Socket (a check that reads them needs model.trainable)."""
     assert s.network is not None and s.socket is not None
@@ -440,7 +485,7 @@ def _gradients(s: Session) -> str:
 
 def _optimizer(s: Session) -> str:
     network, socket = _built(s)
-    opt = make_optimizer(s.train_config, socket)
+    opt = _make_optimizer(s)
     _freeze(network, socket)  # a hook may have switched requires_grad
     in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
     left_out = [n for n, p in socket.named_trainable_parameters() if id(p) not in in_opt]
@@ -449,14 +494,28 @@ def _optimizer(s: Session) -> str:
             f"{s.model_path}: Socket.optimizer leaves out trainable tensors {_names(left_out)}; "
             "expected it to optimise the params it is given (the parameters of Socket.trainable_modules)"
         )
-    source = "Socket.optimizer" if callable(getattr(socket.raw, "optimizer", None)) else "default (--lr)"
+    source = ("Socket.optimizer" if callable(socket.raw.optimizer) else "Socket.optimizer (an instance)") \
+        if socket.has_optimizer else "default (--lr)"
     lrs = sorted({group.get("lr") for group in opt.param_groups}, key=str)
     return f"{type(opt).__name__} from {source}, lr {', '.join(map(str, lrs))}, holds every trainable tensor"
 
 
+def _make_optimizer(s: Session) -> torch.optim.Optimizer:
+    """The optimizer scorch-train would train with (not refusing frozen parameters: model.frozen
+    shows what they do). An instance the model file built starts every check from its first state."""
+    _, socket = _built(s)
+    optimizer = make_optimizer(s.train_config, socket, strict=False)
+    if optimizer is getattr(socket.raw, "optimizer", None):
+        if s.optimizer_start is None:
+            s.optimizer_start = copy.deepcopy(optimizer.state_dict())
+        else:
+            optimizer.load_state_dict(copy.deepcopy(s.optimizer_start))
+    return optimizer
+
+
 def _scheduler(s: Session) -> str:
     network, socket = _built(s)
-    scheduler = socket.scheduler(make_optimizer(s.train_config, socket))
+    scheduler = socket.scheduler(_make_optimizer(s))
     _freeze(network, socket)
     if scheduler is None:
         return "no Socket.scheduler: the learning rate stays constant"
@@ -484,7 +543,7 @@ def _frozen(s: Session) -> str:
     before = {n: p.detach().clone() for n, p in named}
     seed_everything(s.options.seed)
     try:
-        _train_steps(s, make_optimizer(s.train_config, s.socket), s.options.frozen_steps)
+        _train_steps(s, _make_optimizer(s), s.options.frozen_steps)
         changed = [n for n, p in named if not torch.equal(p.detach(), before[n])]
     finally:  # start the next checks from the initial weights, frozen as scorch-train freezes them
         s.network.load_state_dict(s.initial_state)
@@ -518,7 +577,7 @@ def _overfit(s: Session) -> str:
     assert s.network is not None and s.socket is not None
     s.network.load_state_dict(s.initial_state)
     seed_everything(s.options.seed)
-    optimizer = make_optimizer(s.train_config, s.socket)
+    optimizer = _make_optimizer(s)
     _freeze(s.network, s.socket)
     first = _eval_loss(s)
     s.curve = []

@@ -105,8 +105,9 @@ class TrainConfig:
     auto_resume: bool = _run_dir_setting(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
                                  "jobs that are requeued)")
     overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
-    backend: str = _dist_setting("auto", "auto: horovod when Horovod is importable and the job came from horovodrun, or "
-                                "from mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
+    backend: str = _dist_setting("auto", "auto: horovod under mpirun and horovodrun when Horovod is importable and "
+                                "built for the device (SCORCH_BACKEND=torch|horovod overrides); torch.distributed "
+                                "otherwise", choices=BACKENDS)
     device: str = _dist_setting("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
     amp: str = setting("off", help="automatic mixed precision", choices=AMP_MODES, trajectory=True)
     accumulate: int = setting(1, help="micro-batches per optimizer step (gradient accumulation)", at_least=1,
@@ -122,6 +123,8 @@ class TrainConfig:
                                     "good one)", group="run directory", at_least=1)
     nan_policy: str = setting("stop", help="on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer "
                               "step and count it in history.csv", choices=NAN_POLICIES)
+    test: bool = setting(False, help="when training ends, evaluate best.pt on the test split (what scorch-test RUN_DIR "
+                         "does): RUN_DIR/eval/test-best.json", invocation=True, sweepable=False)
     find_unused_parameters: bool = setting(False, help="some trainable parameters get no gradient in some steps (a "
                                            "branch, an auxiliary head): DistributedDataParallel then looks for them "
                                            "in every step (slower; found automatically when the first batch shows it)")

@@ -33,22 +33,35 @@ def _single_process() -> Backend:
 _backend: Backend = _single_process()
 
 
-def choose_backend(requested: str, environment: _launch.LaunchEnvironment) -> str:
-    """``auto`` means Horovod when it is importable and the job came from horovodrun, or from
-    mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise. Rank 0 decides and the
-    environment gives every rank its answer (over MPI), so that ranks on other nodes cannot
-    choose differently."""
-    if requested != "auto":
-        return requested
-    choice = "torch"
-    if environment.rank == 0 and environment.auto_backend() == "horovod":
-        try:
-            import horovod.torch  # noqa: F401
+def choose_backend(requested: str, environment: _launch.LaunchEnvironment,
+                   device: torch.device | None = None) -> tuple[str, str]:
+    """The backend and why, e.g. ``("horovod", "started by mpirun")``.
 
-            choice = "horovod"
-        except ImportError:
-            choice = "torch"
-    return str(environment.agree(choice))
+    ``auto`` means Horovod under mpirun and horovodrun (the original scorch's engine there), when
+    Horovod is importable and built for ``device`` (NCCL on a GPU), unless SCORCH_BACKEND says
+    otherwise; torch.distributed everywhere else, and where Horovod cannot run (the reason says
+    why). Rank 0 decides and the environment gives every rank its answer (over MPI), so that ranks
+    on other nodes cannot choose differently."""
+    if requested != "auto":
+        return requested, f"--backend {requested}"
+    choice = environment.auto_backend()
+    if choice[0] == "horovod":
+        choice = ("torch", "") if environment.rank != 0 else _horovod_verdict(choice[1], device or torch.device("cpu"))
+        choice = tuple(environment.agree(choice))
+    return choice[0], choice[1]
+
+
+def _horovod_verdict(why: str, device: torch.device) -> tuple[str, str]:
+    """Horovod, or torch.distributed when this process cannot run Horovod on ``device``."""
+    try:
+        import horovod.torch as hvd
+    except Exception as exc:  # ImportError, or a library that does not load (OSError)
+        return "torch", f"{why}, but Horovod is not importable ({type(exc).__name__}: {exc})"
+    if not (hvd.mpi_built() or hvd.gloo_built()):
+        return "torch", f"{why}, but this Horovod was built without MPI or Gloo"
+    if device.type == "cuda" and not hvd.nccl_built():
+        return "torch", f"{why}, but this Horovod was built without NCCL, which a GPU run needs"
+    return "horovod", f"{why}, Horovod importable"
 
 
 def resolve_device(requested: str, local_rank: int) -> torch.device:
@@ -78,8 +91,8 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
         return _backend
     environment = _launch.detect()
     launch = environment.info
-    name = choose_backend(backend, environment)
     dev = resolve_device(device, launch.local_rank)
+    name, why = choose_backend(backend, environment, dev)
     _share_cpu_threads(launch, dev)
     if name == "horovod":
         from ._backends.horovod import HorovodBackend
@@ -92,6 +105,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
     else:
         _backend = Backend(launch, dev)
         _backend.name = "torch"
+    _backend.reason = why
     return _backend
 
 

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from . import data
 from ._backends.base import Backend
 from .errors import TrainingError
+from .evaluation import SplitOutputs, split_results
 from .preempt import StopSignal
 from .progress import Progress
 from .state import MetricTotals
@@ -169,14 +170,23 @@ def evaluate(
     stop: StopSignal,
     common: int,
     prefix: str = "valid",
+    first_batch: Callable[[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]], None] | None = None,
+    outputs: SplitOutputs | None = None,
 ) -> dict[str, float] | None:
-    """Every sample of the split counted once over all ranks; sample-weighted means. None when a
-    stop signal ended it (polled after each of the ``common`` batches every rank has).
+    """Every sample of the split counted once over all ranks; sample-weighted means of the loss and
+    Socket.metrics, and Socket.split_metrics of the whole split. None when a stop signal ended it
+    (polled after each of the ``common`` batches every rank has).
+
+    ``first_batch``: called with this rank's first batch (inputs, predictions, targets).
+    ``outputs``: keeps every sample's outputs, on rank 0 in dataset order after the call (one is
+    made when the Socket has split_metrics).
 
     Uses the unwrapped Network: a DDP forward would issue collectives, and ranks may
     hold different numbers of batches here.
     """
     device = backend.device
+    if outputs is None and socket.has_split_metrics:
+        outputs = SplitOutputs(targets=True)
     was_training = network.training
     network.eval()
     try:
@@ -186,8 +196,17 @@ def evaluate(
                 preds = network(inputs)
                 loss = socket.criterion(preds, targets)
             totals.add(data.batch_len((inputs, targets)), loss.detach().reshape(()), socket.metrics(preds, targets))
+            if i == 0 and first_batch is not None:
+                first_batch(inputs, preds, targets)
+            if outputs is not None:
+                outputs.add(preds, targets)
             if i < common and stop.poll(backend):
                 return None
     finally:
         network.train(was_training)
-    return reduce_totals(backend, totals, prefix)
+    means = reduce_totals(backend, totals, prefix)
+    if outputs is not None:
+        outputs.gather(backend, list(loader.sampler), len(loader.dataset), socket.path)  # type: ignore[arg-type]
+        if socket.has_split_metrics:
+            means.update(split_results(backend, socket, outputs, prefix, totals.names))
+    return means

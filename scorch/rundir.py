@@ -133,10 +133,7 @@ class RunDir:
         """Keep copies of the model and dataset files; on resume keep the first copies."""
         if not self.rank0:
             return
-        names = [os.path.basename(f) for f in files]
-        for f, name in zip(files, names):
-            if names.count(name) > 1:
-                name = f"{Path(f).parent.name}_{name}"
+        for f, name in zip(files, source_names(*files)):
             target = self.path / name
             text = Path(f).read_bytes()
             if target.exists():
@@ -179,6 +176,13 @@ class RunDir:
             logging.getLogger("scorch").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+def source_names(*files: str) -> list[str]:
+    """The names of the copies of ``files`` in a run directory: their base names, prefixed with their
+    folder's name where two base names are the same."""
+    names = [os.path.basename(f) for f in files]
+    return [f"{Path(f).parent.name}_{name}" if names.count(name) > 1 else name for f, name in zip(files, names)]
 
 
 def session_meta(world_size: int, backend: str, device: str, launcher: str, placements: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""TensorBoard scalars through tensorboardX, written by rank 0 only."""
+"""TensorBoard scalars, images and texts through tensorboardX, written by rank 0 only."""
 from __future__ import annotations
 
 import os
@@ -22,6 +22,16 @@ class TensorBoard:
             if key in ("epoch", "step", "time"):
                 continue
             self.writer.add_scalar(key, float(value), epoch)
+        self.writer.flush()
+
+    def log_visuals(self, visuals: Any, step: int) -> None:
+        """Socket.visualize's images (CHW or HW; floats in [0, 1] or uint8) and texts, at ``step``."""
+        if self.writer is None:
+            return
+        for tag, image in visuals.images.items():
+            self.writer.add_image(tag, image, step, dataformats="HW" if image.dim() == 2 else "CHW")
+        for tag, text in visuals.texts.items():
+            self.writer.add_text(tag, text, step)
         self.writer.flush()
 
     def close(self) -> None:

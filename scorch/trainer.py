@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,9 +19,10 @@ import torch
 
 from . import checkpoint, data, distributed as dist, resume, schedule
 from ._backends.base import Backend
-from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
+from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .config import TrainConfig
 from .errors import Preempted, ScorchError, TrainingError
+from .evaluation import Evaluation, Visualizer, test_after_training
 from .history import History, resumed_rows
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
@@ -103,6 +106,7 @@ def _state(parts: Parts, resumed: dict[str, Any] | None) -> checkpoint.TrainingS
     optimizer = backend.wrap_optimizer(make_optimizer(config, socket), socket.named_trainable_parameters(), config.accumulate)
     scheduler = socket.scheduler(optimizer)
     schedule.check_owner(config, scheduler is not None)
+    check_scheduler(socket, scheduler, parts.monitor, parts.monitor_mode)
     cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
                     world_size=backend.world_size, length=len(parts.train_set))
     state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
@@ -171,8 +175,8 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     loader, valid_loader = _loaders(config, parts)
     rank0 = backend.rank == 0
     tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None)
-    log.info("training %s on %s: %d rank(s), backend %s, %d train / %d valid samples, %d per step, monitor %s (%s)",
-             run_dir.path, backend.device, backend.world_size, backend.name, len(parts.train_set),
+    log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)",
+             run_dir.path, backend.device, backend.world_size, backend.name, backend.reason, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
              parts.monitor_mode)
     return Session(config, parts, run_dir, state, ctx, loader, valid_loader, History(run_dir.path / "history.csv", rank0, rows),
@@ -206,6 +210,8 @@ def _fit(s: Session) -> RunResult:
                     raise Preempted(f"stopped by {stop.describe()} after epoch {epoch}; checkpoint written to "
                                     f"{s.run_dir.last_checkpoint}; continue with --resume")
             status = "finished"
+        if config.test:
+            test_after_training(_test_setup(s), s.run_dir.path)
     except Preempted:
         status = "preempted"
         raise
@@ -277,7 +283,8 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     if s.valid_loader is not None:
         backend.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
-        means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop, common)
+        means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop, common,
+                         first_batch=Visualizer(parts.socket, s.tb, backend.rank == 0).first_batch(epoch))
         if means is None:
             _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
         row.update(means)
@@ -354,8 +361,20 @@ def _step_scheduler(scheduler: Any, monitored: float) -> None:
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(monitored)
-    else:
+        return
+    with warnings.catch_warnings():
+        # A scheduler the model file built on its optimizer before Horovod wrapped it sees no call of
+        # that instance's step() (the wrapper steps): the optimizer has stepped all the same.
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`"))
         scheduler.step()
+
+
+def _test_setup(s: Session) -> Evaluation:
+    """--test: the run's Network and Socket on its test split."""
+    parts, config = s.parts, s.config
+    test_set = parts.dataset_file.build(parts.index, "test")
+    return Evaluation(parts.backend, parts.network, parts.socket, test_set, "test", config.model, config.dataset,
+                      config.batch_size, config.workers, s.ctx.autocast)
 
 
 class Saver:

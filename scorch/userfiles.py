@@ -2,8 +2,11 @@
 
 MODEL_FILE:   ``Network(torch.nn.Module)`` whose ``forward`` takes a list of tensors and
               returns a list; ``Socket(model)`` with ``criterion``, ``metrics`` and
-              ``trainable_modules``; optional ``Socket.optimizer(params)`` and
-              ``Socket.scheduler(optimizer)``.
+              ``trainable_modules``; optional ``Socket.optimizer(params)``,
+              ``Socket.scheduler(optimizer)``, ``Socket.split_metrics(preds, targets)`` and
+              ``Socket.visualize(inputs, preds, targets)``. The original scorch's spelling is
+              accepted as written: ``train_modules``, and ``optimizer``/``scheduler`` as instances
+              built in ``Socket.__init__``.
 DATASET_FILE: ``DataSet(ds_index, mode)`` with ``__len__`` and ``__getitem__`` returning
               ``(list_of_inputs, list_of_targets)``; optional ``DataSetIndex(path)``.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
+import logging
 import math
 import numbers
 import os
@@ -22,9 +26,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .errors import ScorchError
+
+log = logging.getLogger(__name__)
 
 MODES = ("train", "valid", "test")
 
@@ -144,47 +151,65 @@ def load_model_file(path: str) -> ModelFile:
     return ModelFile(path, module, network_cls, socket_cls)
 
 
+TRAINABLE_ATTRS = ("trainable_modules", "train_modules")  # today's name, then the original scorch's
+
+
 class Socket:
-    """The user's Socket, with each call checked against the contract."""
+    """The user's Socket, with each call checked against the contract.
+
+    Both spellings of the contract are accepted as written: today's (``trainable_modules``, and
+    ``optimizer(params)``/``scheduler(optimizer)`` methods) and the original scorch's
+    (``train_modules``, and ``optimizer``/``scheduler`` instances built in ``Socket.__init__``: those
+    instances are the ones that train, are stepped, saved and restored)."""
 
     def __init__(self, path: str, raw: Any, network: torch.nn.Module):
         self.path, self.raw = path, raw
-        modules = getattr(raw, "trainable_modules", None)
+        self.modules_attr = next((a for a in TRAINABLE_ATTRS if getattr(raw, a, None) is not None), TRAINABLE_ATTRS[0])
+        where = f"{path}: Socket.{self.modules_attr}"
+        modules = getattr(raw, self.modules_attr, None)
         if isinstance(modules, (list, tuple)):
             bad = [m for m in modules if not isinstance(m, torch.nn.Module)]
             if bad:
-                raise ScorchError(f"{path}: Socket.trainable_modules holds a {_describe(bad[0])}, expected the Network's "
-                                  "modules (a torch.nn.ModuleList of them)")
+                raise ScorchError(f"{where} holds a {_describe(bad[0])}, expected the Network's modules (a "
+                                  "torch.nn.ModuleList of them)")
             modules = torch.nn.ModuleList(modules)
         if not isinstance(modules, torch.nn.ModuleList):
-            raise ScorchError(
-                f"{path}: Socket.trainable_modules is {_describe(modules) if modules is not None else 'missing'}, "
-                "expected a torch.nn.ModuleList of the Network's modules"
-            )
+            found = _describe(modules) if modules is not None else "missing"
+            raise ScorchError(f"{where} is {found}, expected a torch.nn.ModuleList of the Network's modules (the "
+                              "original scorch's name, train_modules, is accepted too)")
         net_params = {id(p) for p in network.parameters()}
         params: list[torch.nn.Parameter] = []
         seen: set[int] = set()
         for p in modules.parameters():
             if id(p) not in net_params:
-                raise ScorchError(f"{path}: Socket.trainable_modules holds parameters that are not the Network's")
+                raise ScorchError(f"{where} holds parameters that are not the Network's")
             if id(p) not in seen:
                 seen.add(id(p))
                 params.append(p)
         if not params:
-            raise ScorchError(f"{path}: Socket.trainable_modules has no parameters to train")
+            raise ScorchError(f"{where} has no parameters to train")
         self.trainable_params = params
         self.trainable_modules = modules
         self.network = network
+        self.host_metrics = False  # Socket.metrics gets CPU copies (its numpy code met CUDA tensors)
 
     @property
     def has_optimizer(self) -> bool:
-        """Whether the model file builds the optimizer itself (Socket.optimizer)."""
+        """Whether the model file builds the optimizer itself (Socket.optimizer, a method or an instance)."""
         return getattr(self.raw, "optimizer", None) is not None
 
     @property
     def has_scheduler(self) -> bool:
-        """Whether the model file sets the learning rate itself (Socket.scheduler)."""
+        """Whether the model file sets the learning rate itself (Socket.scheduler, a method or an instance)."""
         return getattr(self.raw, "scheduler", None) is not None
+
+    @property
+    def has_split_metrics(self) -> bool:
+        return callable(getattr(self.raw, "split_metrics", None))
+
+    @property
+    def has_visualize(self) -> bool:
+        return callable(getattr(self.raw, "visualize", None))
 
     def train_mode(self) -> None:
         """The trainable modules, and the modules that hold them (the Network itself, so that
@@ -210,29 +235,107 @@ class Socket:
         return self.raw.criterion(preds, targets)
 
     def metrics(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> dict[str, Any]:
-        return normalize_metrics(self.raw.metrics(preds, targets), f"{self.path}: Socket.metrics")
+        """Per-batch metrics of detached predictions (so that ``pred[0].numpy()`` works)."""
+        return self.named(self._call_metrics([p.detach() for p in preds], targets), "metrics")
+
+    def _call_metrics(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> Any:
+        if self.host_metrics:
+            return self.raw.metrics(_on_cpu(preds), _on_cpu(targets))
+        try:
+            return self.raw.metrics(preds, targets)
+        except TypeError as exc:
+            # numpy on CUDA tensors ("can't convert cuda:0 device type tensor to numpy"), as the original
+            # scorch's metrics were written: from now on they get CPU copies.
+            if "cuda" not in str(exc) or not any(isinstance(t, torch.Tensor) and t.is_cuda for t in [*preds, *targets]):
+                raise
+            self.host_metrics = True
+            log.info("%s: Socket.metrics converts tensors to numpy: it gets CPU copies of each batch", self.path)
+            return self.raw.metrics(_on_cpu(preds), _on_cpu(targets))
+
+    def split_metrics(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> dict[str, float]:
+        """Metrics of a whole split (every sample once, in dataset order), as plain floats."""
+        where = f"{self.path}: Socket.split_metrics"
+        values = self.named(call_user(where, self.raw.split_metrics, preds, targets), "split_metrics")
+        return {name: float(v) for name, v in values.items()}
+
+    def named(self, value: Any, method: str) -> dict[str, Any]:
+        """``value`` as name -> number (:func:`normalize_metrics`). A metric named ``loss`` is kept as
+        ``METHOD.loss`` (``metrics.loss``): the ``loss`` column is always the criterion's."""
+        out = normalize_metrics(value, f"{self.path}: Socket.{method}")
+        if "loss" not in out:
+            return out
+        kept = f"{method}.loss"
+        if kept in out:
+            raise ScorchError(f"{self.path}: Socket.{method} returned both 'loss' and {kept!r}, expected one of them "
+                              f"(a metric named 'loss' is recorded as {kept!r}, beside the criterion's loss)")
+        return {(kept if name == "loss" else name): v for name, v in out.items()}
+
+    def visualize(self, inputs: list[torch.Tensor], preds: list[torch.Tensor], targets: list[torch.Tensor]) -> Visuals:
+        where = f"{self.path}: Socket.visualize"
+        return check_visuals(call_user(where, self.raw.visualize, inputs, [p.detach() for p in preds], targets), where)
 
     def optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+        """The model file's optimizer: Socket.optimizer(params), or the instance Socket.optimizer is."""
         hook = getattr(self.raw, "optimizer", None)
         if hook is None:
             return None
-        opt = call_user(f"{self.path}: Socket.optimizer", hook, params)
+        where = f"{self.path}: Socket.optimizer"
+        if isinstance(hook, torch.optim.Optimizer):
+            self.check_optimizer(hook, where)
+            return hook
+        if not callable(hook):
+            raise ScorchError(f"{where} is {_describe(hook)}, expected a torch.optim.Optimizer (built in Socket.__init__) "
+                              "or a method optimizer(params) returning one")
+        opt = call_user(where, hook, params)
         if not isinstance(opt, torch.optim.Optimizer):
-            raise ScorchError(f"{self.path}: Socket.optimizer returned {_describe(opt)}, expected a torch.optim.Optimizer")
+            raise ScorchError(f"{where} returned {_describe(opt)}, expected a torch.optim.Optimizer")
         return opt
 
+    def check_optimizer(self, optimizer: torch.optim.Optimizer, where: str) -> None:
+        """Every parameter ``optimizer`` holds must be a trainable one (frozen ones get no gradient, and
+        Horovod's optimizer refuses parameters it is not told about)."""
+        trainable = {id(p) for p in self.trainable_params}
+        names = {id(p): n for n, p in self.network.named_parameters()}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if id(p) not in trainable:
+                    what = (f"{names[id(p)]!r}, which is outside Socket.{self.modules_attr} (frozen)" if id(p) in names
+                            else "a tensor that is not a parameter of the Network")
+                    raise ScorchError(f"{where} optimises {what}; expected an optimizer over the parameters of "
+                                      f"Socket.{self.modules_attr} only (e.g. self.{self.modules_attr}.parameters())")
+
     def scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        """Socket.scheduler(optimizer), or the instance Socket.scheduler is (over Socket.optimizer)."""
         hook = getattr(self.raw, "scheduler", None)
         if hook is None:
             return None
-        sched = call_user(f"{self.path}: Socket.scheduler", hook, optimizer)
-        if sched is not None and not (hasattr(sched, "step") and hasattr(sched, "state_dict")):
-            raise ScorchError(f"{self.path}: Socket.scheduler returned {_describe(sched)}, expected an LR scheduler or None")
+        where = f"{self.path}: Socket.scheduler"
+        if _is_scheduler(hook):
+            owner = getattr(hook, "optimizer", None)
+            if owner is not None and owner is not optimizer and owner is not getattr(self.raw, "optimizer", None):
+                raise ScorchError(f"{where} is attached to an optimizer that does not train; expected a scheduler of "
+                                  "Socket.optimizer (e.g. ReduceLROnPlateau(self.optimizer))")
+            return hook
+        if not callable(hook):
+            raise ScorchError(f"{where} is {_describe(hook)}, expected an LR scheduler (built in Socket.__init__) or "
+                              "a method scheduler(optimizer) returning one")
+        sched = call_user(where, hook, optimizer)
+        if sched is not None and not _is_scheduler(sched):
+            raise ScorchError(f"{where} returned {_describe(sched)}, expected an LR scheduler or None")
         return sched
 
 
+def _is_scheduler(value: Any) -> bool:
+    return not inspect.isroutine(value) and hasattr(value, "step") and hasattr(value, "state_dict")
+
+
+def _on_cpu(tensors: list[Any]) -> list[Any]:
+    return [t.cpu() if isinstance(t, torch.Tensor) else t for t in tensors]
+
+
 def normalize_metrics(value: Any, where: str) -> dict[str, Any]:
-    """dict name -> number; a list or tuple is named metric0, metric1, ..."""
+    """dict name -> number (a Python or numpy number, or a one-element tensor or array); a list or
+    tuple is named metric0, metric1, ..."""
     if value is None:
         return {}
     if isinstance(value, (list, tuple)):
@@ -243,6 +346,8 @@ def normalize_metrics(value: Any, where: str) -> dict[str, Any]:
     for name, v in value.items():
         if not isinstance(name, str) or not name or "/" in name or "," in name:
             raise ScorchError(f"{where}: metric name {name!r} must be a non-empty string without '/' or ','")
+        if isinstance(v, (np.ndarray, np.generic)) and v.dtype.kind in "biuf" and v.size == 1:
+            v = float(v.reshape(()))  # numpy scalars and one-element arrays, as the original scorch's metrics return
         if isinstance(v, torch.Tensor):
             if v.numel() != 1:
                 raise ScorchError(f"{where}: metric {name!r} is a {_describe(v)}, expected a number")
@@ -251,6 +356,43 @@ def normalize_metrics(value: Any, where: str) -> dict[str, Any]:
             raise ScorchError(f"{where}: metric {name!r} is a {_describe(v)}, expected a number")
         out[name] = v
     return out
+
+
+@dataclass(frozen=True)
+class Visuals:
+    """What Socket.visualize returned, checked: images (CPU tensors, CHW or HW) and texts by tag."""
+
+    images: dict[str, torch.Tensor]
+    texts: dict[str, str]
+
+
+def check_visuals(value: Any, where: str) -> Visuals:
+    """``{"images": {tag: tensor CHW or HW}, "texts": {tag: str}}``, either key optional (None: nothing)."""
+    expected = "expected a dict with 'images' ({tag: tensor CHW or HW}) and/or 'texts' ({tag: str})"
+    if value is None:
+        return Visuals({}, {})
+    if not isinstance(value, dict) or set(value) - {"images", "texts"}:
+        keys = f" with keys {sorted(map(str, value))}" if isinstance(value, dict) else ""
+        raise ScorchError(f"{where} returned {_describe(value)}{keys}, {expected}")
+    parts = {key: value.get(key) or {} for key in ("images", "texts")}
+    for key, part in parts.items():
+        if not isinstance(part, dict):
+            raise ScorchError(f"{where} returned {key!r} as {_describe(part)}, {expected}")
+        bad = next((tag for tag in part if not isinstance(tag, str) or not tag), None)
+        if bad is not None:
+            raise ScorchError(f"{where}: {key} tag {bad!r} is not a non-empty string, {expected}")
+    images = {}
+    for tag, image in parts["images"].items():
+        if isinstance(image, np.ndarray):
+            image = torch.from_numpy(image)
+        if not (isinstance(image, torch.Tensor) and (image.dim() == 2 or (image.dim() == 3 and image.shape[0] in (1, 3, 4)))):
+            raise ScorchError(f"{where}: image {tag!r} is {_describe(image)}, expected a tensor CHW (C = 1, 3 or 4) or HW")
+        images[tag] = image.detach().cpu()
+    texts = parts["texts"]
+    bad_text = next((tag for tag, text in texts.items() if not isinstance(text, str)), None)
+    if bad_text is not None:
+        raise ScorchError(f"{where}: text {bad_text!r} is {_describe(texts[bad_text])}, expected a str")
+    return Visuals(images, dict(texts))
 
 
 @dataclass

@@ -19,11 +19,12 @@ def rows(run_dir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """1 rank with batch 16, and 2 ranks under mpirun with batch 8 each: the same global batches."""
+    """1 rank with batch 16, and 2 ranks under mpirun with batch 8 each: the same global batches.
+    torch.distributed, so that the same ranks started by scorch's own launch compare bitwise."""
     root = tmp_path_factory.mktemp("runs")
     common = ["--epochs", "3", "--lr", "0.05", "--optimizer", "adam"]
     assert main(base_args(root, "one", "--batch-size", "16", *common)) == 0
-    out = scorch_train(base_args(root, "two", "--batch-size", "8", *common), np_=2)
+    out = scorch_train(base_args(root, "two", "--batch-size", "8", *common, "--backend", "torch"), np_=2)
     assert out.returncode == 0, out.stderr
     return root, out
 

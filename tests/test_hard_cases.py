@@ -106,20 +106,30 @@ def test_reported_validation_is_that_of_the_checkpointed_model(bn_run):
 
 @pytest.mark.mpi
 def test_a_head_that_forward_never_uses_trains_on_two_ranks(tmp_path):
-    out = scorch_train(untidy(tmp_path, "aux", "--batch-size", "16", "--epochs", "1", model=UNUSED), np_=2)
+    out = scorch_train(untidy(tmp_path, "aux", "--batch-size", "16", "--epochs", "1", "--backend", "torch", model=UNUSED), np_=2)
     assert out.returncode == 0, out.stderr
     assert "look for unused parameters" in out.stderr or "unused parameters" in out.stderr
 
 
 @pytest.mark.mpi
 def test_a_branch_not_taken_in_some_steps_is_one_clear_line_then_trains_with_the_flag(tmp_path):
-    args = untidy(tmp_path, "branch", "--batch-size", "16", "--epochs", "1", "--set", "model.unused='branch'", model=UNUSED)
+    # DistributedDataParallel's limitation (--backend torch); Horovod needs nothing (below).
+    args = untidy(tmp_path, "branch", "--batch-size", "16", "--epochs", "1", "--set", "model.unused='branch'",
+                  "--backend", "torch", model=UNUSED)
     out = scorch_train(args, np_=2, timeout=120)
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if "scorch-train" in line]
     assert lines and all("--find-unused-parameters" in line for line in lines), out.stderr
     out = scorch_train([*args, "--overwrite", "--find-unused-parameters"], np_=2)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.mpi
+def test_horovod_trains_a_branch_not_taken_in_some_steps_as_is(tmp_path):
+    args = untidy(tmp_path, "branch", "--batch-size", "16", "--epochs", "1", "--set", "model.unused='branch'", model=UNUSED)
+    out = scorch_train(args, np_=2, timeout=120)  # Horovod, mpirun's default
+    assert out.returncode == 0, out.stderr
+    assert "backend horovod" in out.stderr and "unused parameters" not in out.stderr
 
 
 def test_a_one_element_loss_of_shape_1_trains(tmp_path):

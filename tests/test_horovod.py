@@ -75,12 +75,15 @@ def test_horovodrun_trains_the_digits_example(tmp_path):
     assert float(rows(run)[-1]["valid/accuracy"]) > 0.9
 
 
-def test_scorch_backend_env_selects_horovod_under_mpirun(tmp_path):
-    out = scorch_train(base_args(tmp_path, "env", "--epochs", "1"), np_=2, extra_env={"SCORCH_BACKEND": "horovod"})
-    assert out.returncode == 0, out.stderr
-    assert meta(tmp_path / "env")["backend"] == "horovod"
+def test_mpirun_selects_horovod_unless_scorch_backend_says_torch(tmp_path):
+    # As the original scorch did: plain mpirun trains with Horovod's allreduce, and says why.
     out = scorch_train(base_args(tmp_path, "plain", "--epochs", "1"), np_=2)
-    assert meta(tmp_path / "plain")["backend"] == "torch"
+    assert out.returncode == 0, out.stderr
+    assert meta(tmp_path / "plain")["backend"] == "horovod"
+    assert "backend horovod (started by mpirun, Horovod importable)" in out.stderr
+    out = scorch_train(base_args(tmp_path, "env", "--epochs", "1"), np_=2, extra_env={"SCORCH_BACKEND": "torch"})
+    assert out.returncode == 0, out.stderr
+    assert meta(tmp_path / "env")["backend"] == "torch" and "backend torch (SCORCH_BACKEND=torch)" in out.stderr
 
 
 DROPOUT = dict(model=str(FIXTURES / "dropout_model.py"), dataset=str(FIXTURES / "noisy_dataset.py"))

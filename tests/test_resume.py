@@ -64,11 +64,13 @@ def test_a_different_seed_gives_different_weights(tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_resume_is_bitwise_exact_two_ranks_under_mpirun(tmp_path, kind):
+@pytest.mark.parametrize("kind, backend", [("tidy", "torch"), ("untidy", "auto")])  # auto: Horovod under mpirun
+def test_resume_is_bitwise_exact_two_ranks_under_mpirun(tmp_path, kind, backend):
+    # (tests/test_horovod.py: the tidy kind under Horovod.)
     for name, extra in (("whole", ["--epochs", "4"]), ("split", ["--epochs", "2"]), ("split", ["--epochs", "4", "--resume"])):
-        out = scorch_train(args(tmp_path, name, *extra, kind=kind), np_=2)
+        out = scorch_train(args(tmp_path, name, *extra, "--backend", backend, kind=kind), np_=2)
         assert out.returncode == 0, out.stderr
+        assert f"backend {'horovod' if backend == 'auto' else backend} (" in out.stderr
     assert_same_run(tmp_path / "whole", tmp_path / "split")
     ckpt = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
     assert len(ckpt["rng"]) == 2 and not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])

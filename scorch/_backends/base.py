@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, ContextManager
 
@@ -14,6 +15,7 @@ class Backend:
     """Single process: every collective is the identity. Backends for several ranks subclass it."""
 
     name = "none"
+    reason = ""  # why this backend was chosen, for the start line (distributed.choose_backend)
 
     def __init__(self, launch: LaunchInfo, device: torch.device):
         self.launch = launch
@@ -44,6 +46,33 @@ class Backend:
 
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         return tensor
+
+    def gather_rows(self, rows: torch.Tensor | None, sink: Callable[[int, torch.Tensor], object], dst: int = 0) -> None:
+        """Every rank's ``rows`` (a CPU tensor, or None for none) handed to ``sink(rank, rows)`` on rank
+        ``dst``, one rank at a time in rank order, so that ``dst`` can put each where it belongs and
+        drop it before the next arrives; other ranks hold at most one rank's rows at a time."""
+        metas = self.all_gather_object(None if rows is None else (tuple(rows.shape), rows.dtype))
+        for src, meta in enumerate(metas):
+            if meta is None:
+                continue
+            if src == dst:
+                if self.rank == dst:
+                    sink(src, rows)  # type: ignore[arg-type]
+                continue
+            shape, dtype = meta
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes == 0:  # nothing to send: an empty tensor of that shape
+                if self.rank == dst:
+                    sink(src, torch.empty(shape, dtype=dtype))
+                continue
+            mine = _as_bytes(rows) if self.rank == src and rows is not None else None
+            received = self._pass_bytes(mine, nbytes, src, dst)
+            if received is not None:
+                sink(src, received.view(dtype).reshape(shape))
+
+    def _pass_bytes(self, data: torch.Tensor | None, nbytes: int, src: int, dst: int) -> torch.Tensor | None:
+        """Rank ``src``'s ``data`` (1-D uint8) on rank ``dst``; every rank calls it."""
+        raise NotImplementedError("a single process has nobody to pass bytes to")
 
     # --- training hooks ---------------------------------------------------
     def wrap_model(self, model: torch.nn.Module, find_unused: bool = False) -> torch.nn.Module:
@@ -97,3 +126,8 @@ class Backend:
         """Called by every rank of a successful run whose process ends right after: wait for the
         other ranks and stop background work; the rest of the teardown is the process exit's."""
         self.shutdown()
+
+
+def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's memory as a flat uint8 tensor: any dtype travels as bytes."""
+    return tensor.contiguous().reshape(-1).view(torch.uint8)

@@ -62,6 +62,12 @@ class HorovodBackend(Backend):
         ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
         return self.hvd.allreduce_(tensor, op=ops[op])
 
+    def _pass_bytes(self, data: torch.Tensor | None, nbytes: int, src: int, dst: int) -> torch.Tensor | None:
+        # Horovod has no point-to-point: a broadcast from src, which every rank other than dst drops.
+        buffer = data if self.rank == src else torch.empty(nbytes, dtype=torch.uint8)
+        received = self.hvd.broadcast(buffer, root_rank=src, name=self._name("rows"))
+        return received if self.rank == dst else None
+
     def wrap_optimizer(
         self,
         optimizer: torch.optim.Optimizer,

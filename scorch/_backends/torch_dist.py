@@ -65,6 +65,18 @@ class TorchBackend(Backend):
         tdist.all_reduce(tensor, op=_OPS[op])
         return tensor
 
+    def _pass_bytes(self, data: torch.Tensor | None, nbytes: int, src: int, dst: int) -> torch.Tensor | None:
+        # Point to point over the gloo group of CPU traffic: only src and dst take part.
+        if self.rank == src:
+            assert data is not None
+            tdist.send(data, dst, group=self._control)
+            return None
+        if self.rank == dst:
+            buffer = torch.empty(nbytes, dtype=torch.uint8)
+            tdist.recv(buffer, src, group=self._control)
+            return buffer
+        return None
+
     def wrap_model(self, model: torch.nn.Module, find_unused: bool = False) -> torch.nn.Module:
         # DDP broadcasts rank 0's parameters and buffers at construction.
         device_ids = [self.device.index] if self.device.type == "cuda" else None

@@ -82,10 +82,10 @@ class LaunchEnvironment:
         )
 
     # --- choosing the backend ------------------------------------------------
-    def auto_backend(self) -> str:
-        """What ``--backend auto`` means under this launcher, as rank 0 sees it (before the
-        import check); :meth:`agree` makes every rank take rank 0's answer."""
-        return "torch"
+    def auto_backend(self) -> tuple[str, str]:
+        """What ``--backend auto`` means under this launcher, and why, as rank 0 sees it (before
+        checking that Horovod can run); :meth:`agree` makes every rank take rank 0's answer."""
+        return "torch", f"started by {self.name}" if self.world_size > 1 else "a single process"
 
     def agree(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank, before any process group exists. Launchers without

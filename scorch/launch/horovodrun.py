@@ -1,4 +1,4 @@
-"""horovodrun in MPI mode: mpirun underneath, but ``--backend auto`` means Horovod."""
+"""horovodrun in MPI mode: mpirun underneath (``--backend auto`` means Horovod under both)."""
 from __future__ import annotations
 
 import os
@@ -21,9 +21,6 @@ class HorovodrunEnvironment(MpirunEnvironment):
             or os.path.basename(env.get("_", "")) == "horovodrun"
             or (env is os.environ and started_by("horovodrun"))
         )
-
-    def auto_backend(self) -> str:
-        return "horovod"
 
 
 def started_by(program: str, depth: int = 8) -> bool:

@@ -40,8 +40,13 @@ class MpirunEnvironment(LaunchEnvironment):
         shared = cast(tuple[str, str], mpi_broadcast(mine))
         return Rendezvous(shared[0], int(shared[1]))
 
-    def auto_backend(self) -> str:
-        return "horovod" if self.env.get("SCORCH_BACKEND", "").lower() == "horovod" else "torch"
+    def auto_backend(self) -> tuple[str, str]:
+        """Horovod, the engine the original scorch ran under mpirun (horovodrun is mpirun too), unless
+        SCORCH_BACKEND says torch or horovod."""
+        chosen = self.env.get("SCORCH_BACKEND", "").lower()
+        if chosen in ("torch", "horovod"):
+            return chosen, f"SCORCH_BACKEND={chosen}"
+        return "horovod", f"started by {self.name}"
 
     def agree(self, value: Any) -> Any:
         return mpi_broadcast(value) if self.world_size > 1 else value

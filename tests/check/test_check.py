@@ -51,11 +51,13 @@ def test_digits_example_passes_every_check_as_a_console_script() -> None:
     proc = scorch_check("--model", DIGITS_MODEL, "--dataset", DIGITS_DATASET)
     assert proc.returncode == 0, proc.stderr
     table = lines(proc.stdout)
-    assert list(table) == ALL_CHECKS
+    at = ALL_CHECKS.index("model.metrics") + 1  # the digits' Socket has split_metrics and visualize
+    assert list(table) == [*ALL_CHECKS[:at], "model.split_metrics", "model.visualize", *ALL_CHECKS[at:]]
     assert {status for status, _ in table.values()} == {"PASS"}
     assert "inputs [(8, 1, 8, 8)], targets [(8,)]" in table["dataset.collate"][1]
     assert "[(8, 10)]" in table["model.forward"][1]
-    assert proc.stdout.splitlines()[-1] == "scorch-check: 20 passed, 0 failed, 0 skipped"
+    assert table["model.visualize"] == ("PASS", "1 image (digits (8, 64)), 1 text (target:guess)")
+    assert proc.stdout.splitlines()[-1] == "scorch-check: 22 passed, 0 failed, 0 skipped"
     assert proc.stderr == ""
 
 

@@ -78,8 +78,9 @@ def test_model_notebook(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) -> No
     nb = run_notebook("2_model_check.ipynb", kernel_dir, monkeypatch)
     out = text_of(nb)
     assert "PASS  model.gradients" in out and "float32 (8, 10)" in out and "head.3.weight" in out
-    assert out.rstrip().endswith("18 passed, 0 failed, 0 skipped")
-    assert images_in(nb) == 1  # gradient norms
+    assert "split_metrics on a sample of the valid split: {'macro_f1': " in out and "text 'target:guess': " in out
+    assert out.rstrip().endswith("20 passed, 0 failed, 0 skipped")  # with model.split_metrics and model.visualize
+    assert images_in(nb) == 2  # visualize's digits, gradient norms
 
 
 def test_training_notebook(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,5 +88,6 @@ def test_training_notebook(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     out = text_of(nb)
     assert "PASS  train.overfit" in out and "PASS  checkpoint.roundtrip" in out
     assert "metrics on the batch: {'accuracy': 1.0}" in out
-    assert out.rstrip().endswith("20 passed, 0 failed, 0 skipped")
+    assert "split_metrics on the batch: {'macro_f1': " in out
+    assert out.rstrip().endswith("22 passed, 0 failed, 0 skipped")  # with model.split_metrics and model.visualize
     assert images_in(nb) == 1  # the loss curve

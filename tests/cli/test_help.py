@@ -5,11 +5,12 @@ import re
 
 import pytest
 
-from scorch.cli import check, gen, init, report, sweep, train
+from scorch.cli import check, gen, init, report, sweep, test, train
 from tests.helpers import scorch_train
 
 HELPS = {
-    "scorch-train": (train, []), "scorch-sweep": (sweep, []), "scorch-check": (check, []), "scorch-init": (init, []),
+    "scorch-train": (train, []), "scorch-test": (test, []),
+    "scorch-sweep": (sweep, []), "scorch-check": (check, []), "scorch-init": (init, []),
     "scorch-report": (report, []), "scorch-gen": (gen, []), "scorch-gen generate": (gen, ["generate"]),
     "scorch-gen list": (gen, ["list"]), "scorch-gen move": (gen, ["move"]), "scorch-gen need": (gen, ["need"]),
 }

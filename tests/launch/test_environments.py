@@ -1,5 +1,8 @@
 """Each launch environment, from its variables: detection, rank facts, rendezvous, backend choice."""
+import sys
+
 import pytest
+import torch
 
 from scorch import launch
 from scorch.distributed import choose_backend
@@ -68,20 +71,41 @@ def test_torchrun_variables_without_master_address_are_one_clear_error():
         launch.detect(env).rendezvous()
 
 
-@pytest.mark.parametrize("env", [{}, TORCHRUN, SRUN, {**SRUN, "SCORCH_BACKEND": "horovod"}])
-def test_auto_backend_is_torch_outside_mpi(env):
-    assert choose_backend("auto", launch.detect(env)) == "torch"
-    assert choose_backend("horovod", launch.detect(env)) == "horovod"
+@pytest.mark.parametrize("env, why", [({}, "a single process"), (TORCHRUN, "started by torchrun"),
+                                      (SRUN, "started by srun"), ({**SRUN, "SCORCH_BACKEND": "horovod"}, "started by srun")])
+def test_auto_backend_is_torch_outside_mpi(env, why):
+    assert choose_backend("auto", launch.detect(env)) == ("torch", why)
+    assert choose_backend("horovod", launch.detect(env)) == ("horovod", "--backend horovod")
+
+
+MPI_RANK0 = {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1"}
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1"}, "torch"),
-    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1", "SCORCH_BACKEND": "Horovod"}, "horovod"),
-    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1", "HOROVOD_RANK": "0"}, "horovod"),
+    (MPI_RANK0, ("horovod", "started by mpirun, Horovod importable")),  # the original scorch's engine under mpirun
+    ({**MPI_RANK0, "SCORCH_BACKEND": "Horovod"}, ("horovod", "SCORCH_BACKEND=horovod, Horovod importable")),
+    ({**MPI_RANK0, "SCORCH_BACKEND": "torch"}, ("torch", "SCORCH_BACKEND=torch")),
+    ({**MPI_RANK0, "HOROVOD_RANK": "0"}, ("horovod", "started by horovodrun, Horovod importable")),
 ])
 def test_auto_backend_under_mpi(env, expected):
     pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
     assert choose_backend("auto", launch.detect(env)) == expected
+    assert choose_backend("torch", launch.detect(env)) == ("torch", "--backend torch")
+
+
+def test_auto_backend_under_mpi_without_horovod_is_torch_saying_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "horovod.torch", None)  # as if Horovod were not installed: import fails
+    name, why = choose_backend("auto", launch.detect(MPI_RANK0))
+    assert name == "torch" and why.startswith("started by mpirun, but Horovod is not importable (ModuleNotFoundError: ")
+
+
+def test_auto_backend_on_a_gpu_needs_horovod_built_with_nccl():
+    hvd = pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
+    name, why = choose_backend("auto", launch.detect(MPI_RANK0), torch.device("cuda", 0))
+    if hvd.nccl_built():
+        assert name == "horovod"
+    else:  # this machine's Horovod (CPU): a GPU run would get torch.distributed, saying why
+        assert (name, why) == ("torch", "started by mpirun, but this Horovod was built without NCCL, which a GPU run needs")
 
 
 def test_slurm_nodelist_first_host():

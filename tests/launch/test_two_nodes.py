@@ -88,7 +88,8 @@ def test_torchrun_two_agents_c10d(two_hosts, one_rank, tmp_path):
 
 
 @pytest.mark.mpi
-def test_mpirun_two_hosts_through_a_local_launch_agent(two_hosts, one_rank, tmp_path):
+@pytest.mark.parametrize("backend, expected", [("auto", "horovod"), ("torch", "torch")])  # Horovod is mpirun's default
+def test_mpirun_two_hosts_through_a_local_launch_agent(two_hosts, one_rank, tmp_path, backend, expected):
     a, b = two_hosts
     # Open MPI starts its daemon on the second host with "AGENT HOST COMMAND": run it inside host b.
     agent = tmp_path / "rsh-into-host-b"
@@ -103,11 +104,11 @@ def test_mpirun_two_hosts_through_a_local_launch_agent(two_hosts, one_rank, tmp_
     cmd = ["mpirun", "-np", "2", "--host", f"{a.addr}:1,{b.addr}:1", "--mca", "plm_rsh_agent", str(agent),
            "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", subnet, "--mca", "oob_tcp_if_include", subnet,
            "--bind-to", "none", "-x", "PATH", "-x", "PYTHONUNBUFFERED",
-           SCORCH, *train_args(tmp_path, "job", GLOBAL_BATCH // 2)]
+           SCORCH, *train_args(tmp_path, "job", GLOBAL_BATCH // 2, "--backend", backend)]
     [(code, _, err)] = finish([a.start(cmd, env())])
     assert code == 0, err
     meta = check_two_nodes(tmp_path / "job", one_rank, 1, [a.hostname, b.hostname])
-    assert (meta["launcher"], meta["backend"]) == ("mpirun", "torch")
+    assert (meta["launcher"], meta["backend"]) == ("mpirun", expected)
 
 
 @pytest.fixture(scope="module")

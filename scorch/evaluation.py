@@ -1,0 +1,249 @@
+"""Whole-split evaluation: every sample's outputs gathered to rank 0 in dataset order, for
+``Socket.split_metrics`` and for the predictions of ``scorch-test``; ``Socket.visualize`` on the
+first validation batch; and the evaluation of a checkpoint on a split (``scorch-test``,
+``scorch-train --test``).
+
+The gather: each rank holds an unpadded shard of the split (:class:`scorch.data.ShardSampler`:
+rank r has the samples r, r + W, ...), keeps its outputs on the CPU, and hands them to rank 0
+one rank at a time (:meth:`scorch.distributed` backends' ``gather_rows``), which puts each row
+where its sample belongs. Rank 0 holds one copy of the split's outputs, the other ranks their own
+shard; rank 0 computes and every rank gets the results by broadcast, so every rank's row is the
+same. Every rank calls every collective here, in the same order.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, data
+from ._atomic import atomic_open, user_facing, write_json
+from ._backends.base import Backend
+from .errors import ScorchError
+from .state import MetricTotals
+from .userfiles import Socket, Visuals
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "valid")
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def agree(backend: Backend, compute: Callable[[], Any]) -> Any:
+    """Rank 0's ``compute()`` on every rank; its ScorchError is raised on every rank alike."""
+    outcome: tuple[str, Any] = ("ok", None)
+    if backend.rank == 0:
+        try:
+            outcome = ("ok", compute())
+        except ScorchError as exc:
+            outcome = ("error", str(exc))
+    kind, value = backend.broadcast_object(outcome)
+    if kind == "error":
+        raise ScorchError(value)
+    return value
+
+
+class SplitOutputs:
+    """This rank's outputs (and targets) of one evaluation, batch by batch, on the CPU (half
+    precision as float32, so that numpy takes them); :meth:`gather` puts the whole split on rank 0."""
+
+    def __init__(self, targets: bool):
+        self.keep_targets = targets
+        self.batches: list[list[torch.Tensor]] = []  # per batch: its outputs, then its targets
+        self.n_preds = 0
+        self.preds: list[torch.Tensor] = []  # after gather, on rank 0: one tensor per output, a row per sample
+        self.targets: list[torch.Tensor] = []
+
+    def add(self, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+        self.n_preds = len(preds)
+        self.batches.append(_host([*preds, *(targets if self.keep_targets else [])]))
+
+    def gather(self, backend: Backend, indices: list[int], length: int, where: str) -> None:
+        """Rank 0 ends with every sample's rows in dataset order; ``indices``: this rank's samples,
+        in the order its batches came. Problems (shapes that do not join) raise on every rank alike."""
+        local, problem = self._joined(len(indices), where)
+        metas = backend.all_gather_object(problem or (self.n_preds, [(tuple(t.shape[1:]), t.dtype) for t in local]))
+        problem = next((m for m in metas if isinstance(m, str)), None)
+        if problem is not None:
+            raise ScorchError(problem)
+        n_preds, shapes = next(m for m in metas if m[1])  # rank 0 holds sample 0
+        other = next((m[1] for m in metas if m[1] and m[1] != shapes), None)
+        if other is not None:
+            raise ScorchError(f"{where}: the ranks' outputs have shapes (beyond the sample dimension) and dtypes "
+                              f"{shapes} and {other}; expected one shape and dtype per position")
+        shards: list[torch.Tensor] = []  # rank 0: each rank's sample indices, in rank order
+        backend.gather_rows(torch.tensor(indices, dtype=torch.int64) if indices else None, lambda _, t: shards.append(t))
+        if backend.rank == 0:
+            seen = torch.zeros(length, dtype=torch.int64).index_add_(0, torch.cat(shards), torch.ones(length, dtype=torch.int64))
+            assert bool((seen == 1).all()), "the ranks' shards do not cover the split once"
+        full = [self._place(backend, local[i] if local else None, shards, length, shape, dtype)
+                for i, (shape, dtype) in enumerate(shapes)]
+        self.batches = []
+        if backend.rank == 0:
+            self.preds, self.targets = full[:n_preds], full[n_preds:]
+
+    @staticmethod
+    def _place(backend: Backend, rows: torch.Tensor | None, shards: list[torch.Tensor], length: int,
+               shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """Every rank's ``rows`` at their samples' positions in one tensor on rank 0."""
+        out = torch.empty((length, *shape), dtype=dtype) if backend.rank == 0 else torch.empty(0)
+        order = iter(shards)
+        backend.gather_rows(rows, lambda _, t: out.index_copy_(0, next(order), t))
+        return out
+
+    def joined(self, count: int, where: str) -> list[torch.Tensor]:
+        """This rank's batches joined per position: its outputs, then its targets."""
+        joined, problem = self._joined(count, where)
+        if problem is not None:
+            raise ScorchError(problem)
+        return joined
+
+    def _joined(self, count: int, where: str) -> tuple[list[torch.Tensor], str | None]:
+        """This rank's batches joined per position (outputs, then targets), or why they cannot be."""
+        if not self.batches:
+            return [], None
+        joined = []
+        for i in range(len(self.batches[0])):
+            what = f"Network.forward's output {i}" if i < self.n_preds else f"DataSet target {i - self.n_preds}"
+            try:
+                tensor = torch.cat([batch[i] for batch in self.batches])
+            except (RuntimeError, IndexError) as exc:
+                return [], (f"{where}: {what} cannot be joined over the split's batches ({str(exc).splitlines()[0]}); "
+                            "expected one shape per position, the samples along the first dimension")
+            if tensor.shape[0] != count:
+                return [], (f"{where}: {what} has {tensor.shape[0]} rows for {count} samples; expected one row per "
+                            "sample (the first dimension is the batch)")
+            joined.append(tensor)
+        return joined, None
+
+
+def _host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    out = []
+    for t in tensors:
+        t = t.detach().cpu()
+        out.append(t.float() if t.dtype in LOW_PRECISION else t)
+    return out
+
+
+def split_results(backend: Backend, socket: Socket, outputs: SplitOutputs, prefix: str,
+                  metric_names: list[str]) -> dict[str, float]:
+    """``prefix/NAME`` for each value of Socket.split_metrics on the whole split (computed on rank 0)."""
+
+    def compute() -> dict[str, float]:
+        values = socket.split_metrics(outputs.preds, outputs.targets)
+        clash = next((name for name in values if name in metric_names), None)
+        if clash is not None:
+            raise ScorchError(f"{socket.path}: Socket.split_metrics returned {clash!r}, which Socket.metrics returns "
+                              f"too; expected names of their own (both are columns {prefix}/NAME)")
+        return values
+
+    return {f"{prefix}/{name}": value for name, value in agree(backend, compute).items()}
+
+
+class Visualizer:
+    """Socket.visualize on rank 0's first validation batch of each epoch, written to TensorBoard
+    with the epoch as step. Built on every rank; rank 0 alone calls the user's method. Once the
+    pre-flight call has passed (an error there stops the run), an error is one warning line naming
+    the method: a picture does not end a run."""
+
+    def __init__(self, socket: Socket, tensorboard: Any, rank0: bool):
+        self.socket, self.tensorboard = socket, tensorboard
+        self.enabled = rank0 and socket.has_visualize
+
+    def first_batch(self, epoch: int) -> Callable[[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]], None] | None:
+        """What evaluate calls with the first batch of epoch ``epoch``'s validation (None: nothing)."""
+        if not self.enabled:
+            return None
+
+        def show(inputs: list[torch.Tensor], preds: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+            try:
+                visuals: Visuals = self.socket.visualize(inputs, preds, targets)
+                self.tensorboard.log_visuals(visuals, epoch)
+            except ScorchError as exc:
+                log.warning("%s (epoch %d: no visualisation)", exc, epoch)
+            except (ValueError, TypeError, RuntimeError) as exc:  # tensorboardX refused an image or a text
+                log.warning("%s: Socket.visualize's images and texts could not be written to TensorBoard (%s: %s); "
+                            "epoch %d has none", self.socket.path, type(exc).__name__, exc, epoch)
+
+        return show
+
+
+# ---- a checkpoint on a split: scorch-test and scorch-train --test ---------------------------------
+
+@dataclass
+class Evaluation:
+    """What evaluating a checkpoint on a split needs; the Network is on the backend's device."""
+
+    backend: Backend
+    network: torch.nn.Module
+    socket: Socket
+    dataset: Any
+    split: str
+    model_path: str
+    dataset_path: str  # the dataset file, for error messages
+    batch_size: int
+    workers: int
+    autocast: Callable[[], Any]
+
+
+def evaluate_checkpoint(ev: Evaluation, path: Path, label: str, out_dir: Path, predictions: bool) -> dict[str, Any]:
+    """Load ``path`` into the Network, evaluate the split on every rank (exact metrics: per-batch
+    means over every sample once, and Socket.split_metrics on the whole split), and have rank 0
+    write ``out_dir/<split>-<label>.json`` (and, with ``predictions``, ``-predictions.pt``)."""
+    from .build import eval_metric_names
+    from .loop import evaluate
+    from .preempt import StopSignal
+
+    state = checkpoint.load(path)
+    checkpoint.check_fits(ev.network, state["model"], f"{ev.model_path}: Network (checkpoint {path})")
+    ev.network.load_state_dict(state["model"])
+    where = f"{ev.dataset_path}: DataSet.__getitem__ (mode={ev.split!r})"
+    names = eval_metric_names(ev.network, ev.socket, ev.dataset, ev.batch_size, ev.backend.device, where, ev.split)
+    loader = data.eval_loader(ev.dataset, ev.batch_size, ev.backend.rank, ev.backend.world_size, ev.workers,
+                              ev.backend.device.type == "cuda", where)
+    totals = MetricTotals(names, ev.backend.device, f"{ev.model_path}: Socket.metrics")
+    outputs = SplitOutputs(targets=ev.socket.has_split_metrics) if predictions else None
+    means = evaluate(ev.backend, ev.network, ev.socket, loader, ev.autocast, totals, StopSignal(), 0, ev.split,
+                     outputs=outputs)
+    assert means is not None  # nothing polls for a stop here
+    stem = out_dir / f"{ev.split}-{label}"
+    result: dict[str, Any] = {"split": ev.split, "checkpoint": str(path), "epoch": int(state["epoch"]),
+                              "step": int(state["step"]), "samples": len(ev.dataset), "world_size": ev.backend.world_size,
+                              **means, "file": f"{stem}.json"}
+    if outputs is not None:
+        result["predictions"] = f"{stem}-predictions.pt"
+    if ev.backend.rank == 0:
+        with user_facing(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if outputs is not None:
+            _save_predictions(Path(result["predictions"]), outputs.preds)
+        with user_facing(result["file"]):
+            write_json(result["file"], result)
+    return result
+
+
+def _save_predictions(path: Path, preds: list[torch.Tensor]) -> None:
+    """``{"outputs": [a tensor per Network output, a row per sample in dataset order], "index": LongTensor}``,
+    loadable with ``torch.load(path, weights_only=True)``."""
+    length = preds[0].shape[0] if preds else 0
+    with user_facing(path), atomic_open(path, "wb") as f:
+        torch.save({"outputs": preds, "index": torch.arange(length, dtype=torch.int64)}, f)
+
+
+def test_after_training(ev: Evaluation, run_dir: Path) -> dict[str, Any]:
+    """``scorch-train --test``: best.pt (last.pt if no epoch was ever the best) on the test split."""
+    ev.backend.barrier()  # rank 0 has written the last checkpoints before any rank reads them
+    best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
+    path, label = (best, "best") if best.is_file() else (last, "last")
+    if label == "last":
+        log.warning("--test: no best.pt (no epoch was ever the best, e.g. a monitored value that was always NaN); "
+                    "testing last.pt")
+    result = evaluate_checkpoint(ev, path, label, run_dir / "eval", predictions=False)
+    log.info("test (%s, epoch %d, %d samples): %s", path.name, result["epoch"], result["samples"],
+             "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("test/")))
+    log.info("wrote %s", result["file"])
+    return result
