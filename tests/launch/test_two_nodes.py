@@ -64,7 +64,7 @@ def test_scorch_nnodes_2_on_two_hosts(two_hosts, one_rank, tmp_path, per_node, f
         assert f"starting {world} ranks on 2 nodes" in err
         assert f"ranks talk to the other nodes over {host.ifname}" in err  # the names do not resolve
         restarts = [line for line in err.splitlines() if "restart 1 of 1" in line]
-        assert restarts == (["scorch: rank 1 (exit code 1) failed on node 0; restart 1 of 1: every rank starts "
+        assert restarts == (["scorch: rank 1 (exit code 2) failed on node 0; restart 1 of 1: every rank starts "
                              "again from the last checkpoint"] if fail_once else [])
     if fail_once:
         assert len(meta["sessions"]) == 2 and meta["resumed_from_epoch"] == 1
