@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import torch
@@ -69,7 +70,8 @@ def resolve_device(requested: str, local_rank: int) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ScorchError("--device cuda: no CUDA device is visible to this process (torch.cuda.is_available() is False); use --device cpu or auto")
+        raise ScorchError("--device cuda: no CUDA device is visible to this process (torch.cuda.is_available() is "
+                          "False); use --device cpu or auto")
     index = local_rank % torch.cuda.device_count()
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
@@ -184,6 +186,21 @@ def barrier() -> None:
 def broadcast(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s (picklable) object, on every rank."""
     return _backend.broadcast_object(obj, src)
+
+
+def decide(compute: Callable[[], Any]) -> Any:
+    """Rank 0's ``compute()`` (it reads files, say) on every rank; a ScorchError it raises is raised
+    on every rank alike, so that no rank waits in a collective its peers left."""
+    outcome: tuple[str, Any] = ("ok", None)
+    if _backend.rank == 0:
+        try:
+            outcome = ("ok", compute())
+        except ScorchError as exc:
+            outcome = ("error", str(exc))
+    kind, value = _backend.broadcast_object(outcome)
+    if kind == "error":
+        raise ScorchError(value)
+    return value
 
 
 def all_gather(obj: Any) -> list[Any]:

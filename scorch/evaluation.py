@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, data
+from . import checkpoint, data, distributed as dist
 from ._atomic import atomic_open, user_facing, write_json
 from ._backends.base import Backend
 from .errors import ScorchError
@@ -31,20 +31,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("test", "valid")
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def agree(backend: Backend, compute: Callable[[], Any]) -> Any:
-    """Rank 0's ``compute()`` on every rank; its ScorchError is raised on every rank alike."""
-    outcome: tuple[str, Any] = ("ok", None)
-    if backend.rank == 0:
-        try:
-            outcome = ("ok", compute())
-        except ScorchError as exc:
-            outcome = ("error", str(exc))
-    kind, value = backend.broadcast_object(outcome)
-    if kind == "error":
-        raise ScorchError(value)
-    return value
 
 
 class SplitOutputs:
@@ -141,7 +127,7 @@ def split_results(backend: Backend, socket: Socket, outputs: SplitOutputs, prefi
                               f"too; expected names of their own (both are columns {prefix}/NAME)")
         return values
 
-    return {f"{prefix}/{name}": value for name, value in agree(backend, compute).items()}
+    return {f"{prefix}/{name}": value for name, value in dist.decide(compute).items()}
 
 
 class Visualizer:

@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -61,12 +61,12 @@ def train(config: TrainConfig) -> RunResult:
 
     parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
     run_dir = RunDir(parts.config.run_dir, rank0)
-    _agree(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume), rank0)
+    dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
     state = _state(parts, resumed)
     epochs_done = state.cursor.epoch
-    rows = _agree(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done), rank0)
-    previous_meta = _agree(run_dir.read_meta, rank0) if resumed is not None else {}
+    rows = dist.decide(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done))
+    previous_meta = dist.decide(run_dir.read_meta) if resumed is not None else {}
 
     placements = dist.all_gather(dist.placement())  # every rank's host, node and local rank
     run_dir.create(overwrite=config.overwrite)
@@ -78,20 +78,6 @@ def train(config: TrainConfig) -> RunResult:
         raise
     finally:
         run_dir.detach_log()
-
-
-def _agree(check: Callable[[], Any], rank0: bool) -> Any:
-    """Rank 0 runs ``check`` (it reads files); its result, or its error, reaches every rank."""
-    outcome: tuple[str, Any] = ("ok", None)
-    if rank0:
-        try:
-            outcome = ("ok", check())
-        except ScorchError as exc:
-            outcome = ("error", str(exc))
-    kind, value = dist.broadcast(outcome)
-    if kind == "error":
-        raise ScorchError(value)
-    return value
 
 
 def _state(parts: Parts, resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
@@ -132,7 +118,7 @@ class Session:
     valid_loader: Any
     history: History
     tb: TensorBoard
-    saver: "Saver"
+    saver: Saver
     guard: NanGuard
     meta: dict[str, Any]
     saved_totals: list[dict[str, Any]] | None = None  # a resumed epoch's metric sums, one per saved rank
