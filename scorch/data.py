@@ -1,6 +1,8 @@
 """Batches from user DataSets: collation per list position and rank sharding."""
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import random
 import sys
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 from .errors import ScorchError
-from .userfiles import check_item
+from .userfiles import USER_MODULES, check_item, import_user_modules
 
 Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
 
@@ -208,6 +210,22 @@ class SampleError(ScorchError):
         super().__init__(message)
 
 
+class _UserModules:
+    """Pickled ahead of a user's dataset: unpickling it imports the user's files by path in a process
+    that does not have them (:func:`scorch.userfiles.import_user_modules`)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _imported, (dict(USER_MODULES),)
+
+
+def _imported(modules: dict[str, tuple[str, str]]) -> None:
+    import_user_modules(modules)
+
+
+def _seeded_items(_: None, dataset: Any, where: str) -> SeededItems:
+    return SeededItems(dataset, where)
+
+
 class SeededItems:
     """A user DataSet behind a DataLoader: in a worker, each batch is loaded after reseeding the
     global RNGs with the batch's seed; in the main process (``--workers 0``) the RNGs are left
@@ -215,6 +233,12 @@ class SeededItems:
 
     def __init__(self, dataset: Any, where: str):
         self.dataset, self.where = dataset, where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A worker started by spawn or forkserver unpickles the dataset in a fresh interpreter, where
+        # the user's file (imported by path under a synthetic name) is unknown. The first argument
+        # is unpickled first, and importing the user's files is what unpickling it does.
+        return _seeded_items, (_UserModules(), self.dataset, self.where)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -239,7 +263,18 @@ class SeededItems:
             raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
 
 
-def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str) -> DataLoader:
+def worker_context(start_method: str, workers: int) -> multiprocessing.context.BaseContext | None:
+    """How DataLoader workers start (None: no workers). Under ``forkserver`` the server imports torch
+    and scorch once, so that each worker starts from a fork of it (a process without threads)."""
+    if workers == 0:
+        return None
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(["scorch.data"])  # type: ignore[attr-defined]
+    return context
+
+
+def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str, start_method: str = "forkserver") -> DataLoader:
     """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
     return DataLoader(
         SeededItems(dataset, where),
@@ -249,6 +284,7 @@ def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str) -> Da
         pin_memory=pin_memory,
         persistent_workers=False,  # workers start afresh each epoch
         generator=torch.Generator(),
+        multiprocessing_context=worker_context(start_method, workers),
     )
 
 
@@ -259,7 +295,8 @@ def set_plan(loader: DataLoader, plan: EpochPlan) -> None:
     loader.generator.manual_seed(plan.epoch_seed)
 
 
-def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str) -> DataLoader:
+def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str,
+                start_method: str = "forkserver") -> DataLoader:
     """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
     return DataLoader(
         SeededItems(dataset, where),
@@ -270,6 +307,7 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
         pin_memory=pin_memory,
         persistent_workers=False,
         generator=torch.Generator(),
+        multiprocessing_context=worker_context(start_method, workers),
     )
 
 

@@ -320,11 +320,11 @@ def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
     backend = parts.backend
     pin = parts.device.type == "cuda"
     where = f"{config.dataset}: DataSet.__getitem__ (mode={{!r}})"
-    loader = data.train_loader(parts.train_set, config.workers, pin, where.format("train"))
+    loader = data.train_loader(parts.train_set, config.workers, pin, where.format("train"), config.worker_start)
     valid_loader = None
     if parts.valid_set is not None:
         valid_loader = data.eval_loader(parts.valid_set, config.batch_size, backend.rank, backend.world_size,
-                                        config.workers, pin, where.format("valid"))
+                                        config.workers, pin, where.format("valid"), config.worker_start)
     return loader, valid_loader
 
 
