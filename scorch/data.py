@@ -5,8 +5,9 @@ import multiprocessing
 import multiprocessing.context
 import random
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler, get_worker_info
