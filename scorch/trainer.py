@@ -26,6 +26,7 @@ from .preempt import StopSignal
 from .progress import Progress
 from .rundir import RunDir, prepare_target, session_meta
 from .state import Cursor, LoopState, MetricTotals
+from .steplog import StepLog
 from .tb import TensorBoard
 
 log = logging.getLogger(__name__)
@@ -166,11 +167,14 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     find_unused = parts.unused_parameters or config.find_unused_parameters
     model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
     backend.broadcast_training_state(network, state.optimizer)
-    ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
-                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
-    loader, valid_loader = _loaders(config, parts)
     rank0 = backend.rank == 0
-    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None)
+    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None,
+                     step_purge=cursor.step + 1 if resumed is not None else None)
+    step_log = StepLog(config.log_every, parts.metric_names, backend, state.optimizer, tb,
+                       f"{config.model}: Socket.metrics") if config.log_every else None
+    ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", step_log=step_log)
+    loader, valid_loader = _loaders(config, parts)
     log.info("training %s on %s: %d rank(s), backend %s, %d train / %d valid samples, %d per step, monitor %s (%s)",
              run_dir.path, backend.device, backend.world_size, backend.name, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
