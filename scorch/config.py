@@ -110,6 +110,9 @@ class TrainConfig:
     auto_resume: bool = _run_dir_setting(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
                                  "jobs that are requeued)")
     overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
+    break_lock: bool = _run_dir_setting(False, "take over the run's lock (RUN_ROOT/.NAME.lock) from a scorch-train on "
+                                        "another host that is gone (one on this host is checked, and taken over "
+                                        "when gone, without it)")
     backend: str = _dist_setting("auto", "auto: horovod when Horovod is importable and the job came from horovodrun, or "
                                 "from mpirun with SCORCH_BACKEND=horovod; torch.distributed otherwise", choices=BACKENDS)
     device: str = _dist_setting("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import checkpoint, data, distributed as dist, resume, schedule
+from . import checkpoint, data, distributed as dist, outcome, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
 from .config import TrainConfig
@@ -25,6 +25,7 @@ from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .progress import Progress
 from .rundir import RunDir, prepare_target, session_meta
+from .runlock import RunLock
 from .state import Cursor, LoopState, MetricTotals
 from .steplog import StepLog
 from .tb import TensorBoard
@@ -59,6 +60,17 @@ def train(config: TrainConfig) -> RunResult:
 
     parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
     run_dir = RunDir(parts.config.run_dir, rank0)
+    lock = RunLock(run_dir.path, config.break_lock)  # one writer per run directory
+    _agree(lock.acquire, rank0)
+    try:
+        return _locked(config, parts, run_dir)
+    finally:
+        if rank0:
+            lock.abandon()
+
+
+def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
+    backend, rank0 = parts.backend, parts.backend.rank == 0
     _agree(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume), rank0)
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
     state = _state(parts, resumed)
@@ -210,8 +222,9 @@ def _fit(s: Session) -> RunResult:
                     raise Preempted(f"stopped by {stop.describe()} after epoch {epoch}; checkpoint written to "
                                     f"{s.run_dir.last_checkpoint}; continue with --resume")
             status = "finished"
-    except Preempted:
-        status = "preempted"
+    except BaseException as exc:
+        status = "preempted" if isinstance(exc, Preempted) else "failed"
+        _record_ending(s, exc)
         raise
     finally:
         _finish_meta(s, status)
@@ -338,6 +351,22 @@ def _start_meta(backend: Any, placements: list[dict[str, Any]], previous: dict[s
     meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
     meta["resumed_from_epoch"] = resumed_from
     return meta
+
+
+def _record_ending(s: Session, exc: BaseException) -> None:
+    """What ended the run, for meta.json and log.txt (rank 0; another rank leaves rank 0 a note)."""
+    rank = s.backend.rank
+    if rank != 0:
+        if not isinstance(exc, Preempted):
+            outcome.leave_note(s.run_dir.path, exc, rank)
+        return
+    ended = outcome.ending(exc, rank)
+    notes = outcome.collect_notes(s.run_dir.path, 3.0 if outcome.broken_collective(exc) else 0.0)
+    if notes:  # another rank failed first; rank 0's own error is the consequence
+        ended = {**notes[0], "then": {"rank": 0, "message": ended["message"]}}
+    s.meta["ended_by"] = ended
+    s.run_dir.note_in_log(f"ended on rank {ended['rank']} ({ended['host']}), exit code {ended['exit_code']}: "
+                          f"{ended['message']}")
 
 
 def _finish_meta(s: Session, status: str) -> None:
