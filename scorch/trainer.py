@@ -174,7 +174,8 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     run_dir.write_meta(meta)
     if resumed is not None:
         _restore_rng(resumed, config.seed, backend.rank)
-        log.info("resumed %s at epoch %d (%d completed), step %d", run_dir.path, cursor.epoch + 1, cursor.epoch, cursor.step)
+        log.info("resumed %s in epoch %d at step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
+                 cursor.epoch)  # the words and numbering of "stopped by ... in epoch E at step S"
 
     find_unused = parts.unused_parameters or config.find_unused_parameters
     model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
