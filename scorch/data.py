@@ -271,7 +271,7 @@ def worker_context(start_method: str, workers: int) -> multiprocessing.context.B
         return None
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
-        context.set_forkserver_preload(["scorch.data"])  # type: ignore[attr-defined]
+        context.set_forkserver_preload(["scorch.data"])
     return context
 
 

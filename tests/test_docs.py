@@ -109,12 +109,14 @@ def test_the_runnable_blocks_run_as_written(doc: Path, tmp_path: Path) -> None:
 def test_the_slurm_blocks_run_on_a_real_slurm(slurm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     docs = [d for d in DOCS if any(b.mode == "slurm" for b in blocks(d))]
     assert docs, "no block is marked doc-test: slurm"
-    for doc in docs:
-        cwd = workdir(tmp_path / doc.stem)
+    for i, doc in enumerate(docs):
+        cwd = workdir(tmp_path / f"{i}-{doc.stem}")
         for block in blocks(doc):
             if block.mode == "slurm":
+                started = time.time()
                 run_block(block, cwd, slurm.env)
                 wait_for_jobs(slurm, block)
+                print(f"{block.where}: {time.time() - started:.1f} s")
 
 
 def wait_for_jobs(slurm, block: Block, timeout: float = BLOCK_TIMEOUT) -> None:  # type: ignore[no-untyped-def]
