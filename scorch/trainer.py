@@ -362,8 +362,9 @@ def _record_ending(s: Session, exc: BaseException) -> None:
             outcome.leave_note(s.run_dir.path, exc, rank)
         return
     ended = outcome.ending(exc, rank)
-    notes = outcome.collect_notes(s.run_dir.path, 3.0 if outcome.broken_collective(exc) else 0.0)
-    if notes:  # another rank failed first; rank 0's own error is the consequence
+    broken = outcome.broken_collective(exc)
+    notes = outcome.collect_notes(s.run_dir.path, 3.0 if broken else 0.0)
+    if notes and broken:  # another rank failed first; rank 0's own error is the consequence
         ended = {**notes[0], "then": {"rank": 0, "message": ended["message"]}}
     s.meta["ended_by"] = ended
     s.run_dir.note_in_log(f"ended on rank {ended['rank']} ({ended['host']}), exit code {ended['exit_code']}: "
