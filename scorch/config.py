@@ -27,7 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITOR_MODES = ("auto", "min", "max")
 NAN_POLICIES = ("stop", "skip")
-START_METHODS = ("forkserver", "fork", "spawn")
+START_METHODS = ("fork", "forkserver", "spawn")
 
 # The groups of scorch-train --help, in order.
 GROUPS = ("files", "settings", "training", "run directory", "distributed", "output")
@@ -99,9 +99,9 @@ class TrainConfig:
     seed: int = setting(0, help="seed for weights, shuffling and every rank's RNG", at_least=0, less_than=SEED_LIMIT,
                         trajectory=True)
     workers: int = setting(0, help="DataLoader worker processes per rank", at_least=0)
-    worker_start: str = setting("forkserver", help="how DataLoader workers start: forkserver (from a clean process "
-                                "that imported torch once; safe however many threads the rank has), fork (fastest, "
-                                "but a fork while another thread holds a lock can deadlock the worker) or spawn",
+    worker_start: str = setting("fork", help="how DataLoader workers start: fork (a copy of the rank: fastest, no "
+                                "re-import), forkserver (forked from a clean process without threads: for datasets "
+                                "or models that start threads of their own) or spawn (a fresh interpreter)",
                                 choices=START_METHODS)
     run_root: str = _run_dir_setting("runs", "directory holding run directories")
     name: str | None = _run_dir_setting(None, "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")

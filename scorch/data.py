@@ -4,7 +4,9 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import random
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -264,6 +266,33 @@ class SeededItems:
             raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
 
 
+STOP_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+
+
+class Loader(DataLoader):  # type: ignore[type-arg]
+    """A DataLoader whose workers never see the stop signals meant for their rank.
+
+    A launcher or scheduler often signals a rank's whole process group (mpirun forwarding SIGUSR1,
+    SLURM's scancel, Ctrl-C in a terminal): a worker started by ``forkserver`` or ``spawn`` has no
+    handler for them and would die, and so would the forkserver. So the workers (and a forkserver
+    started for them) are created with those signals blocked, which they inherit; the rank blocks
+    them only while it starts its workers, and one that arrives meanwhile is delivered to it then."""
+
+    def __iter__(self) -> Any:
+        if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():
+            return super().__iter__()
+        if self.multiprocessing_context is not None and self.multiprocessing_context.get_start_method() != "fork":
+            # Started here, not below: starting it unblocks SIGINT and SIGTERM in the calling thread.
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def worker_context(start_method: str, workers: int) -> multiprocessing.context.BaseContext | None:
     """How DataLoader workers start (None: no workers). Under ``forkserver`` the server imports torch
     and scorch once, so that each worker starts from a fork of it (a process without threads)."""
@@ -275,9 +304,9 @@ def worker_context(start_method: str, workers: int) -> multiprocessing.context.B
     return context
 
 
-def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str, start_method: str = "forkserver") -> DataLoader:
+def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str, start_method: str = "fork") -> DataLoader:
     """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
-    return DataLoader(
+    return Loader(
         SeededItems(dataset, where),
         batch_sampler=PlanBatches(),
         num_workers=workers,
@@ -297,9 +326,9 @@ def set_plan(loader: DataLoader, plan: EpochPlan) -> None:
 
 
 def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str,
-                start_method: str = "forkserver") -> DataLoader:
+                start_method: str = "fork") -> DataLoader:
     """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
-    return DataLoader(
+    return Loader(
         SeededItems(dataset, where),
         batch_size=batch_size,
         sampler=ShardSampler(len(dataset), rank, world_size),

@@ -71,3 +71,44 @@ def test_scorch_train_with_workers_under_a_fresh_interpreter(method: str, datase
                      dataset=str(dataset_file), model=MODEL)
     assert main(args) == 0
     assert (tmp_path / method / "checkpoints" / "last.pt").is_file()
+
+
+GROUP_SIGNAL_SCRIPT = '''
+import os, signal, sys, time
+from scorch import data, userfiles
+
+
+def main():
+    got = []
+    signal.signal(signal.SIGUSR1, lambda *a: got.append("USR1"))  # the rank's handler (scorch's StopSignal)
+    signal.signal(signal.SIGTERM, lambda *a: got.append("TERM"))
+    dataset = userfiles.load_dataset_file(sys.argv[1]).build(None, "train")
+    loader = data.train_loader(dataset, 2, False, "t", start_method=sys.argv[2])
+    data.set_plan(loader, data.EpochPlan(40, 4, 4, 0, 1, seed=5, epoch=1))
+    n = 0
+    for i, batch in enumerate(loader):
+        if i == 2:  # as mpirun, srun and a terminal do: the whole process group, workers included
+            os.killpg(0, signal.SIGUSR1)
+            os.killpg(0, signal.SIGTERM)
+        time.sleep(0.05)
+        n += len(batch[0][0])
+    print(n, sorted(got))
+
+
+if __name__ == "__main__":  # spawn and forkserver import the main module again in each worker
+    main()
+'''
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_workers_outlive_stop_signals_sent_to_the_process_group(method: str, dataset_file: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import env
+
+    script = tmp_path / "group.py"
+    script.write_text(GROUP_SIGNAL_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(dataset_file), method], capture_output=True, text=True,
+                          timeout=120, env=env(), start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["40", "['TERM',", "'USR1']"]  # every sample loaded; the rank saw both signals
