@@ -135,11 +135,11 @@ class TrainConfig:
                                            "in every step (slower; found automatically when the first batch shows it)")
     progress: bool = setting(True, help="no progress bar", group="output", flag="--no-progress", invocation=True,
                              sweepable=False)
+    debug: bool = setting(False, help="debug logging and tracebacks on errors", group="output", invocation=True,
+                          sweepable=False)
     log_every: int | None = setting(None, help="every N optimizer steps, write the step's training loss and metrics "
                                     "(means over its samples on all ranks) and the learning rate to TensorBoard "
                                     "(tensorboard/steps/, x axis: the global step)", group="output", at_least=1)
-    debug: bool = setting(False, help="debug logging and tracebacks on errors", group="output", invocation=True,
-                          sweepable=False)
     dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
     nproc_per_node: int = _launch_setting(1, "without a launcher: start this many ranks on this node (scorch's own "
