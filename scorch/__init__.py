@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import TrainConfig
+    from .run import LoadedRun, load_run
     from .trainer import RunResult, train
     from .userfiles import load_dataset_file, load_model_file
 
@@ -21,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from . import trainer
 
         return getattr(trainer, name)
+    if name in ("load_run", "LoadedRun"):
+        from . import run
+
+        return getattr(run, name)
     if name in ("load_model_file", "load_dataset_file"):
         from . import userfiles
 
@@ -28,4 +33,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'scorch' has no attribute {name!r}")
 
 
-__all__ = ["RunResult", "TrainConfig", "__version__", "load_dataset_file", "load_model_file", "train"]
+__all__ = ["LoadedRun", "RunResult", "TrainConfig", "__version__", "load_dataset_file", "load_model_file", "load_run", "train"]

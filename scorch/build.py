@@ -263,6 +263,9 @@ def make_optimizer(config: TrainConfig, socket: Socket, strict: bool = True) -> 
 def autocast_factory(config: TrainConfig, device: torch.device) -> Callable[[], ContextManager[Any]]:
     if config.amp == "off":
         return contextlib.nullcontext
+    if config.amp == "fp16" and device.type == "cpu":
+        log.warning("--amp fp16 on the CPU: float16 autocast and loss scaling run, but a CPU has no fast float16 "
+                    "math (slower than --amp off, less precise); --amp bf16 is the CPU's mixed precision")
     dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 

@@ -27,6 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITOR_MODES = ("auto", "min", "max")
 NAN_POLICIES = ("stop", "skip")
+START_METHODS = ("fork", "forkserver", "spawn")
 
 # The groups of scorch-train --help, in order.
 GROUPS = ("files", "settings", "training", "run directory", "distributed", "output")
@@ -98,6 +99,10 @@ class TrainConfig:
     seed: int = setting(0, help="seed for weights, shuffling and every rank's RNG", at_least=0, less_than=SEED_LIMIT,
                         trajectory=True)
     workers: int = setting(0, help="DataLoader worker processes per rank", at_least=0)
+    worker_start: str = setting("fork", help="how DataLoader workers start: fork (a copy of the rank: fastest, no "
+                                "re-import), forkserver (forked from a clean process without threads: for datasets "
+                                "or models that start threads of their own) or spawn (a fresh interpreter)",
+                                choices=START_METHODS)
     run_root: str = _run_dir_setting("runs", "directory holding run directories")
     name: str | None = _run_dir_setting(None, "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
     resume: bool = _run_dir_setting(False, "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings unless "
@@ -105,6 +110,9 @@ class TrainConfig:
     auto_resume: bool = _run_dir_setting(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
                                  "jobs that are requeued)")
     overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
+    break_lock: bool = _run_dir_setting(False, "take over the run's lock (RUN_ROOT/.NAME.lock) from a scorch-train on "
+                                        "another host that is gone (one on this host is checked, and taken over "
+                                        "when gone, without it)")
     backend: str = _dist_setting("auto", "auto: horovod under mpirun and horovodrun when Horovod is importable and "
                                 "built for the device (SCORCH_BACKEND=torch|horovod overrides); torch.distributed "
                                 "otherwise", choices=BACKENDS)
@@ -132,6 +140,9 @@ class TrainConfig:
                              sweepable=False)
     debug: bool = setting(False, help="debug logging and tracebacks on errors", group="output", invocation=True,
                           sweepable=False)
+    log_every: int | None = setting(None, help="every N optimizer steps, write the step's training loss and metrics "
+                                    "(means over its samples on all ranks) and the learning rate to TensorBoard "
+                                    "(tensorboard/steps/, x axis: the global step)", group="output", at_least=1)
     dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
     nproc_per_node: int = _launch_setting(1, "without a launcher: start this many ranks on this node (scorch's own "

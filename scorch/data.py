@@ -1,17 +1,22 @@
 """Batches from user DataSets: collation per list position and rank sharding."""
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import random
+import signal
 import sys
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 from .errors import ScorchError
-from .userfiles import check_item
+from .userfiles import USER_MODULES, check_item, import_user_modules
 
 Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
 
@@ -208,6 +213,22 @@ class SampleError(ScorchError):
         super().__init__(message)
 
 
+class _UserModules:
+    """Pickled ahead of a user's dataset: unpickling it imports the user's files by path in a process
+    that does not have them (:func:`scorch.userfiles.import_user_modules`)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _imported, (dict(USER_MODULES),)
+
+
+def _imported(modules: dict[str, tuple[str, str]]) -> None:
+    import_user_modules(modules)
+
+
+def _seeded_items(_: None, dataset: Any, where: str) -> SeededItems:
+    return SeededItems(dataset, where)
+
+
 class SeededItems:
     """A user DataSet behind a DataLoader: in a worker, each batch is loaded after reseeding the
     global RNGs with the batch's seed; in the main process (``--workers 0``) the RNGs are left
@@ -215,6 +236,12 @@ class SeededItems:
 
     def __init__(self, dataset: Any, where: str):
         self.dataset, self.where = dataset, where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A worker started by spawn or forkserver unpickles the dataset in a fresh interpreter, where
+        # the user's file (imported by path under a synthetic name) is unknown. The first argument
+        # is unpickled first, and importing the user's files is what unpickling it does.
+        return _seeded_items, (_UserModules(), self.dataset, self.where)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -239,9 +266,47 @@ class SeededItems:
             raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
 
 
-def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str) -> DataLoader:
+STOP_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+
+
+class Loader(DataLoader):  # type: ignore[type-arg]
+    """A DataLoader whose workers never see the stop signals meant for their rank.
+
+    A launcher or scheduler often signals a rank's whole process group (mpirun forwarding SIGUSR1,
+    SLURM's scancel, Ctrl-C in a terminal): a worker started by ``forkserver`` or ``spawn`` has no
+    handler for them and would die, and so would the forkserver. So the workers (and a forkserver
+    started for them) are created with those signals blocked, which they inherit; the rank blocks
+    them only while it starts its workers, and one that arrives meanwhile is delivered to it then."""
+
+    def __iter__(self) -> Any:
+        if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():
+            return super().__iter__()
+        if self.multiprocessing_context is not None and self.multiprocessing_context.get_start_method() != "fork":
+            # Started here, not below: starting it unblocks SIGINT and SIGTERM in the calling thread.
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def worker_context(start_method: str, workers: int) -> multiprocessing.context.BaseContext | None:
+    """How DataLoader workers start (None: no workers). Under ``forkserver`` the server imports torch
+    and scorch once, so that each worker starts from a fork of it (a process without threads)."""
+    if workers == 0:
+        return None
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(["scorch.data"])
+    return context
+
+
+def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str, start_method: str = "fork") -> DataLoader:
     """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
-    return DataLoader(
+    return Loader(
         SeededItems(dataset, where),
         batch_sampler=PlanBatches(),
         num_workers=workers,
@@ -249,6 +314,7 @@ def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str) -> Da
         pin_memory=pin_memory,
         persistent_workers=False,  # workers start afresh each epoch
         generator=torch.Generator(),
+        multiprocessing_context=worker_context(start_method, workers),
     )
 
 
@@ -259,9 +325,10 @@ def set_plan(loader: DataLoader, plan: EpochPlan) -> None:
     loader.generator.manual_seed(plan.epoch_seed)
 
 
-def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str) -> DataLoader:
+def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, workers: int, pin_memory: bool, where: str,
+                start_method: str = "fork") -> DataLoader:
     """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
-    return DataLoader(
+    return Loader(
         SeededItems(dataset, where),
         batch_size=batch_size,
         sampler=ShardSampler(len(dataset), rank, world_size),
@@ -270,6 +337,7 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
         pin_memory=pin_memory,
         persistent_workers=False,
         generator=torch.Generator(),
+        multiprocessing_context=worker_context(start_method, workers),
     )
 
 

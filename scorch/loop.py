@@ -15,6 +15,7 @@ from .evaluation import SplitOutputs, split_results
 from .preempt import StopSignal
 from .progress import Progress
 from .state import MetricTotals
+from .steplog import StepLog
 from .userfiles import Socket
 
 
@@ -58,6 +59,7 @@ class StepContext:
     autocast: Callable[[], ContextManager[Any]]
     clip_grad: float | None
     skip_nonfinite: bool = False
+    step_log: StepLog | None = None  # --log-every
 
 
 class StepCheck:
@@ -112,6 +114,8 @@ def train_epoch(
     check = StepCheck(socket.trainable_params, ctx.clip_grad, ctx.skip_nonfinite)
     steps = 0
 
+    step_log = ctx.step_log
+    logged = step_log is not None and step_log.wants(step + 1)
     for slot, batch in zip(plan.slots, loader):
         inputs, targets = data.to_device(batch, device, non_blocking)
         # Gradients of a step's earlier micro-batches stay local until its last one.
@@ -132,7 +136,14 @@ def train_epoch(
         if slot.count:
             with torch.no_grad():
                 if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
-                    totals.add(slot.count, loss.detach(), socket.metrics(preds, targets))
+                    metrics = socket.metrics(preds, targets)
+                    totals.add(slot.count, loss.detach(), metrics)
+                    if logged and step_log is not None:
+                        step_log.add(slot.count, loss.detach(), metrics)
+        if slot.last and step_log is not None:
+            if logged:
+                step_log.stepped(step)
+            logged = step_log.wants(step + 1)
         progress.step(loss)
         # Stop only where no gradient is half accumulated, and not after the last step
         # (the end of the epoch has its own, complete checkpoint).

@@ -23,6 +23,9 @@ from .errors import ScorchError
 log = logging.getLogger(__name__)
 
 STEP_COLUMNS = ("epoch", "step", "lr", "time")
+COUNTERS = ("skipped_steps",)  # running counts, not metrics: in the table, never a panel of the plot
+SOFTWARE = "scorch-report"  # the PNG's Software text: only such a PNG may be replaced by --out
+LEGEND_INSIDE = 3  # more runs than this: one legend below the panels instead of one inside each
 
 Row = dict[str, float | None]
 
@@ -111,6 +114,69 @@ def load_run(path: str | os.PathLike) -> Run:
     return Run(path, config, columns, rows)
 
 
+def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The run directories ``paths`` name: a sweep directory (with sweep.json) stands for its runs that
+    have a history, in the sweep's order; what a shell's ``SWEEP/*`` adds besides them (``configs/``,
+    ``logs/``, ``sweep.json``, ...) is left out."""
+    from .sweep import SWEEP_FILE, load as load_sweep  # sweep imports this module
+
+    out: list[Path] = []
+    for given in map(Path, paths):
+        if (given / SWEEP_FILE).is_file() and not (given / "history.csv").is_file():
+            root, plans = load_sweep(given)
+            found = [root / p.name for p in plans if (root / p.name / "history.csv").is_file()]
+            if not found:
+                raise ScorchError(f"RUN_DIR {given}: a sweep none of whose {len(plans)} runs has a history.csv yet")
+            out += found
+        elif (given.parent / SWEEP_FILE).is_file() and not (given / "config.json").is_file():
+            log.debug("left out %s: part of the sweep %s, not a run", given, given.parent)
+        else:
+            out.append(given)
+    if not out:
+        raise ScorchError(f"RUN_DIR: no run directory among {', '.join(map(str, paths))}")
+    return list(dict.fromkeys(out))
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """Where the PNG may go: a new ``.png`` file in an existing directory, or a PNG that scorch-report
+    wrote itself (its Software text says so); anything else is refused, so that ``--out`` never
+    replaces a run's file (``--out runs/x/history.csv``) or a picture of the user's."""
+    out = Path(out)
+    if out.is_dir():
+        raise ScorchError(f"--out {out}: is a directory; expected a .png file, e.g. {out / 'report.png'}")
+    if out.suffix.lower() != ".png":
+        raise ScorchError(f"--out {out}: expected a file name ending in .png (scorch-report writes a PNG)")
+    if not out.parent.is_dir():
+        raise ScorchError(f"--out {out}: directory {out.parent} does not exist")
+    if out.exists() and png_software(out) != SOFTWARE:
+        raise ScorchError(f"--out {out}: exists and was not written by scorch-report; not replacing it "
+                          "(remove it, or choose another file)")
+    return out
+
+
+def png_software(path: Path) -> str | None:
+    """The ``Software`` text of a PNG file (None: not a PNG, or none given)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                length, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if kind in (b"IDAT", b"IEND") or length > 1 << 20:
+                    return None  # text chunks matplotlib writes come before the image data
+                body = f.read(length)
+                f.read(4)  # CRC
+                if kind == b"tEXt":
+                    key, _, value = body.partition(b"\0")
+                    if key == b"Software":
+                        return value.decode("latin-1")
+    except OSError:
+        return None
+
+
 def differing_settings(runs: Sequence[Run]) -> list[str]:
     shown = {"epochs", "monitor", "monitor_mode"}  # columns of their own
     keys = sorted({k for run in runs for k in run.config} - set(NOT_SWEEPABLE) - shown)  # what a sweep may vary
@@ -158,27 +224,39 @@ def _base(metric: str) -> tuple[str, str]:
 
 
 def plot(runs: Sequence[Run], out: str | os.PathLike) -> list[str]:
-    """One panel per metric (loss first): every run in its colour, train dashed, valid solid,
-    a star at the best monitor value. Written atomically as PNG; returns the panel titles."""
+    """:func:`figure`, written atomically as a PNG whose Software text is scorch-report's; returns the
+    panel titles."""
+    fig, bases = figure(runs)
+    out = check_out(out)
+    with atomic_open(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=100, metadata={"Software": SOFTWARE})
+    log.debug("wrote %s with panels %s", out, bases)
+    return bases
+
+
+def figure(runs: Sequence[Run]) -> tuple[Any, list[str]]:
+    """One panel per metric (loss first; counters such as skipped_steps are not metrics): every run in
+    its colour, train dashed, valid solid, a star at the best monitor value; whole-number epoch ticks;
+    with more than three runs one legend below the panels instead of one inside each."""
     try:
         from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
     except ImportError as exc:
         raise ScorchError("scorch-report needs matplotlib: pip install 'scorch[report]'") from exc
+    from matplotlib.ticker import MaxNLocator
+
     bases: list[str] = []
     for run in runs:
         for metric in run.metrics:
-            if run.values(metric) and _base(metric)[1] not in bases:
+            if run.values(metric) and _base(metric)[1] not in bases and metric not in COUNTERS:
                 bases.append(_base(metric)[1])
     bases.sort(key=lambda b: b != "loss")
     if not bases:
         raise ScorchError("no run has a finished epoch in its history.csv; nothing to plot")
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise ScorchError(f"--out {out}: directory {out.parent} does not exist")
     ncols = min(len(bases), 3)
     nrows = math.ceil(len(bases) / ncols)
     fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    handles: dict[str, Any] = {}
     for ax, base in zip(axes, bases):
         for i, run in enumerate(runs):
             color = f"C{i % 10}"
@@ -195,11 +273,16 @@ def plot(runs: Sequence[Run], out: str | os.PathLike) -> list[str]:
                 ax.plot([best[0]], [best[1]], "*", color=color, markersize=12, label=f"{run.name} best {run.monitor}")
         ax.set_title(base)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        lines, labels = ax.get_legend_handles_labels()
+        if len(runs) <= LEGEND_INSIDE:
+            ax.legend(fontsize="small")
+        handles.update({label: line for line, label in zip(lines, labels) if label not in handles})
     for ax in axes[len(bases):]:
         ax.set_visible(False)
-    with atomic_open(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    log.debug("wrote %s with panels %s", out, bases)
-    return bases
+    if len(runs) > LEGEND_INSIDE:
+        # Many runs: one legend for the figure, below the panels, where it hides no curve.
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", fontsize="small",
+                   ncols=min(4, len(handles)))
+    return fig, bases

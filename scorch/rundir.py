@@ -171,6 +171,11 @@ class RunDir:
         logging.getLogger("scorch").addHandler(handler)
         self._log_handler = handler
 
+    def note_in_log(self, message: str) -> None:
+        """A line in ``log.txt`` only (rank 0), e.g. the error the console prints in its own words."""
+        if self._log_handler is not None:
+            self._log_handler.handle(logging.LogRecord("scorch.trainer", logging.ERROR, __file__, 0, message, None, None))
+
     def detach_log(self) -> None:
         if self._log_handler is not None:
             logging.getLogger("scorch").removeHandler(self._log_handler)

@@ -175,13 +175,16 @@ def prepare(path: Path, base_args: Sequence[str], grid: Sequence[str],
     nproc = 1
     for run in runs:
         argv = [*base_args, *(x for s in run.sets for x in ("--set", s)), "--run-root", str(path), "--name", run.name]
-        config = parse_config(argv)
-        # The files' own settings are checked here too, so a typo in --grid model.X fails now, not in every job.
-        model = files.get(config.model) or files.setdefault(config.model, load_model_file(config.model))
-        model.settings(config.model_settings)
-        dkey = "dataset:" + config.dataset
-        dataset = files.get(dkey) or files.setdefault(dkey, load_dataset_file(config.dataset))
-        dataset.settings(config.dataset_settings)
+        try:
+            config = parse_config(argv)
+            # The files' own settings are checked here too, so a typo in --grid model.X fails now, not in every job.
+            model = files.get(config.model) or files.setdefault(config.model, load_model_file(config.model))
+            model.settings(config.model_settings)
+            dkey = "dataset:" + config.dataset
+            dataset = files.get(dkey) or files.setdefault(dkey, load_dataset_file(config.dataset))
+            dataset.settings(config.dataset_settings)
+        except ScorchError as exc:
+            raise _as_grid_error(exc, [axis.key for axis in axes]) from exc
         configs[run.name] = slurm.job_config(config)
         nproc = config.nproc_per_node
     record = {"base_args": list(base_args), "grid": list(grid), "runs": [r.to_dict() for r in runs]}
@@ -203,6 +206,16 @@ def prepare(path: Path, base_args: Sequence[str], grid: Sequence[str],
         _atomic.write_json(path / "configs" / f"{name}.json", cfg)
     _atomic.write_json(sweep_file, record)
     return Sweep(path, tuple(runs), tuple(base_args), tuple(grid), nproc)
+
+
+def _as_grid_error(exc: ScorchError, keys: Sequence[str]) -> ScorchError:
+    """An error about a grid value names --grid (the run's scorch-train got the value as --set KEY=VALUE)."""
+    text = str(exc)
+    for key in keys:
+        for said in (f"--set {key}", f"--set: {key} = ", f"--set: {key.replace('_', '-')} = "):
+            if text.startswith(said):
+                return ScorchError(f"--grid {key}{' = ' if said.endswith(' = ') else ''}{text[len(said):]}")
+    return exc
 
 
 def load(path: str | os.PathLike) -> tuple[Path, list[RunPlan]]:

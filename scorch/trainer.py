@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, data, distributed as dist, resume, schedule
+from . import checkpoint, data, distributed as dist, outcome, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .config import TrainConfig
@@ -28,7 +28,9 @@ from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .progress import Progress
 from .rundir import RunDir, prepare_target, session_meta
+from .runlock import RunLock
 from .state import Cursor, LoopState, MetricTotals
+from .steplog import StepLog
 from .tb import TensorBoard
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,17 @@ def train(config: TrainConfig) -> RunResult:
 
     parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
     run_dir = RunDir(parts.config.run_dir, rank0)
+    lock = RunLock(run_dir.path, config.break_lock)  # one writer per run directory
+    dist.decide(lock.acquire)
+    try:
+        return _locked(config, parts, run_dir)
+    finally:
+        if rank0:
+            lock.abandon()
+
+
+def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
+    backend, rank0 = parts.backend, parts.backend.rank == 0
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
     state = _state(parts, resumed)
@@ -151,16 +164,20 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     run_dir.write_meta(meta)
     if resumed is not None:
         _restore_rng(resumed, config.seed, backend.rank)
-        log.info("resumed %s at epoch %d (%d completed), step %d", run_dir.path, cursor.epoch + 1, cursor.epoch, cursor.step)
+        log.info("resumed %s in epoch %d at step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
+                 cursor.epoch)  # the words and numbering of "stopped by ... in epoch E at step S"
 
     find_unused = parts.unused_parameters or config.find_unused_parameters
     model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
     backend.broadcast_training_state(network, state.optimizer)
-    ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
-                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
-    loader, valid_loader = _loaders(config, parts)
     rank0 = backend.rank == 0
-    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None)
+    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None,
+                     step_purge=cursor.step + 1 if resumed is not None else None)
+    step_log = StepLog(config.log_every, parts.metric_names, backend, state.optimizer, tb,
+                       f"{config.model}: Socket.metrics") if config.log_every else None
+    ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", step_log=step_log)
+    loader, valid_loader = _loaders(config, parts)
     log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)",
              run_dir.path, backend.device, backend.world_size, backend.name, backend.reason, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
@@ -198,8 +215,9 @@ def _fit(s: Session) -> RunResult:
             status = "finished"
         if config.test:
             test_after_training(_test_setup(s), s.run_dir.path)
-    except Preempted:
-        status = "preempted"
+    except BaseException as exc:
+        status = "preempted" if isinstance(exc, Preempted) else "failed"
+        _record_ending(s, exc)
         raise
     finally:
         _finish_meta(s, status)
@@ -313,11 +331,11 @@ def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
     backend = parts.backend
     pin = parts.device.type == "cuda"
     where = f"{config.dataset}: DataSet.__getitem__ (mode={{!r}})"
-    loader = data.train_loader(parts.train_set, config.workers, pin, where.format("train"))
+    loader = data.train_loader(parts.train_set, config.workers, pin, where.format("train"), config.worker_start)
     valid_loader = None
     if parts.valid_set is not None:
         valid_loader = data.eval_loader(parts.valid_set, config.batch_size, backend.rank, backend.world_size,
-                                        config.workers, pin, where.format("valid"))
+                                        config.workers, pin, where.format("valid"), config.worker_start)
     return loader, valid_loader
 
 
@@ -327,6 +345,23 @@ def _start_meta(backend: Any, placements: list[dict[str, Any]], previous: dict[s
     meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
     meta["resumed_from_epoch"] = resumed_from
     return meta
+
+
+def _record_ending(s: Session, exc: BaseException) -> None:
+    """What ended the run, for meta.json and log.txt (rank 0; another rank leaves rank 0 a note)."""
+    rank = s.backend.rank
+    if rank != 0:
+        if not isinstance(exc, Preempted):
+            outcome.leave_note(s.run_dir.path, exc, rank)
+        return
+    ended = outcome.ending(exc, rank)
+    broken = outcome.broken_collective(exc)
+    notes = outcome.collect_notes(s.run_dir.path, 3.0 if broken else 0.0)
+    if notes and broken:  # another rank failed first; rank 0's own error is the consequence
+        ended = {**notes[0], "then": {"rank": 0, "message": ended["message"]}}
+    s.meta["ended_by"] = ended
+    s.run_dir.note_in_log(f"ended on rank {ended['rank']} ({ended['host']}), exit code {ended['exit_code']}: "
+                          f"{ended['message']}")
 
 
 def _finish_meta(s: Session, status: str) -> None:

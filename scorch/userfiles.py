@@ -44,8 +44,15 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+USER_MODULES: dict[str, tuple[str, str]] = {}
+"""The user's files imported in this process: synthetic module name -> (absolute path, role). A
+DataLoader worker started by ``spawn`` or ``forkserver`` imports them again from these paths before it
+unpickles the dataset (:func:`import_user_modules`, called by :class:`scorch.data.SeededItems`)."""
+
+
 def import_file(path: str, role: str) -> ModuleType:
-    """Import a user's Python file by path; ``role`` is "model" or "dataset"."""
+    """Import a user's Python file by path; ``role`` is "model" or "dataset". The module is registered
+    as ``scorch_user_ROLE`` (so that pickling finds its classes) and recorded in :data:`USER_MODULES`."""
     if not os.path.isfile(path):
         raise ScorchError(f"--{role}: file not found: {path!r} (expected a Python file)")
     name = f"scorch_user_{role}"
@@ -58,7 +65,16 @@ def import_file(path: str, role: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise ScorchError(f"{path}: importing the {role} file failed: {type(exc).__name__}: {exc}") from exc
+    USER_MODULES[name] = (os.path.abspath(path), role)
     return module
+
+
+def import_user_modules(modules: dict[str, tuple[str, str]]) -> None:
+    """In a process that did not inherit them (a ``spawn``/``forkserver`` worker): import each user file
+    of ``modules`` (:data:`USER_MODULES` of the parent) under its synthetic name, unless it is there."""
+    for name, (path, role) in modules.items():
+        if name not in sys.modules:
+            import_file(path, role)
 
 
 def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -117,3 +117,74 @@ def test_invalid_run_dir_from_the_console_script_exits_2(tmp_path: Path) -> None
     proc = subprocess.run([str(BIN / "scorch-report"), str(tmp_path / "nope")], capture_output=True, text=True, env=env(), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr == f"scorch-report: error: RUN_DIR {tmp_path / 'nope'}: no such directory\n"
+
+
+# ---- sweeps, --out that would replace a file, the plot's ticks, legend and panels ----------------------
+
+def make_sweep(root: Path, names: list[str]) -> Path:
+    """A sweep directory as scorch-sweep leaves it: sweep.json, configs/, logs/, summary.csv and the runs."""
+    sweep = root / "sw"
+    for i, name in enumerate(names):
+        make_run(sweep, name, {"lr": 0.001 * (i + 1)}, HISTORY_A if i % 2 == 0 else HISTORY_B)
+    (sweep / "configs").mkdir()
+    (sweep / "logs").mkdir()
+    (sweep / "summary.csv").write_text("name\n")
+    runs = [{"index": i, "name": n, "settings": {}, "set": []} for i, n in enumerate(names)]
+    (sweep / "sweep.json").write_text(json.dumps({"base_args": [], "grid": [], "runs": runs}))
+    return sweep
+
+
+def test_a_sweep_directory_and_a_shells_sweep_star_mean_its_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = make_sweep(tmp_path, ["00-lr=0.001", "01-lr=0.002"])
+    assert main([str(sweep), "--out", str(tmp_path / "a.png")]) == 0
+    whole = capsys.readouterr().out
+    assert [line.split()[0] for line in whole.splitlines()[1:3]] == ["00-lr=0.001", "01-lr=0.002"]
+    star = sorted(str(p) for p in sweep.iterdir())  # what `scorch-report runs/SWEEP/*` is given
+    assert main([*star, "--out", str(tmp_path / "b.png")]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == whole.splitlines()[:3]
+
+
+@pytest.mark.parametrize("target, words", [
+    ("history", "expected a file name ending in .png"),
+    ("directory", "is a directory"),
+    ("their png", "exists and was not written by scorch-report"),
+])
+def test_out_never_replaces_a_file_scorch_report_did_not_write(target: str, words: str, two_runs: tuple[Path, Path],
+                                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = {"history": two_runs[0] / "history.csv", "directory": two_runs[0], "their png": tmp_path / "photo.png"}[target]
+    if target == "their png":
+        matplotlib.image.imsave(out, [[0.0, 1.0], [1.0, 0.0]])
+    before = snapshot_of(tmp_path)
+    assert main([str(p) for p in two_runs] + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scorch-report: error: --out ") and words in err
+    assert snapshot_of(tmp_path) == before
+
+
+def test_out_replaces_its_own_png(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.png"
+    assert main([str(two_runs[0]), "--out", str(out)]) == 0
+    assert report.png_software(out) == "scorch-report"
+    first = out.read_bytes()
+    assert main([str(p) for p in two_runs] + ["--out", str(out)]) == 0
+    assert out.read_bytes() != first
+
+
+def snapshot_of(directory: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_plot_ticks_legend_and_no_counter_panels(tmp_path: Path) -> None:
+    history = HISTORY_A.replace("valid/accuracy\n", "valid/accuracy,skipped_steps\n").replace("0.7\n", "0.7,0\n") \
+        .replace("0.8\n", "0.8,1\n").replace("0.6\n", "0.6,1\n")
+    few = [report.load_run(make_run(tmp_path, f"r{i}", {"seed": i}, history)) for i in range(2)]
+    fig, bases = report.figure(few)
+    assert bases == ["loss", "accuracy"]  # skipped_steps is a count, not a metric
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert ax.get_legend() is not None and not fig.legends  # 2 runs: the legend inside the panel
+    many = few + [report.load_run(make_run(tmp_path, f"m{i}", {"seed": 10 + i}, HISTORY_B)) for i in range(4)]
+    fig, _ = report.figure(many)
+    assert all(a.get_legend() is None for a in fig.axes) and len(fig.legends) == 1  # 6 runs: one, outside
+    assert "skipped_steps" in report.table(few)[0]  # still in the table
