@@ -73,7 +73,6 @@ def train(config: TrainConfig) -> RunResult:
 
 
 def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
-    backend, rank0 = parts.backend, parts.backend.rank == 0
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
     resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
     state = _state(parts, resumed)
@@ -164,8 +163,8 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     run_dir.write_meta(meta)
     if resumed is not None:
         _restore_rng(resumed, config.seed, backend.rank)
-        log.info("resumed %s in epoch %d at step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
-                 cursor.epoch)  # the words and numbering of "stopped by ... in epoch E at step S"
+        log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
+                 cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
 
     find_unused = parts.unused_parameters or config.find_unused_parameters
     model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network

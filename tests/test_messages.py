@@ -23,11 +23,11 @@ def test_resume_of_a_run_that_does_not_exist_says_so(tmp_path: Path, capsys: pyt
 def test_a_stop_and_its_resume_speak_of_the_same_epoch_and_step(tmp_path: Path) -> None:
     code, err = start_and_signal([str(BIN / "scorch-train"), *slow_args(tmp_path, "cut")], tmp_path / "cut", signal.SIGTERM, False)
     assert code == EXIT_PREEMPTED, err
-    stopped = re.search(r"stopped by SIGTERM in epoch (\d+) at step (\d+)", err)
+    stopped = re.search(r"stopped by SIGTERM at epoch (\d+), step (\d+)", err)
     assert stopped, err
     out = scorch_train(slow_args(tmp_path, "cut", "--resume"))
     assert out.returncode == 0, out.stderr
-    assert f"in epoch {stopped[1]} at step {stopped[2]} (" in out.stderr
+    assert f"resumed {tmp_path / 'cut'} at epoch {stopped[1]}, step {stopped[2]} (" in out.stderr
 
 
 def test_amp_fp16_on_the_cpu_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
