@@ -1,4 +1,5 @@
 """MODEL_FILE: a small CNN for 8x8 digits."""
+import torch
 import torch.nn.functional as F
 from torch import nn
 
