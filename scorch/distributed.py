@@ -23,7 +23,7 @@ import torch
 
 from . import launch as _launch
 from ._backends.base import Backend
-from .errors import ScorchError
+from .errors import DistributedError, ScorchError
 
 
 def _single_process() -> Backend:
@@ -132,6 +132,26 @@ def exit_process(code: int, clean: bool | None = None) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def shown_error(exc: BaseException) -> BaseException | None:
+    """What this rank prints of ``exc``, an error that ended its command and that no other rank
+    raised alike: None when another rank of the job failed first (that rank prints the job's error;
+    this rank's collective broke with it, or failed after it); else ``exc``, or, for a collective
+    that broke while no rank had reported a failure, a :class:`DistributedError` saying so (a rank
+    was killed, or the network failed). A single process, or a rank before the ranks met, prints
+    ``exc``."""
+    if _backend.world_size == 1:
+        return exc
+    if not _backend.first_to_fail(exc):
+        return None
+    broken = _backend.broken_collective(exc)
+    if broken is None:
+        return exc
+    return DistributedError(
+        f"a collective with the other ranks broke ({broken}) and no rank had reported an error: a rank ended "
+        "without a word (killed? out of memory?) or the network failed; see the launcher's message"
+    )
 
 
 def rank() -> int:

@@ -49,7 +49,7 @@ def load_config_file(path: str, what: str = "--config") -> dict[str, Any]:
     """Read YAML, JSON or TOML (by extension) into a flat-or-nested dict; errors name ``what`` and the file."""
     label = f"{what} {path}" if what else path
     if not os.path.isfile(path):
-        raise ScorchError(f"{what}: file not found: {path!r}")
+        raise ScorchError(f"{what}: {'is a directory' if os.path.isdir(path) else 'file not found'}: {path!r}")
     ext = os.path.splitext(path)[1].lower()
     try:
         with open(path, "rb") as f:
@@ -140,6 +140,9 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
         values = apply(values, flatten(saved), str(run / "config.json"), TrainConfig)
     for layer, where in layers:
         values = apply(values, layer, where, TrainConfig)
+    empty = next((k for k in ("model", "dataset") if peek.get(k) == ""), None)
+    if empty:
+        raise ScorchError(f"--{empty}: expected a file, got ''")
     missing = [f"--{k}" for k in ("model", "dataset") if not values.get(k)]
     if missing and peek.get("resume") and not name:
         raise ScorchError("--resume needs --name: the run to continue is <run-root>/<name>")

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -19,7 +19,7 @@ from . import checkpoint, data, distributed as dist, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, make_optimizer, make_scaler
 from .config import TrainConfig
-from .errors import Preempted, ScorchError, TrainingError
+from .errors import Preempted, ScorchError, TrainingError, on_every_rank
 from .history import History, resumed_rows
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
@@ -56,11 +56,11 @@ def train(config: TrainConfig) -> RunResult:
     if config.name is None:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
 
-    parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
+    parts = _each(lambda: build_parts(config, backend))  # checks the user's files: nothing is written before this
     run_dir = RunDir(parts.config.run_dir, rank0)
     _agree(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume), rank0)
-    resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
-    state = _state(parts, resumed)
+    resumed = _each(lambda: checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest()) if config.resume else None
+    state = _each(lambda: _state(parts, resumed))
     epochs_done = state.cursor.epoch
     rows = _agree(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done), rank0)
     previous_meta = _agree(run_dir.read_meta, rank0) if resumed is not None else {}
@@ -78,7 +78,8 @@ def train(config: TrainConfig) -> RunResult:
 
 
 def _agree(check: Callable[[], Any], rank0: bool) -> Any:
-    """Rank 0 runs ``check`` (it reads files); its result, or its error, reaches every rank."""
+    """Rank 0 runs ``check`` (it reads files); its result, or its error, reaches every rank (and
+    rank 0 alone prints the error)."""
     outcome: tuple[str, Any] = ("ok", None)
     if rank0:
         try:
@@ -87,8 +88,27 @@ def _agree(check: Callable[[], Any], rank0: bool) -> Any:
             outcome = ("error", str(exc))
     kind, value = dist.broadcast(outcome)
     if kind == "error":
-        raise ScorchError(value)
+        raise on_every_rank(ScorchError(value))
     return value
+
+
+T = TypeVar("T")
+
+
+def _each(check: Callable[[], T]) -> T:
+    """Every rank runs ``check`` (it loads the user's files); when it fails on any rank, every rank
+    raises the error of the first rank it failed on, and that rank alone prints it."""
+    try:
+        result, error = check(), None
+    except ScorchError as exc:
+        result, error = None, exc
+    errors = dist.all_gather(None if error is None else str(error))
+    first = next((r for r, message in enumerate(errors) if message is not None), None)
+    if first is None:
+        return result  # type: ignore[return-value]  # None only with an error
+    if error is not None and first == dist.rank():
+        raise on_every_rank(error, first)
+    raise on_every_rank(ScorchError(errors[first]), first)
 
 
 def _state(parts: Parts, resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
@@ -291,8 +311,8 @@ def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
     """Record the epoch (best, scheduler, history, TensorBoard, checkpoint); True to stop early."""
     config, parts, loop, epoch = s.config, s.parts, s.loop, row["epoch"]
     if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
-        raise TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without writing this "
-                            "epoch's checkpoint (--nan-policy skip would go on)")
+        raise on_every_rank(TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without "
+                                          "writing this epoch's checkpoint (--nan-policy skip would go on)"))
     improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
     _step_scheduler(s.state.scheduler, row[parts.monitor])
     s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
