@@ -9,10 +9,14 @@ they were.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,11 +52,44 @@ class Train:
     dataset: str | None
     modes: tuple[str, ...]
     training: bool  # fails while it trains (after the run's files were opened)
+    damage: Callable[[Path], object] | None  # done to the copy of the run ``old`` first
 
 
 def T(extra: list[str], *words: str, model: str | None = None, dataset: str | None = None, code: int = 2,
-      modes: tuple[str, ...] = MODES, files: dict[str, str | bytes] | None = None, training: bool = False) -> Train:
-    return Train(Case(extra, *words, code=code, files=files), model, dataset, modes, training)
+      modes: tuple[str, ...] = MODES, files: dict[str, str | bytes] | None = None, training: bool = False,
+      damage: Callable[[Path], object] | None = None) -> Train:
+    return Train(Case(extra, *words, code=code, files=files), model, dataset, modes, training, damage)
+
+
+def D(damage: Callable[[Path], object], *words: str, extra: tuple[str, ...] = ()) -> Train:
+    """``--resume`` of the run ``old`` after ``damage(run directory)``."""
+    return T(list(extra), *words, modes=("--resume",), damage=damage)
+
+
+def edit_checkpoint(run: Path, change: Callable[[dict], object]) -> None:
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+def replace_with_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "x").write_text("")
+
+
+class Payload:
+    """Runs a command when unpickled: a checkpoint must never do that."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("touch pwned",))
+
+
+def edit_json(path: Path, change: Callable[[dict], object]) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
 
 
 # What a resumed run that fails while it trains has written: the record of its session (and a copy of a
@@ -260,6 +297,7 @@ CASES: dict[str, Train] = {
     "--seed a fraction": T(["--seed", "1.5"], "--seed", "invalid int value"),
     "--workers -1": T(["--workers", "-1"], "--workers", ">= 0"),
     "--workers many": T(["--workers", "many"], "--workers", "invalid int value"),
+    "--workers 100000": T(["--workers", "100000"], "--workers", "< 257", "100000"),
     "--accumulate 0": T(["--accumulate", "0"], "--accumulate", ">= 1"),
     "--patience 0": T(["--patience", "0"], "--patience", ">= 1"),
     "--keep-checkpoints 0": T(["--keep-checkpoints", "0"], "--keep-checkpoints", ">= 1"),
@@ -393,6 +431,32 @@ CASES: dict[str, Train] = {
     "--resume with a model of other layers": T([], "does not fit", "head.weight", modes=("--resume",),
                                                model=model_with(**{"self.frozen = nn.Linear(4, 4)": "self.head = nn.Linear(4, 4)",
                                                                    "self.frozen(x)": "self.head(x)"})),
+    "--resume: last.pt is a directory": D(lambda r: replace_with_directory(r / "checkpoints" / "last.pt"),
+                                           "--resume: no checkpoint"),
+    "--resume: checkpoints is a file": D(lambda r: (shutil.rmtree(r / "checkpoints"), (r / "checkpoints").write_text("x")),
+                                         "--resume: no checkpoint"),
+    "--resume: last.pt is empty": D(lambda r: (r / "checkpoints" / "last.pt").write_bytes(b""), "last.pt", "truncated or corrupt"),
+    "--resume: last.pt holds a pickle payload": D(lambda r: edit_checkpoint(r, lambda s: s.update(evil=Payload())),
+                                                  "last.pt", "was refused", "never runs code"),
+    "--resume: last.pt without weights": D(lambda r: edit_checkpoint(r, lambda s: s.pop("model")), "last.pt",
+                                           "not a scorch checkpoint"),
+    "--resume: last.pt of an unknown format": D(lambda r: edit_checkpoint(r, lambda s: s.update(format=99)), "last.pt",
+                                                "format 99"),
+    "--resume: last.pt with a NaN in the optimizer": D(lambda r: edit_checkpoint(
+        r, lambda s: next(iter(s["optimizer"]["state"].values()))["exp_avg"].fill_(float("nan"))), "last.pt", "not finite",
+        "optimizer state 0.exp_avg"),
+    "--resume: last.pt with a NaN weight": D(lambda r: edit_checkpoint(r, lambda s: s["model"]["body.0.weight"].fill_(float("inf"))),
+                                             "last.pt", "not finite", "body.0.weight"),
+    "--resume: history.csv is a directory": D(lambda r: replace_with_directory(r / "history.csv"), "history.csv"),
+    "--resume: history.csv missing": D(lambda r: (r / "history.csv").unlink(), "history.csv is missing", "1 row"),
+    "--resume: meta.json a list": D(lambda r: (r / "meta.json").write_text("[]"), "meta.json", "damaged"),
+    "--resume: config.json with a setting of no scorch": D(lambda r: edit_json(r / "config.json", lambda c: c.update(color=1)),
+                                                          "config.json", "unknown setting 'color'"),
+    "--resume: config.json with a value out of range": D(lambda r: edit_json(r / "config.json", lambda c: c.update(lr=-1.0)),
+                                                         "config.json", "--lr", "-1.0", "as saved"),
+    "--resume: config.json of the wrong type": D(lambda r: edit_json(r / "config.json", lambda c: c.update(epochs="two")),
+                                                 "config.json", "epochs = 'two'", "expected int"),
+    "--resume: config.json a list": D(lambda r: (r / "config.json").write_text("[1]"), "config.json", "expected a mapping"),
     "--resume with --lr and Socket.optimizer": T(["--lr", "0.5"], "--lr", "Socket.optimizer", modes=("--resume",),
                                                  model=model_plus("\n    def optimizer(self, params):\n"
                                                                   "        return torch.optim.Adam(params)\nimport torch\n")),
@@ -433,6 +497,8 @@ def pristine(tmp_path_factory):
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(train, mode, tmp_path, pristine, capsys, monkeypatch):
     root = tmp_path / "runs"
     shutil.copytree(pristine, root)
+    if train.damage is not None:
+        train.damage(root / "old")
     model, dataset = _paths(tmp_path, train)
     case = Case(_argv(train, mode, root, model, dataset), *train.case.words, code=train.case.code, files=train.case.files)
     ignore = SESSION_RECORD if train.training and mode == "--resume" else ()
