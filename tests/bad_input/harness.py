@@ -34,14 +34,16 @@ class Case:
     code: int = 2
     files: Mapping[str, str | bytes] = field(default_factory=dict)
     xfail: str | None = None  # a defect another lane fixes: strict, so it must be removed once fixed
+    absent: tuple[str, ...] = ()  # words the line must not hold
 
     def __init__(self, args: Sequence[str], *words: str, code: int = 2, files: Mapping[str, str | bytes] | None = None,
-                 xfail: str | None = None):
+                 xfail: str | None = None, absent: Sequence[str] = ()):
         object.__setattr__(self, "args", tuple(args))
         object.__setattr__(self, "words", words)
         object.__setattr__(self, "code", code)
         object.__setattr__(self, "files", dict(files or {}))
         object.__setattr__(self, "xfail", xfail)
+        object.__setattr__(self, "absent", tuple(absent))
 
     def argv(self, tmp: Path) -> list[str]:
         return [a.replace(TMP, str(tmp)) for a in self.args]
@@ -106,6 +108,8 @@ def check(prog: str, case: Case, code: int, err: str) -> str:
     line = error_line(prog, err, case.code)
     missing = [w for w in case.words if w not in line]
     assert not missing, f"{missing} not in {line!r}"
+    unwanted = [w for w in case.absent if w in line]
+    assert not unwanted, f"{unwanted} in {line!r}"
     return line
 
 

@@ -57,13 +57,13 @@ class Train:
 
 def T(extra: list[str], *words: str, model: str | None = None, dataset: str | None = None, code: int = 2,
       modes: tuple[str, ...] = MODES, files: dict[str, str | bytes] | None = None, training: bool = False,
-      damage: Callable[[Path], object] | None = None) -> Train:
-    return Train(Case(extra, *words, code=code, files=files), model, dataset, modes, training, damage)
+      damage: Callable[[Path], object] | None = None, absent: tuple[str, ...] = ()) -> Train:
+    return Train(Case(extra, *words, code=code, files=files, absent=absent), model, dataset, modes, training, damage)
 
 
-def D(damage: Callable[[Path], object], *words: str, extra: tuple[str, ...] = ()) -> Train:
+def D(damage: Callable[[Path], object], *words: str, absent: tuple[str, ...] = ()) -> Train:
     """``--resume`` of the run ``old`` after ``damage(run directory)``."""
-    return T(list(extra), *words, modes=("--resume",), damage=damage)
+    return T([], *words, modes=("--resume",), damage=damage, absent=absent)
 
 
 def edit_checkpoint(run: Path, change: Callable[[dict], object]) -> None:
@@ -437,7 +437,8 @@ CASES: dict[str, Train] = {
                                          "--resume: no checkpoint"),
     "--resume: last.pt is empty": D(lambda r: (r / "checkpoints" / "last.pt").write_bytes(b""), "last.pt", "truncated or corrupt"),
     "--resume: last.pt holds a pickle payload": D(lambda r: edit_checkpoint(r, lambda s: s.update(evil=Payload())),
-                                                  "last.pt", "was refused", "never runs code"),
+                                                  "last.pt", "was refused", "never runs code",
+                                                  absent=("weights_only", "Re-running")),
     "--resume: last.pt without weights": D(lambda r: edit_checkpoint(r, lambda s: s.pop("model")), "last.pt",
                                            "not a scorch checkpoint"),
     "--resume: last.pt of an unknown format": D(lambda r: edit_checkpoint(r, lambda s: s.update(format=99)), "last.pt",
@@ -500,7 +501,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(train, mode, tmp_path,
     if train.damage is not None:
         train.damage(root / "old")
     model, dataset = _paths(tmp_path, train)
-    case = Case(_argv(train, mode, root, model, dataset), *train.case.words, code=train.case.code, files=train.case.files)
+    case = Case(_argv(train, mode, root, model, dataset), *train.case.words, code=train.case.code, files=train.case.files,
+                absent=train.case.absent)
     ignore = SESSION_RECORD if train.training and mode == "--resume" else ()
     run_in_process(main, "scorch-train", case, tmp_path, capsys, monkeypatch, ignore=ignore)
 
