@@ -102,10 +102,11 @@ def error_line(prog: str, err: str, code: int) -> str:
     return errors[0]
 
 
-def check(prog: str, case: Case, code: int, err: str) -> str:
-    """Assert the promise for one finished case; returns its line."""
+def check(prog: str, case: Case, code: int, err: str, tmp: Path) -> str:
+    """Assert the promise for one finished case; returns its line. The words are looked for with
+    the case's directory written as ``@tmp`` (so that no word is found in a path by chance)."""
     assert code == case.code, f"exit code {code}, expected {case.code}; stderr: {err}"
-    line = error_line(prog, err, case.code)
+    line = error_line(prog, err, case.code).replace(str(tmp), TMP)
     missing = [w for w in case.words if w not in line]
     assert not missing, f"{missing} not in {line!r}"
     unwanted = [w for w in case.absent if w in line]
@@ -123,7 +124,7 @@ def run_in_process(main: Callable[[list[str]], int], prog: str, case: Case, tmp:
     capsys.readouterr()
     code = main(case.argv(tmp))
     err = capsys.readouterr().err
-    line = check(prog, case, code, err)
+    line = check(prog, case, code, err, tmp)
     changed = changes(before, checksums(tmp, ignore))
     assert not changed, f"{changed} after: {line}"
     return line

@@ -122,7 +122,7 @@ def test_one_line_exit_code_and_nothing_changed(case, tmp_path, pristine):
     before = checksums(tmp_path)
     out = subprocess.run(argv, capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=240)
     assert out.returncode == case.code, out.stderr
-    lines = job_lines(out.stderr, case.launch)
+    lines = [line.replace(str(tmp_path), TMP) for line in job_lines(out.stderr, case.launch)]
     assert len(lines) == 1, out.stderr
     assert all(w in lines[0] for w in case.words), lines[0]
     assert not changes(before, checksums(tmp_path)), out.stderr

@@ -226,7 +226,7 @@ CASES: dict[str, Train] = {
                                      dataset=dataset_with(**{"rng = np.random.RandomState(1234)": "import sys; sys.exit(2)"})),
     "DataSet.__init__ raises": T([], "DataSet.__init__(mode='train')", "KeyError",
                                  dataset=dataset_with(**{"ds_index.ranges[mode]": "ds_index.ranges['training']"})),
-    "DataSet.__len__ negative": T([], "DataSet.__len__ (mode='train')", "-1",
+    "DataSet.__len__ negative": T([], "DataSet.__len__ (mode='train')", "should return >= 0",
                                   dataset=dataset_with(**{"return len(self.ids)": "return -1"})),
     "DataSet.__len__ a string": T([], "DataSet.__len__ (mode='train')", "TypeError",
                                   dataset=dataset_with(**{"return len(self.ids)": "return 'many'"})),
