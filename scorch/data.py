@@ -47,7 +47,7 @@ class ListCollate:
         then fails in the model's forward: it is the dataset's fault, said here."""
         for what, part, n in (("inputs", 0, n_in), ("targets", 1, n_tg)):
             for i in range(n):
-                kinds = {_dtype(item[part][i]) for item in items} - {None}
+                kinds = {kind for item in items if (kind := _dtype(item[part][i])) is not None}
                 if len(kinds) > 1:
                     raise ScorchError(f"{self.where} returned {' and '.join(sorted(kinds))} values at {what} position {i} "
                                       "in one batch; expected one dtype per position")
