@@ -81,6 +81,13 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise ScorchError(f"checkpoint {path} is truncated or corrupt ({first})") from exc
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise ScorchError(f"checkpoint {path} is not a scorch checkpoint (no 'model'/'epoch' keys)")
+    if not isinstance(state.get("format", FORMAT), int) or state.get("format", FORMAT) > FORMAT:
+        raise ScorchError(f"checkpoint {path} is of format {state.get('format')!r}, written by a newer scorch; this one "
+                          f"reads formats up to {FORMAT} (upgrade scorch)")
+    bad = _nonfinite(state["model"]) + [f"optimizer state {k}" for k in _nonfinite((state.get("optimizer") or {}).get("state"))]
+    if bad:
+        raise ScorchError(f"checkpoint {path} holds values that are not finite ({', '.join(bad[:3])}); resume from a good "
+                          "checkpoint (--keep-checkpoints keeps older ones) or start again")
     return state
 
 
@@ -120,14 +127,18 @@ class TrainingState:
     def load_state_dict(self, state: dict[str, Any], where: str) -> None:
         """Restore every object; ``where`` names the model file in the error of a misfit."""
         check_fits(self.network, state["model"], where)
-        bad = [k for k, v in state["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad:
-            raise ScorchError(f"checkpoint weights {', '.join(bad[:3])} are not finite; resume from a good checkpoint "
-                              "(--keep-checkpoints keeps older ones) or start again")
         self.network.load_state_dict(state["model"])
         for key, obj in self.objects().items():
             if obj is not None and state.get(key) is not None:
                 obj.load_state_dict(state[key])
+
+
+def _nonfinite(tree: Any, prefix: str = "") -> list[str]:
+    """The names (``0.exp_avg``) of the non-finite floating-point tensors in nested dicts and lists."""
+    if isinstance(tree, torch.Tensor):
+        return [prefix] if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else []
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    return [name for key, value in items for name in _nonfinite(value, f"{prefix}.{key}" if prefix else str(key))]
 
 
 class NonFiniteWeights(ValueError):

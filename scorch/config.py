@@ -34,6 +34,7 @@ GROUPS = ("files", "settings", "training", "run directory", "distributed", "outp
 SEED_LIMIT = 2**63
 MAX_NAME_BYTES = 255  # a file name, as the file system takes it
 MAX_TIMEOUT_S = 1e9  # beyond any job; larger values overflow the backends' timers
+MAX_WORKERS = 256  # DataLoader processes per rank; a typo of a few more digits would fork the machine to a halt
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class TrainConfig:
     momentum: float = setting(0.9, help="momentum of sgd, in [0, 1)", at_least=0, less_than=1, trajectory=True)
     seed: int = setting(0, help="seed for weights, shuffling and every rank's RNG", at_least=0, less_than=SEED_LIMIT,
                         trajectory=True)
-    workers: int = setting(0, help="DataLoader worker processes per rank", at_least=0)
+    workers: int = setting(0, help="DataLoader worker processes per rank", at_least=0, less_than=MAX_WORKERS + 1)
     worker_start: str = setting("fork", help="how DataLoader workers start: fork (a copy of the rank: fastest, no "
                                 "re-import), forkserver (forked from a clean process without threads: for datasets "
                                 "or models that start threads of their own) or spawn (a fresh interpreter)",

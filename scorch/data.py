@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
@@ -42,7 +43,19 @@ class ListCollate:
                 )
         except (TypeError, RuntimeError, IndexError, KeyError, ValueError):
             pass
+        if batch is not None:
+            self._one_dtype(items, n_in, n_tg)
         return self._tensors(batch if batch is not None else self._checked(items))
+
+    def _one_dtype(self, items: Sequence[Any], n_in: int, n_tg: int) -> None:
+        """Tensors (or arrays) of different dtypes at one position batch into the wider dtype, which
+        then fails in the model's forward: it is the dataset's fault, said here."""
+        for what, part, n in (("inputs", 0, n_in), ("targets", 1, n_tg)):
+            for i in range(n):
+                kinds = {kind for item in items if (kind := _dtype(item[part][i])) is not None}
+                if len(kinds) > 1:
+                    raise ScorchError(f"{self.where} returned {' and '.join(sorted(kinds))} values at {what} position {i} "
+                                      "in one batch; expected one dtype per position")
 
     def _tensors(self, batch: Batch) -> Batch:
         """A position that did not batch into a tensor (strings, say) is the dataset's fault, not forward's."""
@@ -71,6 +84,13 @@ class ListCollate:
                 f"{self.where}: cannot batch items ({exc}); expected tensors, arrays or numbers of one shape per position"
             ) from exc
         return inputs, targets
+
+
+def _dtype(value: Any) -> str | None:
+    """``float32 tensor``, ``int64 array``; None for anything else (numbers mix as Python's do)."""
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).replace('torch.', '')} tensor"
+    return f"{value.dtype} array" if isinstance(value, np.ndarray) else None
 
 
 class ShardSampler(Sampler[int]):

@@ -18,13 +18,13 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
 from . import launch as _launch
 from ._backends.base import Backend
-from .errors import ScorchError
+from .errors import DistributedError, ScorchError, on_every_rank
 
 
 def _single_process() -> Backend:
@@ -150,6 +150,26 @@ def exit_process(code: int, clean: bool | None = None) -> NoReturn:
     os._exit(code)
 
 
+def shown_error(exc: BaseException) -> BaseException | None:
+    """What this rank prints of ``exc``, an error that ended its command and that no other rank
+    raised alike: None when another rank of the job failed first (that rank prints the job's error;
+    this rank's collective broke with it, or failed after it); else ``exc``, or, for a collective
+    that broke while no rank had reported a failure, a :class:`DistributedError` saying so (a rank
+    was killed, or the network failed). A single process, or a rank before the ranks met, prints
+    ``exc``."""
+    if _backend.world_size == 1:
+        return exc
+    if not _backend.first_to_fail(exc):
+        return None
+    broken = _backend.broken_collective(exc)
+    if broken is None:
+        return exc
+    return DistributedError(
+        f"a collective with the other ranks broke ({broken}) and no rank had reported an error: a rank ended "
+        "without a word (killed? out of memory?) or the network failed; see the launcher's message"
+    )
+
+
 def rank() -> int:
     return _backend.rank
 
@@ -199,8 +219,27 @@ def decide(compute: Callable[[], Any]) -> Any:
             outcome = ("error", str(exc))
     kind, value = _backend.broadcast_object(outcome)
     if kind == "error":
-        raise ScorchError(value)
+        raise on_every_rank(ScorchError(value))  # rank 0 alone prints it
     return value
+
+
+T = TypeVar("T")
+
+
+def each(check: Callable[[], T]) -> T:
+    """Every rank runs ``check`` (it loads the user's files, say); when it fails on any rank, every
+    rank raises the error of the first rank it failed on, and that rank alone prints it."""
+    try:
+        result, error = check(), None
+    except ScorchError as exc:
+        result, error = None, exc
+    errors = all_gather(None if error is None else str(error))
+    first = next((r for r, message in enumerate(errors) if message is not None), None)
+    if first is None:
+        return result  # type: ignore[return-value]  # None only with an error
+    if error is not None and first == _backend.rank:
+        raise on_every_rank(error, first)
+    raise on_every_rank(ScorchError(errors[first]), first)
 
 
 def all_gather(obj: Any) -> list[Any]:

@@ -9,8 +9,9 @@ code  meaning
 ====  ==========================================================================================
 0     done
 1     a failure that is not the user's input (:class:`Failure`: a rank, a job or a move failed),
-      a failed check (scorch-check), a failed run of a sweep, or an unexpected exception
-      (``PROG: failed: Type: message``; ``--debug`` shows the traceback)
+      a failed check (scorch-check), a failed run of a sweep, a user's file calling
+      ``sys.exit()`` while a command ran, or an unexpected exception (``PROG: failed: Type:
+      message``; ``--debug`` shows the traceback)
 2     bad input the user can fix: a file, flag, setting or piece of data (:class:`ScorchError`);
       nothing on disk was changed
 3     stopped by SIGUSR1/SIGTERM/SIGINT after saving its work (:class:`Stopped`); run the same
@@ -21,8 +22,16 @@ code  meaning
 
 A rank started by ``scorch-train --nproc-per-node`` that fails ends the job with that rank's own code
 (:class:`RankFailed`).
+
+With several ranks the job's error is printed once. An error every rank raised alike (the command
+line, the user's files, the run directory, an agreed stop: :attr:`Error.shown_by`) is printed by
+rank 0, or by the one rank that found it; the other ranks leave quietly with the same code. An error
+only one rank raised is printed by the first rank that failed; the ranks whose collectives broke
+with it leave quietly (see :func:`scorch.distributed.shown_error`).
 """
 from __future__ import annotations
+
+from typing import TypeVar
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -38,6 +47,19 @@ class Error(Exception):
 
     exit_code = EXIT_FAILURE
     label = "error"  # the runner prints "PROG: LABEL: MESSAGE" ("PROG: MESSAGE" when empty)
+    shown_by: int | None = None
+    """The rank that prints this error when every rank of the job raised it (the others leave
+    quietly); None: the rank that raised it prints it."""
+
+
+E = TypeVar("E", bound=Error)
+
+
+def on_every_rank(exc: E, shown_by: int = 0) -> E:
+    """Mark ``exc`` as raised alike by every rank of the job, to be printed by rank ``shown_by`` alone."""
+    if exc.shown_by is None:
+        exc.shown_by = shown_by
+    return exc
 
 
 class ScorchError(Error):
@@ -73,6 +95,7 @@ class Stopped(Error):
     """Stopped on a signal after saving the work done so far: exit code 3; the same command continues it."""
 
     exit_code = EXIT_PREEMPTED
+    shown_by = 0  # every rank stops together
     label = ""  # the message says it: "stopped by SIGTERM at epoch 2, ...; continue with --resume"
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import INVOCATION_KEYS, TrainConfig, check_file_name, check_path, type_name, value_fits
+from .config import INVOCATION_KEYS, TrainConfig, check_file_name, check_path, check_value, type_name, value_fits
 from .errors import ScorchError
 
 SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings"}
@@ -49,7 +49,7 @@ def load_config_file(path: str, what: str = "--config") -> dict[str, Any]:
     """Read YAML, JSON or TOML (by extension) into a flat-or-nested dict; errors name ``what`` and the file."""
     label = f"{what} {path}" if what else path
     if not os.path.isfile(path):
-        raise ScorchError(f"{what}: file not found: {path!r}")
+        raise ScorchError(f"{what}: {'is a directory' if os.path.isdir(path) else 'file not found'}: {path!r}")
     ext = os.path.splitext(path)[1].lower()
     try:
         with open(path, "rb") as f:
@@ -138,8 +138,12 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     if resuming and (run / "config.json").is_file():
         saved = {k: v for k, v in load_config_file(str(run / "config.json"), "").items() if k not in INVOCATION_KEYS}
         values = apply(values, flatten(saved), str(run / "config.json"), TrainConfig)
+        _check_saved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run / "config.json")
     for layer, where in layers:
         values = apply(values, layer, where, TrainConfig)
+    empty = next((k for k in ("model", "dataset") if peek.get(k) == ""), None)
+    if empty:
+        raise ScorchError(f"--{empty}: expected a file, got ''")
     missing = [f"--{k}" for k in ("model", "dataset") if not values.get(k)]
     if missing and peek.get("resume") and not name:
         raise ScorchError("--resume needs --name: the run to continue is <run-root>/<name>")
@@ -149,6 +153,16 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     if missing:
         raise ScorchError(f"{missing[0]} is required (or '{missing[0][2:]}:' in --config)")
     return TrainConfig(**values)
+
+
+def _check_saved(values: Mapping[str, Any], given: set[str], path: Path) -> None:
+    """A saved setting out of its range, and given no new value, is the saved file's fault: say so."""
+    for key, value in values.items():
+        if key not in given:
+            try:
+                check_value(key, value)
+            except ScorchError as exc:
+                raise ScorchError(f"{path}: {exc} (as saved; give it anew to replace it)") from None
 
 
 def _default(name: str) -> Any:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"
 SUMMARY_FILE = "summary.csv"
 SWEEP_SCRIPT = "sweep.sbatch"
+NPROC_FOR_SLURM = "--nproc-per-node does not apply to SLURM jobs: give --ntasks-per-node (and --nodes)"
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,10 @@ class Sweep:
 
 
 def prepare(path: Path, base_args: Sequence[str], grid: Sequence[str],
-            parse_config: Callable[[list[str]], TrainConfig]) -> Sweep:
+            parse_config: Callable[[list[str]], TrainConfig], for_slurm: bool = False) -> Sweep:
     """Check every combination (settings, model/dataset settings) and write sweep.json and the
-    configs; nothing is written when one combination is invalid. A directory holding another
-    sweep is refused."""
+    configs; nothing is written when one combination is invalid (or, ``for_slurm``, cannot be a
+    SLURM job). A directory holding another sweep is refused."""
     for flag in ("--resume", "--auto-resume", "--overwrite"):
         if any(a == flag or a.startswith(flag + "=") for a in base_args):
             raise ScorchError(f"{flag}: scorch-sweep skips finished runs and resumes the others itself; "
@@ -187,6 +188,8 @@ def prepare(path: Path, base_args: Sequence[str], grid: Sequence[str],
             raise _as_grid_error(exc, [axis.key for axis in axes]) from exc
         configs[run.name] = slurm.job_config(config)
         nproc = config.nproc_per_node
+    if for_slurm and nproc > 1:
+        raise ScorchError(NPROC_FOR_SLURM)
     record = {"base_args": list(base_args), "grid": list(grid), "runs": [r.to_dict() for r in runs]}
     sweep_file = path / SWEEP_FILE
     if sweep_file.is_file():
@@ -274,7 +277,7 @@ def submit_array(sweep: Sweep, options: slurm.SlurmOptions, parallel: int | None
     """Write sweep.sbatch (element *i* runs combination *i*) and submit the unfinished runs as one
     job array; (job id, runs submitted), or (None, []) when every run has finished."""
     if sweep.nproc_per_node > 1:
-        raise ScorchError("--nproc-per-node does not apply to SLURM jobs: give --ntasks-per-node (and --nodes)")
+        raise ScorchError(NPROC_FOR_SLURM)
     todo = _todo(sweep)
     if not todo:
         return None, []

@@ -21,7 +21,7 @@ from . import checkpoint, data, distributed as dist, outcome, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .config import TrainConfig
-from .errors import Preempted, ScorchError, TrainingError
+from .errors import Preempted, ScorchError, TrainingError, on_every_rank
 from .evaluation import Evaluation, Visualizer, test_after_training
 from .history import History, resumed_rows
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
@@ -61,7 +61,7 @@ def train(config: TrainConfig) -> RunResult:
     if config.name is None:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
 
-    parts = build_parts(config, backend)  # checks the user's files: nothing is written before this
+    parts = dist.each(lambda: build_parts(config, backend))  # checks the user's files: nothing is written before this
     run_dir = RunDir(parts.config.run_dir, rank0)
     lock = RunLock(run_dir.path, config.break_lock)  # one writer per run directory
     dist.decide(lock.acquire)
@@ -74,8 +74,8 @@ def train(config: TrainConfig) -> RunResult:
 
 def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
-    resumed = checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest() if config.resume else None
-    state = _state(parts, resumed)
+    resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest()) if config.resume else None
+    state = dist.each(lambda: _state(parts, resumed))
     epochs_done = state.cursor.epoch
     rows = dist.decide(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done))
     previous_meta = dist.decide(run_dir.read_meta) if resumed is not None else {}
@@ -301,8 +301,8 @@ def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
     """Record the epoch (best, scheduler, history, TensorBoard, checkpoint); True to stop early."""
     config, parts, loop, epoch = s.config, s.parts, s.loop, row["epoch"]
     if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
-        raise TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without writing this "
-                            "epoch's checkpoint (--nan-policy skip would go on)")
+        raise on_every_rank(TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without "
+                                          "writing this epoch's checkpoint (--nan-policy skip would go on)"))
     improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
     _step_scheduler(s.state.scheduler, row[parts.monitor])
     s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False

@@ -54,7 +54,8 @@ def import_file(path: str, role: str) -> ModuleType:
     """Import a user's Python file by path; ``role`` is "model" or "dataset". The module is registered
     as ``scorch_user_ROLE`` (so that pickling finds its classes) and recorded in :data:`USER_MODULES`."""
     if not os.path.isfile(path):
-        raise ScorchError(f"--{role}: file not found: {path!r} (expected a Python file)")
+        found = "is a directory" if os.path.isdir(path) else "file not found"
+        raise ScorchError(f"--{role}: {found}: {path!r} (expected a Python file)")
     name = f"scorch_user_{role}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -63,6 +64,9 @@ def import_file(path: str, role: str) -> ModuleType:
     sys.modules[name] = module  # lets pickling (DataLoader workers) find the classes
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # a script's exit(): nothing would train, and nothing would say why
+        raise ScorchError(f"{path}: importing the {role} file called sys.exit({exc.code!r}); expected a file that "
+                          "only defines things (put script code under if __name__ == '__main__':)") from exc
     except Exception as exc:
         raise ScorchError(f"{path}: importing the {role} file failed: {type(exc).__name__}: {exc}") from exc
     USER_MODULES[name] = (os.path.abspath(path), role)
@@ -83,7 +87,7 @@ def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     except ScorchError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ScorchError(f"{where} raised {type(exc).__name__}: {exc}") from exc
 
 

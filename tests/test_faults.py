@@ -11,7 +11,7 @@ import torch
 
 from scorch.cli.train import main
 from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, snapshot, weights
-from tests.test_bad_input import NAN_AT_STEP_5
+from tests.bad_input.sources import NAN_AT_STEP_5
 
 BALLAST = str(FIXTURES / "ballast_model.py")
 

@@ -122,6 +122,16 @@ class Backend:
     def broadcast_buffers(self, model: torch.nn.Module) -> None:
         """Give every rank rank 0's buffers (e.g. BatchNorm's running statistics)."""
 
+    # --- when this rank's command failed -----------------------------------
+    def first_to_fail(self, exc: BaseException) -> bool:
+        """Whether this rank is the first of its job to fail (it then prints the job's error); tells the
+        other ranks so where the backend can. A single process is always the first."""
+        return True
+
+    def broken_collective(self, exc: BaseException) -> str | None:
+        """The reason, in a few words, when ``exc`` says a collective broke (a peer is gone), else None."""
+        return None
+
     def leave(self) -> None:
         """Called by every rank of a successful run whose process ends right after: wait for the
         other ranks and stop background work; the rest of the teardown is the process exit's."""

@@ -117,5 +117,16 @@ class HorovodBackend(Backend):
         if buffers:
             self.hvd.broadcast_parameters(buffers, root_rank=0)
 
+    def first_to_fail(self, exc: BaseException) -> bool:
+        # No store to post in: a collective that Horovod shut down broke because another rank failed
+        # (Horovod says so), and that rank prints its error.
+        return self.broken_collective(exc) is None
+
+    def broken_collective(self, exc: BaseException) -> str | None:
+        text = str(exc).strip()
+        if type(exc).__name__ == "HorovodInternalError" or "Horovod has been shut down" in text:
+            return text.splitlines()[0] if text else type(exc).__name__
+        return None
+
     def shutdown(self) -> None:
         self.hvd.shutdown()

@@ -1,11 +1,15 @@
 """torch.distributed: gloo on CPU, NCCL on GPU, DistributedDataParallel."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
-from collections.abc import Callable
-from typing import Any, ContextManager
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
 
 import torch
 import torch.distributed as tdist
@@ -18,6 +22,24 @@ from .base import Backend
 log = logging.getLogger(__name__)
 
 _OPS = {"sum": tdist.ReduceOp.SUM, "max": tdist.ReduceOp.MAX, "min": tdist.ReduceOp.MIN}
+FAILED_KEY = "scorch/failed"
+# What gloo and the store say when a peer's connection went away mid-collective.
+BROKEN = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "Connection was likely closed",
+          "Broken pipe")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null meanwhile (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class TorchBackend(Backend):
@@ -44,6 +66,25 @@ class TorchBackend(Backend):
         # Small CPU flags (stop signals) go through a gloo group of their own: they never queue
         # behind (or hold up) the gradient traffic, and need no device tensor under NCCL.
         self._control = tdist.new_group(backend="gloo")
+        self._store = store  # this attempt's keys: where the first rank to fail says so
+
+    def first_to_fail(self, exc: BaseException) -> bool:
+        """The first rank to fail posts its rank in the store; a rank that finds another's there, or
+        cannot reach the store any more (its host, rank 0 or the launcher's agent, is gone: it
+        failed first), was not the first."""
+        with _quiet_stderr():  # a store whose host is gone makes torch log a C++ stack on stderr
+            try:
+                first = self._store.compare_set(FAILED_KEY, "", str(self.rank))
+            except RuntimeError:
+                return False
+        return bytes(first) == str(self.rank).encode()
+
+    def broken_collective(self, exc: BaseException) -> str | None:
+        text = str(exc).strip()
+        if not isinstance(exc, RuntimeError) or not (isinstance(exc, tdist.DistError) or any(m in text for m in BROKEN)):
+            return None
+        first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0] if text else "")  # "[.../pair.cc:537] "
+        return first.split(". This is typically")[0].split(". Did the remote")[0] or type(exc).__name__
 
     def barrier(self) -> None:
         if self.device.type == "cuda":

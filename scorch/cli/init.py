@@ -41,6 +41,9 @@ def write_templates(directory: str | Path, force: bool = False) -> list[Path]:
     if directory.exists() and not directory.is_dir():
         raise ScorchError(f"DIR: {directory} exists and is not a directory")
     targets = [directory / name for name in FILES]
+    taken = next((t for t in targets if t.is_dir()), None)
+    if taken is not None:
+        raise ScorchError(f"DIR: {taken} is a directory; expected a file scorch-init may write (move it away)")
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise ScorchError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; give --force to overwrite")

@@ -67,8 +67,9 @@ def run(ns: argparse.Namespace) -> int:
     options = slurm.options_from(given) if ns.slurm else None
     if not ns.grid:
         raise ScorchError("give at least one --grid KEY=V1,V2 (or --summary SWEEP_DIR)")
-    name = ns.name or sweep.default_name(rest, ns.grid)
-    plan = sweep.prepare(sweep.sweep_dir(ns.run_root, name, ns.slurm), rest, ns.grid, train_cli.parse_config)
+    name = ns.name if ns.name is not None else sweep.default_name(rest, ns.grid)
+    plan = sweep.prepare(sweep.sweep_dir(ns.run_root, name, ns.slurm), rest, ns.grid, train_cli.parse_config,
+                         for_slurm=ns.slurm)
     print(f"scorch-sweep: {len(plan.runs)} runs in {plan.path}")
     if options is not None:
         job, todo = sweep.submit_array(plan, options, ns.parallel, ns.debug)

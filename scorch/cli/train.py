@@ -6,12 +6,13 @@ import dataclasses
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from .. import distributed as dist, launch, overrides, slurm
 from ..config import GROUPS, TrainConfig, hints, settings
-from ..errors import EXIT_PREEMPTED, ScorchError
+from ..errors import EXIT_PREEMPTED, ScorchError, on_every_rank
 from ._runner import Command, Parser
 
 SET_HELP = ("KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
@@ -75,15 +76,20 @@ def parse_config(argv: Sequence[str] | None) -> TrainConfig:
 
 
 def run(ns: argparse.Namespace) -> int:
-    config = config_from(ns)
-    given = vars(ns)
-    if given.get("slurm") or given.get("submit"):
-        _require_files(config)
-        return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
     from ..launch import agent
 
+    given = vars(ns)
     environment = launch.detect()
-    agent.check_no_launcher(environment, config, given)
+    try:  # every rank of a job reads the same command line and files here
+        config = config_from(ns)
+        if not (given.get("slurm") or given.get("submit")):
+            agent.check_no_launcher(environment, config, given)
+    except ScorchError as exc:
+        on_every_rank(exc)
+        raise
+    if given.get("slurm") or given.get("submit"):
+        _load_files(config)
+        return _slurm_job(config, slurm.options_from(given), bool(given.get("submit")))
     if environment.name == "none" and agent.wanted(config):
         _require_files(config)
         return agent.launch(config, ns.argv)
@@ -97,7 +103,17 @@ def _require_files(config: TrainConfig) -> None:
     """Before handing the files to a job or to ranks that load them: they must be there."""
     for flag, path in (("--model", config.model), ("--dataset", config.dataset)):
         if not os.path.isfile(path):
-            raise ScorchError(f"{flag}: file not found: {path!r} (expected a Python file)")
+            found = "is a directory" if os.path.isdir(path) else "file not found"
+            raise ScorchError(f"{flag}: {found}: {path!r} (expected a Python file)")
+
+
+def _load_files(config: TrainConfig) -> None:
+    """Before a job is written (and --overwrite replaces a run with it): the files import, define
+    their classes and take the settings given, as a sweep checks them."""
+    from ..userfiles import load_dataset_file, load_model_file
+
+    load_model_file(config.model).settings(config.model_settings)
+    load_dataset_file(config.dataset).settings(config.dataset_settings)
 
 
 def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -> int:
@@ -117,7 +133,13 @@ def _error_prefix() -> str:
     return "scorch-train" if dist.world_size() == 1 else f"scorch-train[rank {dist.rank()}]"
 
 
-COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: launch.detect().rank, prefix=_error_prefix)
+COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: launch.detect().rank, prefix=_error_prefix,
+                  shown=dist.shown_error)
+# A rank that leaves quietly (another prints the job's error) first gives that rank time to print it,
+# before the launcher, seeing this rank's exit, ends the job: ranks that had not met yet compare no notes,
+# and rank 0 may reach the same error a moment later; after the first failure the line follows at once.
+QUIET_BEFORE_MEETING_S = 10.0
+QUIET_AFTER_FAILURE_S = 1.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,17 +153,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    code = COMMAND.main(None)
+    ending = COMMAND.end(None)
+    quiet = ending.error is not None and not ending.shown
     if dist.world_size() == 1:
         dist.shutdown()
-        dist.exit_process(code, clean=True)
-    # Several ranks: after a success or an agreed stop every rank waits for the others, then all
-    # leave without tearing the process group down (see dist.exit_process); after a failure leave
-    # at once so the launcher ends the whole job.
-    together = code in (0, EXIT_PREEMPTED)
+        if quiet and launch.detect().world_size > 1:
+            time.sleep(QUIET_BEFORE_MEETING_S)  # rank 0 prints the error of the command line every rank has
+        dist.exit_process(ending.code, clean=True)
+    # Several ranks: after a success, an agreed stop or an error every rank raised alike, every rank
+    # waits for the others (so the one that prints it has printed), then all leave without tearing the
+    # process group down (see dist.exit_process); after a failure of one rank leave soon, so that the
+    # launcher ends the whole job.
+    together = ending.code in (0, EXIT_PREEMPTED) or ending.agreed
     if together:
         dist.leave()
-    dist.exit_process(code, clean=together)
+    elif quiet:
+        time.sleep(QUIET_AFTER_FAILURE_S)
+    dist.exit_process(ending.code, clean=together)
 
 
 if __name__ == "__main__":

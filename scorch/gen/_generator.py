@@ -131,7 +131,7 @@ def load_datasets_file(path: str | Path) -> dict[str, GeneratorSpec]:
         except GenError as exc:
             del sys.modules[module_name]
             raise GenError(f"{path}: {exc}") from exc
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a script's exit() would end scorch-gen silently
             del sys.modules[module_name]
             line = _user_line(exc, path)
             raise GenError(f"{path}{line}: importing it raised {type(exc).__name__}: {exc}") from exc

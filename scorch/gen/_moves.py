@@ -90,7 +90,6 @@ def move(ps: ParamSetDir, n: int, group: str, *,
     check_group_name(group)
     if n < 1:
         raise GenError(f"asked to move {n} samples; expected a positive number")
-    ps.group_dir(group).mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + _RETRY_SECONDS
     delay = 0.01
     while True:
@@ -99,6 +98,7 @@ def move(ps: ParamSetDir, n: int, group: str, *,
         if n > available:
             raise NotEnoughSamples(f"asked to move {n} samples but only {available} are "
                                    "unassigned", available)
+        ps.group_dir(group).mkdir(parents=True, exist_ok=True)  # only for a move that can happen
         try:
             return _move_once(ps, n, group)
         except _LostRace:

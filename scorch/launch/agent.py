@@ -166,7 +166,7 @@ class Agent:
                 others = Failure(self.node, tuple(rc for rc in _failed(local, self.first_rank) if rc not in failure.ranks))
                 then = f", then {others.describe()}" if others.ranks else ""
                 restarts = f" (after {attempt} restart{'s' if attempt != 1 else ''})" if attempt else ""
-                raise RankFailed(f"{failure.describe()} failed{place}{then}{restarts}; each rank's own error is above",
+                raise RankFailed(f"{failure.describe()} failed{place}{then}{restarts}; the job's error is above",
                                  failure.code)
             raise AssertionError("unreachable")
         finally:
