@@ -1,6 +1,7 @@
 """Batches from user DataSets: collation per list position and rank sharding."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.context
 import random
@@ -311,6 +312,21 @@ class Loader(DataLoader):  # type: ignore[type-arg]
             return super().__iter__()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextlib.contextmanager
+def batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
+    """``iter(loader)``, whose worker processes are shut down when the block ends, however it ends.
+    Left to the garbage collector, the workers of an epoch that raised would wait for as long as its
+    traceback lives, and they do not answer SIGTERM (see :class:`Loader`): a process that goes on
+    after a failed run (a notebook, ``main([...])``) would wait for them at its exit."""
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # torch's own, idempotent
+        if shutdown is not None:
+            shutdown()
 
 
 def worker_context(start_method: str, workers: int) -> multiprocessing.context.BaseContext | None:

@@ -170,6 +170,12 @@ def shown_error(exc: BaseException) -> BaseException | None:
     )
 
 
+def release_peers() -> None:
+    """This rank failed first: make its peers' collectives fail now rather than at their timeout
+    (see :meth:`Backend.release_peers`)."""
+    _backend.release_peers()
+
+
 def rank() -> int:
     return _backend.rank
 

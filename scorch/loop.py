@@ -116,40 +116,41 @@ def train_epoch(
 
     step_log = ctx.step_log
     logged = step_log is not None and step_log.wants(step + 1)
-    for slot, batch in zip(plan.slots, loader):
-        inputs, targets = data.to_device(batch, device, non_blocking)
-        # Gradients of a step's earlier micro-batches stay local until its last one.
-        with (backend.no_sync(model) if not slot.last else _null):
-            with ctx.autocast():
-                preds = model(inputs)
-                loss = socket.criterion(preds, targets)
-            if loss.dim():
-                loss = loss.reshape(())  # a one-element loss of shape (1,)
-            guard.push(loss, epoch, step + 1)
-            # The slot's share of its step's samples: the step's gradient is the mean over them.
-            ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
-        if slot.last:
-            backend.optimizer_step(optimizer, ctx.scaler, check)
-            backend.zero_grad(optimizer)
-            step += 1
-            steps += 1
-        if slot.count:
-            with torch.no_grad():
-                if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
-                    metrics = socket.metrics(preds, targets)
-                    totals.add(slot.count, loss.detach(), metrics)
-                    if logged and step_log is not None:
-                        step_log.add(slot.count, loss.detach(), metrics)
-        if slot.last and step_log is not None:
-            if logged:
-                step_log.stepped(step)
-            logged = step_log.wants(step + 1)
-        progress.step(loss)
-        # Stop only where no gradient is half accumulated, and not after the last step
-        # (the end of the epoch has its own, complete checkpoint).
-        if slot.last and steps < plan.steps and stop.poll(backend):
-            guard.flush()
-            return EpochResult(step, steps, True, check.skipped)
+    with data.batches(loader) as batches:
+        for slot, batch in zip(plan.slots, batches):
+            inputs, targets = data.to_device(batch, device, non_blocking)
+            # Gradients of a step's earlier micro-batches stay local until its last one.
+            with (backend.no_sync(model) if not slot.last else _null):
+                with ctx.autocast():
+                    preds = model(inputs)
+                    loss = socket.criterion(preds, targets)
+                if loss.dim():
+                    loss = loss.reshape(())  # a one-element loss of shape (1,)
+                guard.push(loss, epoch, step + 1)
+                # The slot's share of its step's samples: the step's gradient is the mean over them.
+                ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
+            if slot.last:
+                backend.optimizer_step(optimizer, ctx.scaler, check)
+                backend.zero_grad(optimizer)
+                step += 1
+                steps += 1
+            if slot.count:
+                with torch.no_grad():
+                    if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
+                        metrics = socket.metrics(preds, targets)
+                        totals.add(slot.count, loss.detach(), metrics)
+                        if logged and step_log is not None:
+                            step_log.add(slot.count, loss.detach(), metrics)
+            if slot.last and step_log is not None:
+                if logged:
+                    step_log.stepped(step)
+                logged = step_log.wants(step + 1)
+            progress.step(loss)
+            # Stop only where no gradient is half accumulated, and not after the last step
+            # (the end of the epoch has its own, complete checkpoint).
+            if slot.last and steps < plan.steps and stop.poll(backend):
+                guard.flush()
+                return EpochResult(step, steps, True, check.skipped)
     guard.flush()
     return EpochResult(step, steps, False, check.skipped)
 
@@ -201,18 +202,19 @@ def evaluate(
     was_training = network.training
     network.eval()
     try:
-        for i, batch in enumerate(loader):
-            inputs, targets = data.to_device(batch, device, device.type == "cuda")
-            with autocast():
-                preds = network(inputs)
-                loss = socket.criterion(preds, targets)
-            totals.add(data.batch_len((inputs, targets)), loss.detach().reshape(()), socket.metrics(preds, targets))
-            if i == 0 and first_batch is not None:
-                first_batch(inputs, preds, targets)
-            if outputs is not None:
-                outputs.add(preds, targets)
-            if i < common and stop.poll(backend):
-                return None
+        with data.batches(loader) as batches:
+            for i, batch in enumerate(batches):
+                inputs, targets = data.to_device(batch, device, device.type == "cuda")
+                with autocast():
+                    preds = network(inputs)
+                    loss = socket.criterion(preds, targets)
+                totals.add(data.batch_len((inputs, targets)), loss.detach().reshape(()), socket.metrics(preds, targets))
+                if i == 0 and first_batch is not None:
+                    first_batch(inputs, preds, targets)
+                if outputs is not None:
+                    outputs.add(preds, targets)
+                if i < common and stop.poll(backend):
+                    return None
     finally:
         network.train(was_training)
     means = reduce_totals(backend, totals, prefix)

@@ -91,6 +91,8 @@ class RunLock:
         self.created_root = False
 
     def acquire(self) -> None:
+        if self.run_dir.parent.exists() and not self.run_dir.parent.is_dir():
+            raise ScorchError(f"run root {self.run_dir.parent} is not a directory (expected a directory to hold run directories)")
         if not self.run_dir.parent.is_dir():
             try:
                 self.run_dir.parent.mkdir(parents=True)

@@ -11,7 +11,7 @@ import pytest
 
 from scorch.errors import EXIT_PREEMPTED
 from tests.helpers import BIN, FIXTURES, base_args, scorch_train
-from tests.test_bad_input import NAN_AT_STEP_5
+from tests.bad_input.sources import NAN_AT_STEP_5
 from tests.test_preempt import args as slow_args, start_and_signal
 
 

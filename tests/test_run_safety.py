@@ -162,3 +162,18 @@ def test_a_sample_of_strings_is_blamed_on_the_dataset_before_training(tmp_path, 
     err = error_lines(capsys)
     assert len(err) == 1 and "DataSet.__getitem__ (mode='train')" in err[0] and "str values at targets position 0" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("where", ["train", "valid"])
+def test_a_failed_epoch_leaves_no_dataloader_worker_behind(tmp_path, where, capsys):
+    # Workers ignore the stop signals (scorch.data.Loader): if a failed epoch left them waiting, the
+    # process that called main() would wait for them forever at its exit (multiprocessing joins them).
+    import multiprocessing
+
+    source = RAISES_AT_40 if where == "train" else GOOD_DATASET.replace(
+        "        j = self.ids[i]\n", "        j = self.ids[i]\n        if self.ids is self.index.ranges['valid']:\n"
+        "            raise OSError('bad sector')\n")
+    dataset = write(tmp_path, "d.py", source)
+    assert main(base_args(tmp_path, "w", "--workers", "2", "--batch-size", "8", dataset=dataset)) == 2
+    assert "bad sector" in capsys.readouterr().err
+    assert multiprocessing.active_children() == []

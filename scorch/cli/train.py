@@ -140,6 +140,9 @@ COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: l
 # and rank 0 may reach the same error a moment later; after the first failure the line follows at once.
 QUIET_BEFORE_MEETING_S = 10.0
 QUIET_AFTER_FAILURE_S = 1.0
+# A rank other than 0 that failed first gives rank 0 this long to undo what it started (an --overwrite)
+# before its exit makes the launcher end the job.
+RELEASE_GRACE_S = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +172,9 @@ def console_main() -> None:
         dist.leave()
     elif quiet:
         time.sleep(QUIET_AFTER_FAILURE_S)
+    elif ending.error is not None and dist.rank() != 0:
+        dist.release_peers()  # rank 0 learns it now and can put an --overwrite'd run back
+        time.sleep(RELEASE_GRACE_S)
     dist.exit_process(ending.code, clean=together)
 
 

@@ -12,7 +12,6 @@ from tests.bad_input.harness import TMP, Case, params, run_in_process
 from tests.helpers import base_args
 
 RUN = f"{TMP}/runs/r"  # each case's copy of a finished two-epoch run
-NEWCOMER = "lane newcomer: scorch-report --out refuses a file it did not write as a report, and a directory"
 
 
 def R(args: list[str], *words: str, files: dict[str, str] | None = None, xfail: str | None = None) -> Case:
@@ -38,11 +37,10 @@ CASES = {
                                                files={"d/config.json": "{}", "d/history.csv": "\x00\x00\x00,\x00\n"}),
     "report: no RUN_DIR": R([], "the following arguments are required: RUN_DIR"),
     "report: unknown flag": R(["--plot", "x"], "unrecognized arguments: --plot"),
-    "report: --out onto a directory": R([RUN, "--out", f"{TMP}/out"], "--out", "directory", files={"out/keep": ""},
-                                        xfail=NEWCOMER),
-    "report: --out onto the run's history.csv": R([RUN, "--out", f"{RUN}/history.csv"], "--out", "history.csv", xfail=NEWCOMER),
-    "report: --out onto the run's config.json": R([RUN, "--out", f"{RUN}/config.json"], "--out", "config.json", xfail=NEWCOMER),
-    "report: --out onto a checkpoint": R([RUN, "--out", f"{RUN}/checkpoints/last.pt"], "--out", "last.pt", xfail=NEWCOMER),
+    "report: --out onto a directory": R([RUN, "--out", f"{TMP}/out"], "--out", "directory", files={"out/keep": ""}),
+    "report: --out onto the run's history.csv": R([RUN, "--out", f"{RUN}/history.csv"], "--out", "history.csv"),
+    "report: --out onto the run's config.json": R([RUN, "--out", f"{RUN}/config.json"], "--out", "config.json"),
+    "report: --out onto a checkpoint": R([RUN, "--out", f"{RUN}/checkpoints/last.pt"], "--out", "last.pt"),
     "report: --out into a directory that is not there": R([RUN, "--out", f"{TMP}/no/where.png"], "--out", "no/where.png"),
 }
 

@@ -422,7 +422,7 @@ CASES: dict[str, Train] = {
     "--overwrite of a file": T(["--model", "@model", "--dataset", "@dataset", "--run-root", f"{TMP}/runs", "--name", "f",
                                 "--overwrite"], "exists and is not a directory", files={"runs/f": "mine\n"}, modes=AS_GIVEN),
     "the run root is a file": T(["--model", "@model", "--dataset", "@dataset", "--run-root", f"{TMP}/root", "--name", "r"],
-                                "cannot create run directory", "Not a directory", files={"root": "mine\n"}, modes=AS_GIVEN),
+                                "run root", "root is not a directory", files={"root": "mine\n"}, modes=AS_GIVEN),
     "--resume with another optimizer": T(["--optimizer", "sgd"], "--optimizer sgd", "trained with adam", modes=("--resume",)),
     "--resume with a batch size that cannot make the global batch": T(["--batch-size", "5"], "--batch-size 5", "divides 32",
                                                                      modes=("--resume",)),
