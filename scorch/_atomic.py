@@ -116,7 +116,11 @@ def write_temp(directory: Path, writer: Callable[[IO[bytes]], None], suffix: str
 def create_json_once(path: Path, value: Any) -> bool:
     """Write ``path`` only if it does not exist yet (``os.link`` never overwrites); True if this call did."""
     data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
-    tmp = write_temp(path.parent, lambda f: None if f.write(data) else None)
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    tmp = write_temp(path.parent, write)
     try:
         os.link(tmp, path)
         fsync_dir(path.parent)

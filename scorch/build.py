@@ -5,8 +5,10 @@ import contextlib
 import logging
 import random
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,7 +123,8 @@ def preflight(parts: Parts, batch_size: int) -> tuple[list[str], list[str]]:
                 names = list(metrics)
             elif list(metrics) != names:
                 raise ScorchError(
-                    f"{mpath}: Socket.metrics returned {list(metrics)} on a valid batch but {names} on a train batch; expected the same names"
+                    f"{mpath}: Socket.metrics returned {list(metrics)} on a valid batch but {names} on a train batch; "
+                    "expected the same names"
                 )
             if mode == "valid" and parts.socket.has_visualize:
                 parts.socket.visualize(batch[0], preds, batch[1])

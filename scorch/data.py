@@ -181,7 +181,7 @@ class EpochPlan:
         return min(self.length, self.start + steps * self.global_batch)
 
 
-class SeededBatch(list):  # type: ignore[type-arg]
+class SeededBatch(list):
     """A batch of dataset indices carrying the seed a DataLoader worker loads it with."""
 
     seed: int = 0
@@ -290,7 +290,7 @@ class SeededItems:
 STOP_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
 
 
-class Loader(DataLoader):  # type: ignore[type-arg]
+class Loader(DataLoader):
     """A DataLoader whose workers never see the stop signals meant for their rank.
 
     A launcher or scheduler often signals a rank's whole process group (mpirun forwarding SIGUSR1,
@@ -343,7 +343,7 @@ def worker_context(start_method: str, workers: int) -> multiprocessing.context.B
 def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str, start_method: str = "fork") -> DataLoader:
     """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
     return Loader(
-        SeededItems(dataset, where),
+        SeededItems(dataset, where),  # type: ignore[arg-type]  # a map-style dataset
         batch_sampler=PlanBatches(),
         num_workers=workers,
         collate_fn=ListCollate(where),
@@ -365,7 +365,7 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
                 start_method: str = "fork") -> DataLoader:
     """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
     return Loader(
-        SeededItems(dataset, where),
+        SeededItems(dataset, where),  # type: ignore[arg-type]  # a map-style dataset
         batch_size=batch_size,
         sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=workers,

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -44,7 +46,8 @@ class NanGuard:
     @staticmethod
     def _check(loss: torch.Tensor, epoch: int, step: int) -> None:
         if not math.isfinite(loss.item()):
-            raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {step}; stopping (no checkpoint is written with these weights)")
+            raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {step}; stopping "
+                                "(no checkpoint is written with these weights)")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -256,7 +256,7 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
     return totals
 
 
-def _stop(s: Session, totals: MetricTotals, what: str, then: str = "") -> None:
+def _stop(s: Session, totals: MetricTotals, what: str, then: str = "") -> NoReturn:
     """Save where every rank got to and raise Preempted; nobody leaves before rank 0 has written
     (a launcher ends the whole job when the first rank exits)."""
     s.saver.save(False, totals)
@@ -283,7 +283,7 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     backend, parts = s.backend, s.parts
     lr = s.state.optimizer.param_groups[0]["lr"]
     row: dict[str, Any] = {"epoch": epoch, "step": s.cursor.step, "lr": lr, **reduce_totals(backend, totals, "train")}
-    if s.valid_loader is not None:
+    if s.valid_loader is not None and parts.valid_set is not None:
         backend.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
         means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop, common,

@@ -22,9 +22,10 @@ import math
 import numbers
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ def declared_settings(module: ModuleType, cls: type, skip: int) -> dict[str, Any
     if isinstance(config, dict):
         return dict(config)
     try:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]
+        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]  # type: ignore[misc]
     except (TypeError, ValueError):
         return {}
     if any(p.kind is p.VAR_KEYWORD for p in params):
@@ -150,7 +151,7 @@ class ModelFile:
             raise ScorchError(f"{self.path}: Network() built a {type(net).__name__}, expected a torch.nn.Module")
         return net
 
-    def build_socket(self, network: torch.nn.Module) -> "Socket":
+    def build_socket(self, network: torch.nn.Module) -> Socket:
         raw = call_user(f"{self.path}: Socket.__init__", self.socket_cls, network)
         return Socket(self.path, raw, network)
 
@@ -434,8 +435,8 @@ class DatasetFile:
         self.settings_given = settings or {}
         if self.index_cls is None:
             return dataset_path
-        kw = self.settings_given
-        return call_user(f"{self.path}: DataSetIndex.__init__", lambda: self.index_cls(dataset_path, **kw))
+        kw, index_cls = self.settings_given, self.index_cls
+        return call_user(f"{self.path}: DataSetIndex.__init__", lambda: index_cls(dataset_path, **kw))
 
     def build(self, index: Any, mode: str) -> Any:
         kw = self.settings_given if self.index_cls is None and self.settings_given else {}

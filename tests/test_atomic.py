@@ -44,8 +44,7 @@ def test_a_run_directory_is_readable_by_the_group_under_umask_022(tmp_path, umas
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     target = tmp_path / "f.txt"
     _atomic.write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with _atomic.atomic_open(target) as f:
-            f.write("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), _atomic.atomic_open(target) as f:
+        f.write("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]

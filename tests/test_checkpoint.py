@@ -42,5 +42,5 @@ def test_load_latest_falls_back_to_the_newest_good_checkpoint(tmp_path, damage):
 def test_load_latest_without_any_good_checkpoint_is_one_line(tmp_path):
     d = checkpoint.CheckpointDir(tmp_path, 1)
     d.last.write_bytes(b"garbage")
-    with pytest.raises(ScorchError, match="last.pt is truncated or corrupt"):
+    with pytest.raises(ScorchError, match=r"last\.pt is truncated or corrupt"):
         d.load_latest()

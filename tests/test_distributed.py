@@ -95,11 +95,13 @@ def test_a_failing_rank_ends_the_job_naming_it(tmp_path):
     assert time.monotonic() - start < 60
     assert out.returncode != 0
     # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
-    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
+    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: "
+                     r"DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
 
 
 def test_torchrun_launch(tmp_path):
     import subprocess
+
     from tests.helpers import BIN, env
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", str(BIN / "scorch-train"),
            *base_args(tmp_path, "tr", "--epochs", "1", "--batch-size", "8")]
@@ -113,7 +115,8 @@ def test_nproc_per_node_reports_a_failed_rank_with_its_exit_code(tmp_path):
                                  dataset=str(FIXTURES / "failing_dataset.py")), timeout=120)
     assert out.returncode == 2  # the code of the rank that failed first (its dataset is at fault)
     # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
-    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
+    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: "
+                     r"DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
     assert "scorch-train: error:" in out.stderr and "rank 1 (exit code 2) failed" in out.stderr
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from scorch.errors import EXIT_PREEMPTED
-from tests.helpers import BIN, FIXTURES, base_args, scorch_train
 from tests.bad_input.sources import NAN_AT_STEP_5
+from tests.helpers import BIN, FIXTURES, base_args, scorch_train
 from tests.test_preempt import args as slow_args, start_and_signal
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, snapshot, weights
 from tests.bad_input.sources import NAN_AT_STEP_5
+from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, snapshot, weights
 
 BALLAST = str(FIXTURES / "ballast_model.py")
 

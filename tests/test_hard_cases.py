@@ -3,6 +3,7 @@ accumulation window, a valid split smaller than the world size, BatchNorm, froze
 parameters unused in some steps, one-element losses, NaN in the monitored value."""
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,13 +134,13 @@ def test_horovod_trains_a_branch_not_taken_in_some_steps_as_is(tmp_path):
 
 
 def test_a_one_element_loss_of_shape_1_trains(tmp_path):
-    src = open(MLP).read().replace("return nn.functional.cross_entropy(preds[0], targets[0])",
+    src = Path(MLP).read_text().replace("return nn.functional.cross_entropy(preds[0], targets[0])",
                                    "return nn.functional.cross_entropy(preds[0], targets[0]).reshape(1)")
     (tmp_path / "model.py").write_text(src)
     assert main(base_args(tmp_path, "r", "--epochs", "1", model=str(tmp_path / "model.py"))) == 0
 
 
-NAN_FIRST = open(MLP).read().replace(
+NAN_FIRST = Path(MLP).read_text().replace(
     'return {"accuracy": correct.mean(), "first_class": (targets[0] == 0).float().mean().item()}',
     'self.evals = getattr(self, "evals", 0) + (not self.model.training)\n'
     '        nan = float("nan") if self.evals <= 5 else 0.0  # 2 pre-flight batches, the 3 valid batches of epoch 1\n'
@@ -158,7 +159,7 @@ def test_a_nan_monitored_value_is_never_best_and_counts_as_no_improvement(tmp_pa
 
 
 def test_a_nan_valid_loss_stops_the_run_with_one_line(tmp_path, capsys):
-    src = open(MLP).read().replace(
+    src = Path(MLP).read_text().replace(
         "return nn.functional.cross_entropy(preds[0], targets[0])",
         "loss = nn.functional.cross_entropy(preds[0], targets[0])\n"
         "        self.evals = getattr(self, 'evals', 0) + (not self.model.training)  # the pre-flight check makes 2\n"

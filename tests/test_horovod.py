@@ -1,7 +1,7 @@
 """The Horovod backend, launched by real mpirun and horovodrun (built by `make setup-horovod`)."""
 import csv
-import re
 import json
+import re
 import shlex
 import subprocess
 
@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
 
 
 def test_mpirun_backend_horovod_writes_a_complete_run(runs):
-    assert RUN_FILES <= {p.name for p in (runs / "hvd").iterdir()}
+    assert {p.name for p in (runs / "hvd").iterdir()} >= RUN_FILES
     assert meta(runs / "hvd")["backend"] == "horovod" and meta(runs / "hvd")["world_size"] == 2
     assert len(rows(runs / "hvd")) == 3
 
@@ -61,7 +61,7 @@ def test_mpirun_backend_horovod_trains_the_digits_example(tmp_path):
     out = scorch_train(base_args(tmp_path, "digits", "--epochs", "4", "--lr", "0.003", "--backend", "horovod",
                                  model=DIGITS_MODEL, dataset=DIGITS_DATASET), np_=2)
     assert out.returncode == 0, out.stderr
-    assert RUN_FILES <= {p.name for p in (tmp_path / "digits").iterdir()}
+    assert {p.name for p in (tmp_path / "digits").iterdir()} >= RUN_FILES
     assert meta(tmp_path / "digits")["backend"] == "horovod"
     assert float(rows(tmp_path / "digits")[-1]["valid/accuracy"]) > 0.9
 
@@ -70,7 +70,7 @@ def test_horovodrun_trains_the_digits_example(tmp_path):
     out = horovodrun(2, base_args(tmp_path, "digits", "--epochs", "4", "--lr", "0.003", model=DIGITS_MODEL, dataset=DIGITS_DATASET))
     assert out.returncode == 0, out.stderr
     run = tmp_path / "digits"
-    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
     assert (meta(run)["backend"], meta(run)["launcher"], meta(run)["world_size"]) == ("horovod", "horovodrun", 2)
     assert float(rows(run)[-1]["valid/accuracy"]) > 0.9
 
@@ -86,7 +86,7 @@ def test_mpirun_selects_horovod_unless_scorch_backend_says_torch(tmp_path):
     assert meta(tmp_path / "env")["backend"] == "torch" and "backend torch (SCORCH_BACKEND=torch)" in out.stderr
 
 
-DROPOUT = dict(model=str(FIXTURES / "dropout_model.py"), dataset=str(FIXTURES / "noisy_dataset.py"))
+DROPOUT = {"model": str(FIXTURES / "dropout_model.py"), "dataset": str(FIXTURES / "noisy_dataset.py")}
 
 
 def test_exact_resume_under_horovod(tmp_path):
@@ -136,4 +136,5 @@ def test_a_failing_rank_ends_a_horovod_job_naming_it(tmp_path):
     assert time.monotonic() - start < 60
     assert out.returncode != 0
     # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
-    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
+    assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: "
+                     r"DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr

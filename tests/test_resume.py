@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,7 +173,7 @@ def test_changed_optimizer_settings_take_effect_on_resume(tmp_path):
     assert [float(r["lr"]) for r in history_without_time(tmp_path / "r")] == [0.01, 0.002]
 
 
-OWN_OPTIMIZER = open(FIXTURES / "mlp_model.py").read() + '''
+OWN_OPTIMIZER = Path(FIXTURES / "mlp_model.py").read_text() + '''
     def optimizer(self, params):
         return torch.optim.SGD(params, lr=0.5)
 '''

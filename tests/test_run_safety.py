@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +13,8 @@ from scorch.cli.train import main
 from scorch.rundir import recover, replaced_path
 from tests.helpers import BIN, DATASET, MODEL, base_args, env, snapshot
 
-GOOD_MODEL = open(MODEL).read()
-GOOD_DATASET = open(DATASET).read()
+GOOD_MODEL = Path(MODEL).read_text()
+GOOD_DATASET = Path(DATASET).read_text()
 RAISES_AT_40 = GOOD_DATASET.replace("        j = self.ids[i]\n",
                                     "        j = self.ids[i]\n        if i == 40:\n            raise OSError('bad sector')\n")
 
@@ -81,7 +82,7 @@ def test_an_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(
                                                   dataset=str(FIXTURES / "noisy_dataset.py"))]
     proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not (old_run / "config.json").exists() or not replaced_path(old_run).exists():
+    while (time.time() < deadline and not (old_run / "config.json").exists()) or not replaced_path(old_run).exists():
         time.sleep(0.02)
     assert replaced_path(old_run).exists(), "the overwrite never started"
     os.killpg(proc.pid, signal.SIGKILL)

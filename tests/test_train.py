@@ -1,6 +1,7 @@
 """Single-process runs through main([...]): the run directory and its contents."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ def test_run_directory_is_complete(finished_run):
     assert {"config.json", "meta.json", "history.csv", "log.txt", "tensorboard", "checkpoints",
             "mlp_model.py", "blobs_dataset.py"} <= names
     assert {p.name for p in (finished_run / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
-    assert (finished_run / "mlp_model.py").read_text() == open(MODEL).read()
+    assert (finished_run / "mlp_model.py").read_text() == Path(MODEL).read_text()
 
 
 def test_config_json_holds_every_resolved_setting(finished_run):

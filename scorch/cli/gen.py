@@ -18,9 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from scorch.gen import (UNASSIGNED, GenError, GenerateRequest, NeedReport, ParamSetRow, check_group_name,
-                        format_duration, format_values, generate, list_rows, move, need, parse_params_literal,
-                        resolve)
+from scorch.gen import (
+    UNASSIGNED,
+    GenerateRequest,
+    GenError,
+    NeedReport,
+    ParamSetRow,
+    check_group_name,
+    format_duration,
+    format_values,
+    generate,
+    list_rows,
+    move,
+    need,
+    parse_params_literal,
+    resolve,
+)
 
 from ._runner import Command, Parser
 
