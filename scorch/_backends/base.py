@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import torch
 
 from ..launch import LaunchInfo
-
-RELEASE_TIMEOUT_S = 5.0  # how long a rank that failed first waits for its shutdown before it leaves anyway
 
 
 class Backend:
@@ -135,11 +132,7 @@ class Backend:
     def release_peers(self) -> None:
         """This rank failed first while its peers wait in a collective: make that collective fail
         now, so that rank 0 puts an ``--overwrite``'d run back before the launcher ends the job.
-        Shutting down does that (Horovod: the peers' pending collectives raise "Horovod has been shut
-        down"; gloo: their connections close); it is given a few seconds, as it could wait for a peer."""
-        thread = threading.Thread(target=self.shutdown, daemon=True)
-        thread.start()
-        thread.join(RELEASE_TIMEOUT_S)
+        Nothing to do where the peers learn it from this rank's exit (gloo: its connections close)."""
 
     def broken_collective(self, exc: BaseException) -> str | None:
         """The reason, in a few words, when ``exc`` says a collective broke (a peer is gone), else None."""

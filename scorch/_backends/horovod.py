@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,6 +14,7 @@ from .base import Backend
 
 log = logging.getLogger(__name__)
 
+RELEASE_TIMEOUT_S = 5.0  # how long a rank that failed first waits for Horovod to shut down
 INSTALL_HINT = "make setup-horovod (or: bash scripts/setup_horovod.sh)"
 
 
@@ -127,6 +129,13 @@ class HorovodBackend(Backend):
         if type(exc).__name__ == "HorovodInternalError" or "Horovod has been shut down" in text:
             return text.splitlines()[0] if text else type(exc).__name__
         return None
+
+    def release_peers(self) -> None:
+        # Shutting Horovod down makes the peers' pending collectives raise "Horovod has been shut
+        # down" at its next cycle. In a thread, given a few seconds: it could wait for a peer.
+        thread = threading.Thread(target=self.hvd.shutdown, daemon=True)
+        thread.start()
+        thread.join(RELEASE_TIMEOUT_S)
 
     def shutdown(self) -> None:
         self.hvd.shutdown()
