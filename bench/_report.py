@@ -37,6 +37,41 @@ PROFILE = [
 ]
 
 
+ALLOCATOR = [
+    "## Why the medium MLP was slower than the hand-written loop and Lightning: page faults",
+    "",
+    "A step of the medium MLP (1.3M parameters, batch 64) frees its gradients, activations and Adam",
+    "temporaries and allocates them again in the next step. With glibc's default settings the blocks above",
+    "its (dynamic) mmap threshold are served by a fresh `mmap` each time and the top of the heap is given",
+    "back to the kernel as soon as it is free, so every step faults the same pages back in: ~1,900 minor",
+    "page faults (~8 MB) per step. Which loop pays how much depends on what else happens to be alive",
+    "between steps (the allocator's dynamic threshold moves with it), which is why the three loops ranked",
+    "differently from run to run. scorch now sets glibc's thresholds for its process",
+    "(`scorch/_malloc.py`: blocks up to 32 MB from the heap, the heap's top kept up to 1 GiB) unless the",
+    "user chose the allocator (`MALLOC_*_` variables, `GLIBC_TUNABLES`, jemalloc/tcmalloc/mimalloc in",
+    "`LD_PRELOAD`, or `SCORCH_MALLOC=system`). Memory freed in one step is reused by the next; the peak",
+    "does not change.",
+    "",
+    "Measured 2026-11-21 on the same 2-core machine, default torch threads, 5 interleaved runs each,",
+    "per-step median after the first epoch (`ru_minflt` and `ru_maxrss` of the process, stamps from",
+    "`bench/workload.py`):",
+    "",
+    "| workload | variant | ms/step (median of 5 runs) | minor faults per step | peak RSS |",
+    "|---|---|---|---|---|",
+    "| medium MLP | scorch, `SCORCH_MALLOC=system` (glibc defaults) | 8.03 | 1,972 | 357 MB |",
+    "| medium MLP | scorch (thresholds set) | 5.30 | 2 | 359 MB |",
+    "| medium MLP | hand-written loop (`bench/raw_loop.py`) | 7.71 | 1,865 | 350 MB |",
+    "| medium MLP | scorch (thresholds set), same interleaved run as the line above | 4.91 | 8 | 359 MB |",
+    "| small MLP | scorch, glibc defaults | 0.976 | 0 | 316 MB |",
+    "| small MLP | scorch (thresholds set) | 0.967 | 0 | 316 MB |",
+    "",
+    "The small MLP's blocks are all below the threshold, so nothing changes there. Lightning was not",
+    "re-measured in this session (its environment, `bench/.venv-lightning`, was not installed); the",
+    "section above is the last full run, before the change.",
+    "",
+]
+
+
 def _f(x: float | None, fmt: str) -> str:
     return "—" if x is None else format(x, fmt)
 
@@ -68,7 +103,7 @@ def render(r: dict[str, Any]) -> str:
     lines += _ckpt(r["sections"].get("checkpoint"))
     lines += _startup(r["sections"].get("startup"))
     lines += _gpu(r["sections"].get("gpu"))
-    lines += PROFILE + [
+    lines += PROFILE + ALLOCATOR + [
         "## How it is measured",
         "",
         "Every variant trains the same `Network` (`bench/workload.py`, also scorch's `--model`) on the same",

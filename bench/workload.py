@@ -16,6 +16,7 @@ import atexit
 import itertools
 import json
 import os
+import resource
 import time
 
 import torch
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 STAMPS: list[float] = []
+FAULTS: list[int] = []  # minor page faults of the process so far, at each stamp
 FIRST_WALL: list[float] = []  # time.time() of the first training step (start-up)
 
 
@@ -38,7 +40,9 @@ def _dump() -> None:
     if not path:
         return
     with open(f"{path}.rank{_rank()}.json", "w") as f:
-        json.dump({"stamps": STAMPS, "first_wall": FIRST_WALL[0] if FIRST_WALL else None}, f)
+        json.dump({"stamps": STAMPS, "faults": FAULTS, "first_wall": FIRST_WALL[0] if FIRST_WALL else None,
+                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   "children_maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, f)
 
 
 atexit.register(_dump)
@@ -91,6 +95,7 @@ class Network(nn.Module):
             if not STAMPS:
                 FIRST_WALL.append(time.time())
             STAMPS.append(now)
+            FAULTS.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
         (x,) = inputs
         return [self.body(x)]
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from . import checkpoint, data, distributed as dist, outcome, resume, schedule
+from . import _malloc, checkpoint, data, distributed as dist, outcome, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .config import TrainConfig
@@ -56,6 +56,7 @@ def train(config: TrainConfig) -> RunResult:
     Everything that can be checked is checked before the run directory changes: the user's
     files, the target directory, a resumed checkpoint, history.csv and meta.json. Problems found
     by rank 0 alone are broadcast, so every rank stops alike."""
+    _malloc.tune()  # no page faults for what each step frees and allocates again (scorch/_malloc.py)
     backend = dist.init(config.backend, config.device, config.dist_timeout, config.join_timeout)
     rank0 = backend.rank == 0
     if config.name is None:
