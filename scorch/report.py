@@ -19,6 +19,7 @@ from typing import Any
 from ._atomic import atomic_open
 from .config import MONITOR_MODES, NOT_SWEEPABLE, monitor_direction
 from .errors import ScorchError
+from .rundir import read_settings
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,7 @@ def load_run(path: str | os.PathLike) -> Run:
     for required in (config_path, history_path):
         if not required.is_file():
             raise ScorchError(f"RUN_DIR {path}: no {required.name}; expected a run directory written by scorch-train")
-    try:
-        config = json.loads(config_path.read_text())
-    except (ValueError, OSError) as exc:
-        raise ScorchError(f"{config_path}: not readable JSON ({exc})") from exc
-    if not isinstance(config, dict):
-        raise ScorchError(f"{config_path}: expected a JSON object of settings, found {type(config).__name__}")
+    config = read_settings(config_path)
     if config.get("monitor_mode", "auto") not in MONITOR_MODES:
         raise ScorchError(f"{config_path}: monitor_mode {config['monitor_mode']!r} is not one of {', '.join(MONITOR_MODES)}")
     try:

@@ -12,7 +12,6 @@ is written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .errors import ScorchError
+from .rundir import read_settings
 from .userfiles import ModelFile, Socket, load_model_file
 
 
@@ -76,12 +76,7 @@ def _config(path: Path) -> TrainConfig:
     file = path / "config.json"
     if not file.is_file():
         raise ScorchError(f"load_run: {path} has no config.json; expected a run directory written by scorch-train")
-    try:
-        saved = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ScorchError(f"{file}: not readable JSON ({exc})") from exc
-    if not isinstance(saved, dict):
-        raise ScorchError(f"{file}: expected a JSON object of settings, found {type(saved).__name__}")
+    saved = read_settings(file)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {k: v for k, v in saved.items() if k in known}
     values.update(resume=False, auto_resume=False, overwrite=False)  # how that invocation ran, not the run

@@ -183,6 +183,17 @@ class RunDir:
             self._log_handler = None
 
 
+def read_settings(file: Path) -> dict[str, Any]:
+    """A run's ``config.json`` as a dict, or a ScorchError naming the file and what is wrong."""
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ScorchError(f"{file}: not readable JSON ({exc})") from exc
+    if not isinstance(saved, dict):
+        raise ScorchError(f"{file}: expected a JSON object of settings, found {type(saved).__name__}")
+    return saved
+
+
 def source_names(*files: str) -> list[str]:
     """The names of the copies of ``files`` in a run directory: their base names, prefixed with their
     folder's name where two base names are the same."""
