@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import data, userfiles
+from . import compiling, data, userfiles
 from ._backends.base import Backend
 from .config import TrainConfig
 from .errors import ScorchError
@@ -221,6 +221,8 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
     seed_everything(config.seed)  # the same initial weights on every rank and for every world size
     network = model_file.build_network(config.model_settings)
     network.to(backend.device)
+    if config.compile:
+        compiling.check(backend.device)
     seed_everything(config.seed + backend.rank)  # but each rank its own dropout and augmentation draws
     socket = model_file.build_socket(network)
     trainable = {id(p) for p in socket.trainable_params}

@@ -119,6 +119,9 @@ class TrainConfig:
                                 "otherwise", choices=BACKENDS)
     device: str = _dist_setting("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
     amp: str = setting("off", help="automatic mixed precision", choices=AMP_MODES, trajectory=True)
+    compile: bool = setting(False, help="torch.compile the Network (inductor: a C++ compiler on the CPU, Triton on "
+                            "CUDA); each batch shape compiles once, the first steps take the compile time; checkpoints "
+                            "keep the Network's own state_dict keys", trajectory=True)
     accumulate: int = setting(1, help="micro-batches per optimizer step (gradient accumulation)", at_least=1,
                               trajectory=True)
     clip_grad: float | None = setting(None, help="clip the gradient norm of the trainable parameters to this",

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from . import _malloc, checkpoint, data, distributed as dist, outcome, resume, schedule
+from . import _malloc, checkpoint, compiling, data, distributed as dist, outcome, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .config import TrainConfig
@@ -136,6 +136,7 @@ class Session:
     meta: dict[str, Any]
     saved_totals: list[dict[str, Any]] | None = None  # a resumed epoch's metric sums, one per saved rank
     started: float = 0.0  # when the current epoch started (perf_counter)
+    compiled: compiling.Clock | None = None  # --compile: what has been compiled so far
 
     @property
     def backend(self) -> Backend:
@@ -167,6 +168,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
         log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
                  cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
 
+    clock = compiling.apply(network) if config.compile else None  # in place: the state_dict keys stay the Network's
     find_unused = parts.unused_parameters or config.find_unused_parameters
     model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
     backend.broadcast_training_state(network, state.optimizer)
@@ -178,13 +180,14 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
                       config.clip_grad, skip_nonfinite=config.nan_policy == "skip", step_log=step_log)
     loader, valid_loader = _loaders(config, parts)
-    log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)",
+    log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)%s",
              run_dir.path, backend.device, backend.world_size, backend.name, backend.reason, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
-             parts.monitor_mode)
+             parts.monitor_mode, ", torch.compile (the first steps compile)" if clock is not None else "")
     return Session(config, parts, run_dir, state, ctx, loader, valid_loader, History(run_dir.path / "history.csv", rank0, rows),
                    tb, Saver(run_dir, config, backend, state), NanGuard(lag=backend.device.type == "cuda",
-                   skip=config.nan_policy == "skip"), meta, resumed.get("totals") if resumed is not None else None)
+                   skip=config.nan_policy == "skip"), meta, resumed.get("totals") if resumed is not None else None,
+                   compiled=clock)
 
 
 def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
@@ -239,7 +242,8 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
     s.parts.train_mode()
     progress = Progress(backend.rank == 0 and config.progress, len(plan.slots), f"epoch {epoch}/{config.epochs}")
     try:
-        done = train_epoch(s.ctx, s.loader, plan, epoch, cursor.step, totals, progress, s.guard, stop)
+        with compiling.failures(config.model, s.compiled is not None):
+            done = train_epoch(s.ctx, s.loader, plan, epoch, cursor.step, totals, progress, s.guard, stop)
     except RuntimeError as exc:
         if "find_unused_parameters" not in str(exc):
             raise
@@ -287,8 +291,9 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     if s.valid_loader is not None and parts.valid_set is not None:
         backend.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
-        means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop, common,
-                         first_batch=Visualizer(parts.socket, s.tb, backend.rank == 0).first_batch(epoch))
+        with compiling.failures(s.config.model, s.compiled is not None):
+            means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop,
+                             common, first_batch=Visualizer(parts.socket, s.tb, backend.rank == 0).first_batch(epoch))
         if means is None:
             _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
         row.update(means)
@@ -311,6 +316,7 @@ def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
     s.tb.log_epoch(row)
     s.saver.save(improved, None)
     log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
+    _note_compile(s)
     if config.patience is not None and loop.bad_epochs >= config.patience:
         log.info("early stop: %s has not improved for %d epochs (best %s at epoch %d)", parts.monitor,
                  loop.bad_epochs, f"{loop.best:.6g}" if loop.best is not None else "none", loop.best_epoch)
@@ -371,6 +377,18 @@ def _finish_meta(s: Session, status: str) -> None:
         s.run_dir.write_meta(s.meta)
     except ScorchError as exc:  # do not hide the error that ended the run
         log.warning("%s", exc)
+
+
+def _note_compile(s: Session) -> None:
+    """--compile: the graphs compiled and the time it took, in the log (when it grew) and meta.json."""
+    if s.compiled is None:
+        return
+    seen = s.meta.get("compile", {}).get("graphs")
+    graphs, seconds = s.compiled.graphs(), s.compiled.seconds()
+    s.meta["compile"] = {"graphs": graphs, "seconds": seconds}
+    if graphs != seen:
+        log.info("torch.compile: %d graph(s) compiled in %s so far", graphs,
+                 "an unknown time" if seconds is None else f"{seconds:.1f} s")
 
 
 def _summary(row: dict[str, Any]) -> str:
