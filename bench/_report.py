@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TARGETS = {"loop": 1.05, "checkpoint": 1.1, "gpu": 0.98}
+TARGETS = {"loop": 1.05, "checkpoint": 1.1, "gpu": 0.98, "step": 1.02, "process": 1.03, "rss_frac": 0.05, "rss_mb": 50.0}
 
 
 # From cProfile of scorch on the small MLP (`python -m cProfile -m bench.scorch_loop ...`) and
@@ -88,7 +88,8 @@ def render(r: dict[str, Any]) -> str:
         "",
         "scorch against what a user would otherwise write, measured side by side in one run",
         f"(`make bench`, or `python -m bench`; results in `bench/results/`). Run of {r['date']}"
-        f"{' (tiny mode: the numbers mean nothing)' if r['tiny'] else ''}.",
+        f"{' (tiny mode: the numbers mean nothing)' if r['tiny'] else ''}"
+        f"{' (quick mode: each section once on shortened work)' if r.get('quick') else ''}.",
         "",
         f"Machine: {m['cpus']} CPU cores ({m['cpu']}), {m['platform']}, Python {m['python']}, torch {m['torch']}"
         f"; `OMP_NUM_THREADS={m['omp_threads']}` for every process (1 thread per rank in the distributed runs). "
@@ -99,22 +100,29 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     lines += _loop(r["sections"].get("loop"))
+    lines += _targets(r["sections"].get("loop"))
     lines += _dist(r["sections"].get("distributed"))
     lines += _ckpt(r["sections"].get("checkpoint"))
     lines += _startup(r["sections"].get("startup"))
     lines += _gpu(r["sections"].get("gpu"))
+    lines += _compile(r["sections"].get("compile"))
     lines += PROFILE + ALLOCATOR + [
         "## How it is measured",
         "",
         "Every variant trains the same `Network` (`bench/workload.py`, also scorch's `--model`) on the same",
         "in-memory `DataSet` (`bench/workload_data.py`, scorch's `--dataset`): same batch size, Adam, lr, seed,",
-        "epochs, `workers 0`, and a validation pass each epoch. The Network stamps `time.perf_counter()` at each",
+        "epochs, DataLoader workers (0 for the MLPs; 2 for the CNN, whose items are augmented in `__getitem__`",
+        "from the global RNG: scorch reseeds its workers per batch for exact resume, the others do not reseed),",
+        "and a validation pass each epoch. The Network stamps `time.perf_counter()` at each",
         "training forward; an epoch's time is from its first step to the next epoch's first step, so it holds",
         "the steps, validation and whatever the runner does at the epoch's end (scorch: history.csv, TensorBoard,",
         "`last.pt`/`best.pt` with fsync; Lightning: its logger and ModelCheckpoint). The first epoch is dropped",
-        "(warm-up); time per step = median steady epoch time / steps per epoch.",
+        "(warm-up); time per step = median steady epoch time / steps per epoch. Each variant runs in its own",
+        "process with `OMP_NUM_THREADS=1`; peak RSS is that process's `ru_maxrss` when it exits.",
         "",
-        "- **raw**: `bench/raw_loop.py`, a minimal loop (no progress bar, no logging, no checkpoints).",
+        "- **raw**: `bench/raw_loop.py`, the loop a user writes, keeping what scorch keeps: each epoch a line of",
+        "  history.csv, the epoch's means in TensorBoard (tensorboardX) and `last.pt` (`torch.save` of model,",
+        "  optimizer and epoch, no fsync); no progress bar.",
         "- **scorch**: `scorch.cli.train.main([...])` with default settings: progress bar, TensorBoard,",
         "  history and checkpoints on.",
         "- **lightning**: `bench/lightning_loop.py`, `lightning.Trainer` with progress bar, TensorBoardLogger and",
@@ -126,23 +134,98 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _label(w: dict[str, Any]) -> str:
+    model, work = w["work"]["model"], w["work"]
+    if model.get("kind") == "cnn":
+        aug = "augmented in __getitem__, " if work["dataset"].get("augment") else ""
+        return f"CNN on 3x32x32 ({aug}{work['workers']} workers), batch {work['batch_size']}"
+    size = "small" if model.get("width", 0) <= 128 else "medium"
+    return f"{size} MLP, batch {work['batch_size']}"
+
+
+def _order(works: dict[str, Any]) -> list[tuple[str, Any]]:
+    rank = {"small": 0, "medium": 1, "cnn": 2}
+    return sorted(works.items(), key=lambda kv: rank.get(kv[0], 9))
+
+
 def _loop(s: dict[str, Any] | None) -> list[str]:
     if s is None:
         return []
-    out = ["## 1. Loop overhead (CPU)", ""]
+    out = ["## 1. Loop: time per step, whole process, peak memory (CPU)", ""]
     if _status(s):
         return out + [_status(s) or "", ""]
     lt = s["lightning"]
-    out += [f"Target: scorch/raw ≤ {TARGETS['loop']} on the small model, and below Lightning's ratio. "
+    out += ["Per step: steady-state epochs (the first is dropped) over their steps, validation and end-of-epoch "
+            "work included. Whole process: start to exit (imports, set-up, every epoch, checkpoints). Peak RSS: "
+            "`ru_maxrss` of the training process (its DataLoader workers apart). Page faults: minor faults of the "
+            "training process per step after the first epoch (`ru_minflt`). "
             + (f"Lightning: {lt}." if isinstance(lt, str) else f"Lightning {lt.get('lightning')} on torch {lt.get('torch')}."), ""]
-    out += ["| model | params | steps/epoch | variant | ms/step (median) | ratio to raw | ms/step (best run) | best-run ratio | runs |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for size, w in sorted(s["works"].items(), key=lambda kv: kv[0] != "small"):
+    out += ["| workload | params | steps/epoch | variant | ms/step (median) | ratio to raw | ms/step (best run) | "
+            "whole process s (median) | peak RSS MB (median) | worker peak RSS MB | page faults/step | runs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, w in _order(s["works"]):
         for v in s["variants"]:
             med = w["median_step_s"][v]
-            out.append(f"| {size} MLP, batch {w['work']['batch_size']} | {w['params']:,} | {w['steps_per_epoch']} | {v} | "
+            wall = w.get("median_wall_s", {}).get(v)
+            rss = w.get("median_maxrss_mb", {}).get(v)
+            wrss = w.get("median_worker_maxrss_mb", {}).get(v) if w["work"].get("workers") else None
+            faults = w.get("median_faults_per_step", {}).get(v)
+            out.append(f"| {_label(w)} | {w['params']:,} | {w['steps_per_epoch']} | {v} | "
                        f"{_f(med * 1e3 if med else None, '.3f')} | {_f(w['ratio_to_raw'][v], '.3f')} | "
-                       f"{w['min_step_s'][v] * 1e3:.3f} | {w['min_ratio_to_raw'][v]:.3f} | {len(w['runs'][v])} |")
+                       f"{w['min_step_s'][v] * 1e3:.3f} | {_f(wall, '.2f')} | {_f(rss, '.0f')} | {_f(wrss, '.0f')} | {_f(faults, '.0f')} | "
+                       f"{len(w['runs'][v])} |")
+    return out + [""]
+
+
+def _targets(s: dict[str, Any] | None) -> list[str]:
+    """The issue's targets against the loop section's medians: met or missed, by how much."""
+    if s is None or _status(s) or "scorch" not in s.get("variants", []):
+        return []
+    t = TARGETS
+    out = ["## Targets", "",
+           f"From the runs of section 1 (medians). Per step: scorch ≤ {t['step']}× the faster of the hand-written loop "
+           f"and Lightning. Whole process: scorch ≤ {t['process']}× the hand-written loop. Peak RSS: scorch ≤ "
+           f"hand-written × {1 + t['rss_frac']:.2f} + {t['rss_mb']:.0f} MB.", "",
+           "| workload | per step: scorch / best (best) | whole process: scorch / raw | peak RSS: scorch vs limit MB |",
+           "|---|---|---|---|"]
+    for _, w in _order(s["works"]):
+        step = w["median_step_s"]
+        others = {v: step[v] for v in ("raw", "lightning") if step.get(v)}
+        best = min(others, key=lambda v: others[v])
+        r_step = step["scorch"] / others[best]
+        walls = w.get("median_wall_s", {})
+        r_wall = walls["scorch"] / walls["raw"] if walls.get("scorch") and walls.get("raw") else None
+        rss = w.get("median_maxrss_mb", {})
+        limit = rss["raw"] * (1 + t["rss_frac"]) + t["rss_mb"] if rss.get("raw") else None
+
+        def mark(ok: bool) -> str:
+            return "met" if ok else "**missed**"
+        cells = [f"{r_step:.3f} ({best}): {mark(r_step <= t['step'])}"]
+        cells.append("—" if r_wall is None else f"{r_wall:.3f}: {mark(r_wall <= t['process'])}")
+        cells.append("—" if limit is None or not rss.get("scorch") else
+                     f"{rss['scorch']:.0f} vs {limit:.0f}: {mark(rss['scorch'] <= limit)}")
+        out.append(f"| {_label(w)} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _compile(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return []
+    out = ["## 6. `--compile` (torch.compile, inductor, CPU)", ""]
+    if _status(s):
+        return out + [_status(s) or "", ""]
+    out += ["The same workloads with `--compile` (scorch) and `Network.compile(dynamic=False)` (hand-written: the call "
+            "scorch makes). Compile time: the first epoch minus a steady one (tracing and compiling the training "
+            "graphs for the full and the last, shorter batch, and the validation graphs), apart from the steady "
+            "per-step time.", ""]
+    out += ["| workload | variant | ms/step compiled (median) | compile s (median) | peak RSS MB | runs |",
+            "|---|---|---|---|---|---|"]
+    for _, w in _order(s["works"]):
+        for v in s["variants"]:
+            step = w["median_step_s"].get(v)
+            out.append(f"| {_label(w)} | {v} | {_f(step * 1e3 if step else None, '.3f')} | "
+                       f"{_f(w['median_compile_s'].get(v), '.1f')} | {_f(w['median_maxrss_mb'].get(v), '.0f')} | "
+                       f"{len(w['runs'][v])} |")
     return out + [""]
 
 

@@ -19,11 +19,12 @@ from ._work import LIGHTNING_PYTHON, RunFailed, Work, run
 
 MLP_SMALL = {"kind": "mlp", "in_features": 32, "width": 128, "depth": 2}
 MLP_MEDIUM = {"kind": "mlp", "in_features": 256, "width": 1024, "depth": 2}
+CNN = {"kind": "cnn", "width": 8}
 
 
 @dataclass
 class Plan:
-    """How much to run: the full bench or the tiny one the tests use."""
+    """How much to run: the full bench, the quick one (each section once) or the tiny one the tests use."""
 
     tiny: bool
     reps: int
@@ -35,26 +36,53 @@ class Plan:
     checkpoint_mb: int
     checkpoint_reps: int
     gpu_work: Work
+    compile_works: dict[str, Work] = field(default_factory=dict)
+    compile_reps: int = 1
+    quick: bool = False
     lightning: bool = True
     notes: list[str] = field(default_factory=list)
 
 
-def plan(tiny: bool, reps: int | None = None) -> Plan:
+def _works(scale: float, epochs: int | None) -> dict[str, Work]:
+    """The three loop workloads; ``scale`` shrinks their epochs' sizes (quick mode)."""
+    def n(x: int) -> int:
+        return max(256, int(x * scale))
+    return {
+        "small": Work(MLP_SMALL, {"n_train": n(16384), "n_valid": n(4096), "in_features": 32}, epochs=epochs or 6),
+        "medium": Work(MLP_MEDIUM, {"n_train": n(4096), "n_valid": n(1024), "in_features": 256}, epochs=epochs or 5),
+        "cnn": Work(CNN, {"n_train": n(4096), "n_valid": n(1024), "image_size": 32, "augment": True}, epochs=epochs or 4,
+                    workers=2),
+    }
+
+
+def plan(tiny: bool, reps: int | None = None, quick: bool = False) -> Plan:
     if tiny:
         small = Work(MLP_SMALL, {"n_train": 512, "n_valid": 128, "in_features": 32}, epochs=3)
+        cnn = Work(CNN, {"n_train": 256, "n_valid": 64, "image_size": 32, "augment": True}, epochs=2, workers=2)
         return Plan(
-            tiny=True, reps=reps or 1, loop_works={"small": small}, dist_work=small, dist_worlds=[2], dist_reps=1,
+            tiny=True, reps=reps or 1, loop_works={"small": small, "cnn": cnn}, dist_work=small, dist_worlds=[2], dist_reps=1,
             startup_work=small.with_(epochs=1), checkpoint_mb=4, checkpoint_reps=2,
             gpu_work=Work({"kind": "resnet18", "classes": 10}, {"n_train": 512, "n_valid": 128, "image_size": 32},
                           batch_size=128, epochs=3, device="cuda", amp="bf16", workers=2),
+            compile_works={"small": small.with_(compile=True)},
             lightning=False, notes=["tiny mode: checks that the bench runs; the numbers mean nothing"],
         )
+    if quick:
+        works = _works(0.25, 3)
+        return Plan(
+            tiny=False, quick=True, reps=reps or 1, loop_works=works,
+            dist_work=Work({"kind": "mlp", "in_features": 64, "width": 512, "depth": 2},
+                           {"n_train": 2048, "n_valid": 0, "in_features": 64}, epochs=3),
+            dist_worlds=[2], dist_reps=1, startup_work=works["small"].with_(epochs=1), checkpoint_mb=50, checkpoint_reps=1,
+            gpu_work=Work({"kind": "resnet18", "classes": 10}, {"n_train": 2048, "n_valid": 256, "image_size": 32},
+                          batch_size=128, epochs=2, device="cuda", amp="bf16", workers=4),
+            compile_works={"small": works["small"].with_(compile=True)}, compile_reps=1,
+            notes=["quick mode: each section once on shortened work, for checking a change; not for the docs"],
+        )
+    works = _works(1.0, None)
     return Plan(
         tiny=False, reps=reps or 5,
-        loop_works={
-            "small": Work(MLP_SMALL, {"n_train": 16384, "n_valid": 4096, "in_features": 32}, epochs=6),
-            "medium": Work(MLP_MEDIUM, {"n_train": 4096, "n_valid": 1024, "in_features": 256}, epochs=5),
-        },
+        loop_works=works,
         dist_work=Work({"kind": "mlp", "in_features": 64, "width": 512, "depth": 2},
                        {"n_train": 8192, "n_valid": 0, "in_features": 64}, epochs=4),
         dist_worlds=[1, 2], dist_reps=max(2, (reps or 5) // 2),
@@ -62,6 +90,7 @@ def plan(tiny: bool, reps: int | None = None) -> Plan:
         checkpoint_mb=100, checkpoint_reps=7,
         gpu_work=Work({"kind": "resnet18", "classes": 10}, {"n_train": 16384, "n_valid": 2048, "image_size": 32},
                       batch_size=128, epochs=4, device="cuda", amp="bf16", workers=4),
+        compile_works={name: w.with_(compile=True) for name, w in works.items()}, compile_reps=3,
     )
 
 
@@ -94,25 +123,58 @@ def _interleaved(variants: list[str], reps: int, one: Callable[[str, int], Any])
     return got
 
 
+def _one_run(t: Any) -> dict[str, Any]:
+    return {"step_s": t.step_s(), "epoch_s": t.epoch_s, "wall_s": t.wall_s, "startup_s": t.startup_s,
+            "maxrss_mb": t.maxrss_mb, "worker_maxrss_mb": t.worker_maxrss_mb, "faults_per_step": t.faults_per_step,
+            "tail_s": t.tail_s}
+
+
+def _medians(got: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float | None]:
+    return {v: _median([r[key] for r in runs if r.get(key) is not None]) for v, runs in got.items()}
+
+
 def loop_overhead(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Item 1: steady-state time per training step (epochs 2.., validation included)."""
+    """Items 1-3 and 5: steady-state time per training step (epochs 2.., validation included),
+    whole-process time and peak RSS, the same runs."""
     lightning_skip = "skipped: tiny mode" if not p.lightning else lightning_status()
     variants = ["raw", "scorch"] + ([] if lightning_skip else ["lightning"])
     out: dict[str, Any] = {"variants": variants, "lightning": lightning_skip or lightning_versions(), "works": {}}
     for size, work in p.loop_works.items():
         def one(v: str, rep: int, size: str = size, work: Work = work) -> dict[str, Any]:
             t = run(v, work, tmp, f"loop-{size}-{v}-{rep}")
-            log(f"loop {size} {v} rep {rep}: {t.step_s() * 1e3:.3f} ms/step")
-            return {"step_s": t.step_s(), "epoch_s": t.epoch_s}
+            log(f"loop {size} {v} rep {rep}: {t.step_s() * 1e3:.3f} ms/step, {t.wall_s:.2f} s, {t.maxrss_mb or 0:.0f} MB")
+            return _one_run(t)
         got = _interleaved(variants, p.reps, one)
-        med = {v: _median([r["step_s"] for r in got[v]]) for v in variants}
+        med = _medians(got, "step_s")
         best = {v: min(r["step_s"] for r in got[v]) for v in variants}
         out["works"][size] = {
             "min_step_s": best, "min_ratio_to_raw": {v: best[v] / best["raw"] for v in variants},
             "work": work.__dict__, "steps_per_epoch": work.steps_per_epoch(),
             "params": _params(work), "runs": got, "median_step_s": med,
-            "ratio_to_raw": {v: med[v] / med["raw"] for v in variants},
+            "ratio_to_raw": {v: med[v] / med["raw"] for v in variants},  # type: ignore[operator]
+            "median_wall_s": _medians(got, "wall_s"), "median_maxrss_mb": _medians(got, "maxrss_mb"),
+            "median_worker_maxrss_mb": _medians(got, "worker_maxrss_mb"),
+            "median_faults_per_step": _medians(got, "faults_per_step"),
+            "median_startup_s": _medians(got, "startup_s"), "median_tail_s": _medians(got, "tail_s"),
         }
+    return out
+
+
+def compiled(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Item 4: --compile (raw: Network.compile(dynamic=False), the call scorch makes) on each workload;
+    the compile time (first epoch minus a steady one) apart from the steady step time."""
+    variants = ["raw", "scorch"]
+    out: dict[str, Any] = {"variants": variants, "works": {}}
+    for size, work in p.compile_works.items():
+        def one(v: str, rep: int, size: str = size, work: Work = work) -> dict[str, Any]:
+            t = run(v, work, tmp, f"compile-{size}-{v}-{rep}")
+            r = _one_run(t)
+            r["compile_s"] = t.epoch_s[0] - t.steady_epoch_s() if len(t.epoch_s) > 1 else None
+            log(f"compile {size} {v} rep {rep}: {t.step_s() * 1e3:.3f} ms/step, compile {r['compile_s'] or 0:.1f} s")
+            return r
+        got = _interleaved(variants, p.compile_reps, one)
+        out["works"][size] = {"work": work.__dict__, "runs": got, "median_step_s": _medians(got, "step_s"),
+                              "median_compile_s": _medians(got, "compile_s"), "median_maxrss_mb": _medians(got, "maxrss_mb")}
     return out
 
 
@@ -235,6 +297,7 @@ def gpu(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
 
 SECTIONS: dict[str, Callable[[Plan, Path, Callable[[str], None]], dict[str, Any]]] = {
     "loop": loop_overhead, "distributed": distributed, "checkpoint": checkpoint, "startup": startup, "gpu": gpu,
+    "compile": compiled,
 }
 
 

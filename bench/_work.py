@@ -39,6 +39,7 @@ class Work:
     workers: int = 0
     device: str = "cpu"
     amp: str = "off"  # off | bf16
+    compile: bool = False  # torch.compile of the Network (scorch: --compile; raw: Network.compile, the same call)
 
     def steps_per_epoch(self, world_size: int = 1) -> int:
         per_rank = math.ceil(self.dataset["n_train"] / world_size)
@@ -65,6 +66,8 @@ def scorch_args(work: Work, run_root: Path, name: str) -> list[str]:
         "--device", work.device, "--amp", work.amp,
         "--run-root", str(run_root), "--name", name, "--overwrite",
     ]
+    if work.compile:
+        args.append("--compile")
     for prefix, settings in (("model", work.model), ("dataset", work.dataset)):
         for key, value in settings.items():
             args += ["--set", f"{prefix}.{key}={value!r}"]
@@ -87,7 +90,7 @@ def command(variant: str, work: Work, tmp: Path, name: str, world: int = 0) -> l
     """The command line of one variant. ``world`` > 0: under ``mpirun -np world``."""
     work_arg = ["--work", work.to_json()]
     if variant == "raw":
-        cmd = [sys.executable, "-m", "bench.raw_loop", *work_arg]
+        cmd = [sys.executable, "-m", "bench.raw_loop", *work_arg, "--root", str(tmp / name)]
     elif variant == "ddp":
         cmd = [sys.executable, "-m", "bench.raw_loop", "--ddp", *work_arg]
     elif variant == "lightning":
@@ -133,7 +136,11 @@ class Timing:
     epoch_s: list[float]  # first step of epoch e to first step of epoch e+1, e = 1 .. epochs-1
     steps_per_epoch: int
     startup_s: float | None  # process start to the first training step
-    wall_s: float
+    wall_s: float  # the whole process: start to exit
+    maxrss_mb: float | None = None  # peak resident memory of rank 0's process
+    worker_maxrss_mb: float | None = None  # the largest of its DataLoader workers (and other children)
+    faults_per_step: float | None = None  # minor page faults per step after the first epoch
+    tail_s: float | None = None  # from the last training step to the process's exit (its last validation, saving, exit)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def steady_epoch_s(self) -> float:
@@ -153,9 +160,12 @@ def run(variant: str, work: Work, tmp: Path, name: str, world: int = 0, threads:
     stamps = tmp / f"{name}.stamps"
     log = tmp / f"{name}.log"
     cmd = command(variant, work, tmp, name, world)
+    environ = env(stamps, threads)
+    if work.compile:  # an empty cache: the compile time is that of a first compile, not a cache hit
+        environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / f"{name}.inductor")
     start = time.time()
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env(stamps, threads), cwd=tmp, timeout=timeout)
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=tmp, timeout=timeout)
     wall = time.time() - start
     data_path = Path(f"{stamps}.rank0.json")
     if proc.returncode != 0 or not data_path.is_file():
@@ -167,5 +177,12 @@ def run(variant: str, work: Work, tmp: Path, name: str, world: int = 0, threads:
     if len(s) < steps * work.epochs:
         raise RunFailed(f"{variant} ({name}): {len(s)} training steps recorded, expected {steps * work.epochs}")
     epoch_s = [s[(e + 1) * steps] - s[e * steps] for e in range(work.epochs - 1)]
+    after_first_step = s[-1] - s[0]
     first = data.get("first_wall")
-    return Timing(epoch_s, steps, (first - start) if first else None, wall)
+    kb = data.get("maxrss_kb"), data.get("children_maxrss_kb")
+    faults = data.get("faults") or []
+    last = min(len(faults), steps * work.epochs) - 1
+    per_step = (faults[last] - faults[steps]) / (last - steps) if last > steps else None
+    startup = (first - start) if first else None
+    return Timing(epoch_s, steps, startup, wall, kb[0] / 1024 if kb[0] else None, kb[1] / 1024 if kb[1] else None,
+                  per_step, wall - startup - after_first_step if startup is not None else None)

@@ -34,6 +34,7 @@ def _cpu_name() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--tiny", action="store_true", help="a few seconds per section: checks that the bench runs (tests)")
+    p.add_argument("--quick", action="store_true", help="each section once on shortened work (< 3 min): checks a change")
     p.add_argument("--only", action="append", choices=list(_sections.SECTIONS), help="run only this section (repeatable)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"directory for <date>.json (default: {DEFAULT_OUT})")
     p.add_argument("--docs", type=Path, help=f"markdown output (default: {DOCS} for a full run, OUT/benchmarks.md otherwise)")
@@ -46,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {docs}", file=sys.stderr)
         return 0
 
-    plan = _sections.plan(args.tiny, args.reps)
+    plan = _sections.plan(args.tiny, args.reps, args.quick)
     names = args.only or list(_sections.SECTIONS)
-    full = not args.tiny and not args.only and args.out == DEFAULT_OUT
+    full = not args.tiny and not args.quick and not args.only and args.out == DEFAULT_OUT
     docs = args.docs or (DOCS if full else args.out / "benchmarks.md")
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="scorch-bench-"))
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     date = time.strftime("%Y-%m-%dT%H-%M-%S")
     result = {
-        "date": date, "tiny": args.tiny, "notes": plan.notes,
+        "date": date, "tiny": args.tiny, "quick": args.quick, "notes": plan.notes,
         "machine": {
             "cpus": os.cpu_count(), "cpu": _cpu_name(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "omp_threads": 1, "shared": "other people's test runs shared the machine",

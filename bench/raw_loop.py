@@ -4,13 +4,16 @@ optimizer, seed and epochs as scorch; a validation pass each epoch; one print pe
     python -m bench.raw_loop --work JSON          # one process
     mpirun -np 2 python -m bench.raw_loop --ddp --work JSON   # DistributedDataParallel, gloo
 
-No progress bar, no TensorBoard, no history file, no checkpoints: the minimum.
+With ``--root DIR`` (one process) it also keeps what scorch keeps, as a user would write it:
+each epoch a line in DIR/history.csv, the epoch's means in TensorBoard (tensorboardX) and
+DIR/last.pt (``torch.save`` of model, optimizer and epoch). No progress bar.
 """
 from __future__ import annotations
 
 import argparse
 import atexit
 import contextlib
+import csv
 import os
 import sys
 
@@ -28,6 +31,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--work", required=True)
     p.add_argument("--ddp", action="store_true")
+    p.add_argument("--root", help="write history.csv, TensorBoard and last.pt here every epoch")
     args = p.parse_args()
     work = Work.from_json(args.work)
 
@@ -43,6 +47,8 @@ def main() -> None:
     train_set, valid_set = DataSet(index, "train"), DataSet(index, "valid")
     torch.manual_seed(work.seed)
     network = Network(**work.model).to(device)
+    if work.compile:
+        network.compile(dynamic=False)  # as scorch --compile does
     model = torch.nn.parallel.DistributedDataParallel(network) if args.ddp else network
     optimizer = torch.optim.Adam(network.parameters(), lr=work.lr)
     sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=work.seed) if args.ddp else None
@@ -50,6 +56,12 @@ def main() -> None:
                               num_workers=work.workers, pin_memory=cuda, generator=torch.Generator().manual_seed(work.seed))
     valid_loader = DataLoader(valid_set, batch_size=work.batch_size, num_workers=work.workers, pin_memory=cuda)
     amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if work.amp == "bf16" else contextlib.nullcontext
+    writer = None
+    if args.root and rank == 0:
+        from tensorboardX import SummaryWriter
+
+        os.makedirs(args.root, exist_ok=True)
+        writer = SummaryWriter(os.path.join(args.root, "tensorboard"))
 
     for epoch in range(1, work.epochs + 1):
         if sampler is not None:
@@ -88,6 +100,24 @@ def main() -> None:
             line += f", valid loss {vloss / vcount:.4f} accuracy {vacc / vcount:.4f}"
         if rank == 0:
             print(line, flush=True)
+        if writer is not None and args.root:
+            row = {"epoch": epoch, "train/loss": train_loss / count, "train/accuracy": train_acc / count}
+            if len(valid_set) > 0:
+                row.update({"valid/loss": vloss / vcount, "valid/accuracy": vacc / vcount})
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, epoch)
+            writer.flush()
+            history = os.path.join(args.root, "history.csv")
+            with open(history, "a", newline="") as f:
+                out = csv.DictWriter(f, fieldnames=list(row))
+                if epoch == 1:
+                    out.writeheader()
+                out.writerow(row)
+            torch.save({"model": network.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+                       os.path.join(args.root, "last.pt"))
+    if writer is not None:
+        writer.close()
     if args.ddp:
         # Wait for every rank, then leave without gloo's C++ teardown, which aborted a rank racing
         # its peer's teardown once in CI ("terminate called without an active exception"):

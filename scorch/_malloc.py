@@ -19,10 +19,8 @@ DataLoader workers forked afterwards inherit the setting.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
-import platform
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +59,10 @@ def tune() -> bool:
     if why is not None:
         log.debug("allocator left as it is: %s", why)
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt (find_library forks ldconfig: ms)
         ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     except (OSError, AttributeError) as exc:
         log.debug("allocator left as it is: %s", exc)
@@ -72,3 +70,11 @@ def tune() -> bool:
     _done = ok
     log.debug("glibc malloc: mmap threshold %d, trim threshold %d (%s)", MMAP_THRESHOLD, TRIM_THRESHOLD, "set" if ok else "refused")
     return ok
+
+
+def _glibc() -> bool:
+    """Linux with glibc (``platform.libc_ver`` reads the interpreter's binary to find out: slow)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -53,6 +53,10 @@ class ListCollate:
         then fails in the model's forward: it is the dataset's fault, said here."""
         for what, part, n in (("inputs", 0, n_in), ("targets", 1, n_tg)):
             for i in range(n):
+                first = items[0][part][i]
+                cls, dtype = type(first), getattr(first, "dtype", None)
+                if all(type(v := item[part][i]) is cls and getattr(v, "dtype", None) == dtype for item in items):
+                    continue  # the usual case: one type and dtype (~6 µs for 64 items; naming each: ~40)
                 kinds = {kind for item in items if (kind := _dtype(item[part][i])) is not None}
                 if len(kinds) > 1:
                     raise ScorchError(f"{self.where} returned {' and '.join(sorted(kinds))} values at {what} position {i} "

@@ -19,7 +19,7 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
     assert result["tiny"] is True
     assert result["machine"]["cpus"] >= 1
     sections = result["sections"]
-    assert set(sections) == {"loop", "distributed", "checkpoint", "startup", "gpu"}
+    assert set(sections) == {"loop", "distributed", "checkpoint", "startup", "gpu", "compile"}
     for name, section in sections.items():
         assert "failed" not in section, (name, section)
 
@@ -27,6 +27,13 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
     assert {"raw", "scorch"} <= set(small["median_step_s"])
     assert small["ratio_to_raw"]["raw"] == 1.0
     assert all(len(runs) == 1 for runs in small["runs"].values())
+    for work in ("small", "cnn"):  # whole-process time and peak memory of every run
+        runs = sections["loop"]["works"][work]["runs"]
+        assert all(r["wall_s"] > 0 and r["maxrss_mb"] > 50 for rs in runs.values() for r in rs), work
+    cnn = sections["loop"]["works"]["cnn"]["runs"]["scorch"][0]
+    assert cnn["worker_maxrss_mb"] > 0  # its two DataLoader workers were counted
+    compiled = sections["compile"]["works"]["small"]
+    assert set(compiled["median_step_s"]) == {"raw", "scorch"} and all(compiled["median_compile_s"].values())
 
     dist = sections["distributed"]["worlds"]["2"]
     assert {"ddp", "scorch-torch"} <= set(dist["median_samples_per_s"])
@@ -36,6 +43,7 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
     assert "skipped" in gpu or "device_name" in gpu
 
     markdown = (out / "benchmarks.md").read_text()
-    for heading in ("## 1. Loop overhead", "## 2. Distributed on CPU", "## 3. Checkpoint", "## 4. Start-up", "## 5. GPU"):
+    for heading in ("## 1. Loop", "## Targets", "## 2. Distributed on CPU", "## 3. Checkpoint", "## 4. Start-up", "## 5. GPU",
+                    "## 6. `--compile`"):
         assert heading in markdown
-    assert "| small MLP, batch 64 |" in markdown
+    assert "| small MLP, batch 64 |" in markdown and "| CNN on 3x32x32 (augmented in __getitem__, 2 workers)" in markdown

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,6 +101,12 @@ def test_auto_resume_starts_a_fresh_run(tmp_path):
     assert len(history(tmp_path / "new")) == 1
 
 
+def valid_items_loaded(count: Path) -> int:
+    """The fixture's count, read once (it rewrites the file in place: a read may find it empty)."""
+    text = count.read_text() if count.exists() else ""
+    return int(text) if text.isdigit() else 0
+
+
 def test_a_stop_during_validation_saves_and_the_resume_redoes_that_validation(tmp_path):
     """Validation polls the stop signal too: a long validation does not eat SLURM's grace time."""
     untidy = str(FIXTURES / "untidy_dataset.py")
@@ -115,7 +122,7 @@ def test_a_stop_during_validation_saves_and_the_resume_redoes_that_validation(tm
                             stderr=subprocess.PIPE, text=True)
     # 8 items for the pre-flight check and 37 per validation: item 50 is in the second epoch's.
     deadline = time.time() + 120
-    while time.time() < deadline and not (count.exists() and count.read_text().isdigit() and int(count.read_text()) >= 50):
+    while time.time() < deadline and valid_items_loaded(count) < 50:
         time.sleep(0.02)
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)

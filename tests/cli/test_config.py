@@ -30,7 +30,8 @@ def test_the_old_key_tuples_are_derived_from_the_fields() -> None:
                                     "nnodes", "node_rank", "master_addr", "master_port", "name", "run_root", "max_restarts",
                                     "test", "break_lock"}
     assert set(TRAJECTORY_KEYS) == {"batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "accumulate",
-                                    "clip_grad", "amp", "lr_schedule", "warmup_epochs", "model_settings", "dataset_settings"}
+                                    "clip_grad", "amp", "lr_schedule", "warmup_epochs", "model_settings", "dataset_settings",
+                                    "compile"}
     assert set(NOT_SWEEPABLE) == {"name", "run_root", "resume", "auto_resume", "overwrite", "config", "progress", "debug",
                                   "test", "break_lock"}
     assert all("setting" in f.metadata for f in dataclasses.fields(TrainConfig))
