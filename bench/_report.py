@@ -293,8 +293,9 @@ def _gpu(s: dict[str, Any] | None) -> list[str]:
                       "(ResNet-18 on 3x32x32, batch 128, `--amp bf16`, 4 DataLoader workers).", ""]
     out += [f"{s['device_name']}; ResNet-18 ({s['params']:,} parameters), batch {s['work']['batch_size']}, "
             f"`--amp bf16`. Target: scorch ≥ {TARGETS['gpu']} of the hand-written loop's throughput.", ""]
-    out += ["| variant | samples/s (median) | start-up s (median) |", "|---|---|---|"]
+    out += ["| variant | samples/s (median) | start-up s (median) | peak RSS MB | peak CUDA allocated MB |", "|---|---|---|---|---|"]
     for v in s["median_samples_per_s"]:
-        out.append(f"| {v} | {s['median_samples_per_s'][v]:.0f} | {s['median_startup_s'][v]:.2f} |")
+        out.append(f"| {v} | {s['median_samples_per_s'][v]:.0f} | {s['median_startup_s'][v]:.2f} | "
+                   f"{_f(s.get('median_maxrss_mb', {}).get(v), '.0f')} | {_f(s.get('median_cuda_max_allocated_mb', {}).get(v), '.0f')} |")
     out += ["", f"Throughput ratio scorch/raw: {s['throughput_ratio']:.3f}", ""]
     return out

@@ -284,14 +284,16 @@ def gpu(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
         t = run(v, work, tmp, f"gpu-{v}-{rep}", threads=4)
         rate = work.dataset["n_train"] / t.steady_epoch_s()
         log(f"gpu {v} rep {rep}: {rate:.0f} samples/s, start-up {t.startup_s:.2f} s")
-        return {"samples_per_s": rate, "step_s": t.step_s(), "startup_s": t.startup_s, "epoch_s": t.epoch_s}
+        return {"samples_per_s": rate, "step_s": t.step_s(), "startup_s": t.startup_s, "epoch_s": t.epoch_s,
+                "maxrss_mb": t.maxrss_mb, "cuda_max_allocated_mb": t.cuda_max_allocated_mb}
     got = _interleaved(variants, max(2, p.reps // 2) if not p.tiny else 1, one)
     rate = {v: _median([r["samples_per_s"] for r in got[v]]) for v in variants}
     start = {v: _median([r["startup_s"] for r in got[v]]) for v in variants}
     return {
         "device_name": torch.cuda.get_device_name(0), "work": work.__dict__, "params": _params(work), "runs": got,
         "median_samples_per_s": rate, "throughput_ratio": rate["scorch-cli"] / rate["raw"],
-        "median_startup_s": start,
+        "median_startup_s": start, "median_maxrss_mb": _medians(got, "maxrss_mb"),
+        "median_cuda_max_allocated_mb": _medians(got, "cuda_max_allocated_mb"),
     }
 
 

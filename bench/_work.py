@@ -141,6 +141,7 @@ class Timing:
     worker_maxrss_mb: float | None = None  # the largest of its DataLoader workers (and other children)
     faults_per_step: float | None = None  # minor page faults per step after the first epoch
     tail_s: float | None = None  # from the last training step to the process's exit (its last validation, saving, exit)
+    cuda_max_allocated_mb: float | None = None  # torch.cuda.max_memory_allocated of rank 0, on CUDA
     extra: dict[str, Any] = field(default_factory=dict)
 
     def steady_epoch_s(self) -> float:
@@ -185,4 +186,5 @@ def run(variant: str, work: Work, tmp: Path, name: str, world: int = 0, threads:
     per_step = (faults[last] - faults[steps]) / (last - steps) if last > steps else None
     startup = (first - start) if first else None
     return Timing(epoch_s, steps, startup, wall, kb[0] / 1024 if kb[0] else None, kb[1] / 1024 if kb[1] else None,
-                  per_step, wall - startup - after_first_step if startup is not None else None)
+                  per_step, wall - startup - after_first_step if startup is not None else None,
+                  data["cuda_max_allocated"] / 2**20 if data.get("cuda_max_allocated") else None)

@@ -42,7 +42,8 @@ def _dump() -> None:
     with open(f"{path}.rank{_rank()}.json", "w") as f:
         json.dump({"stamps": STAMPS, "faults": FAULTS, "first_wall": FIRST_WALL[0] if FIRST_WALL else None,
                    "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   "children_maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, f)
+                   "children_maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                   "cuda_max_allocated": torch.cuda.max_memory_allocated() if torch.cuda.is_initialized() else None}, f)
 
 
 atexit.register(_dump)

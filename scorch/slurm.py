@@ -30,7 +30,7 @@ from .config import INVOCATION_KEYS, TrainConfig
 from .errors import ScorchError
 from .jobs import JobSpec, Resources, SubmitError, check_resources, check_text, render, submit
 from .jobs.spec import LAUNCHERS, TIME_FORMATS
-from .rundir import check_target
+from .rundir import check_target, recover, replaced_path
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,10 @@ def write_job(config: TrainConfig, options: SlurmOptions, name: str) -> Path:
 
     The run directory must be new or empty (or hold only job files), as for scorch-train; with
     ``--resume`` it must hold ``checkpoints/last.pt``; with ``--auto-resume`` anything goes;
-    ``--overwrite`` empties it now. Every check, the script's included, comes before the first write.
+    ``--overwrite`` moves the old run aside (:func:`scorch.rundir.replaced_path`): the caller
+    drops it once the job is written (and submitted) with :func:`replaced_by_job`, or puts it back.
+    Every check, the script's included, comes before the first write; a failed write puts the old
+    run back itself. The caller holds the run's lock.
     """
     if config.nproc_per_node > 1:
         raise ScorchError("--nproc-per-node does not apply to a SLURM job: give --ntasks-per-node (and --nodes)")
@@ -191,17 +194,37 @@ def write_job(config: TrainConfig, options: SlurmOptions, name: str) -> Path:
         options, commands=[train_command(run_dir / JOB_CONFIG, run_root, name, debug=config.debug)],
         job_name=name, chdir=cwd, log_dir=str(run_dir), log_name="slurm-%j.out",
     ))
+    recover(run_dir)  # what an interrupted --overwrite left, first
+    aside = replaced_path(run_dir) if config.overwrite and run_dir.is_dir() else None
     try:
-        if config.overwrite and run_dir.is_dir():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ScorchError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
-    _atomic.write_json(run_dir / JOB_CONFIG, job_config(config))
-    path = run_dir / JOB_SCRIPT
-    _atomic.write_text(path, script)
+        try:
+            if aside is not None:
+                os.rename(run_dir, aside)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScorchError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
+        _atomic.write_json(run_dir / JOB_CONFIG, job_config(config))
+        path = run_dir / JOB_SCRIPT
+        _atomic.write_text(path, script)
+    except BaseException:
+        put_back(run_dir, aside is not None)
+        raise
     log.debug("wrote %s", path)
     return path
+
+
+def replaced_by_job(run_dir: Path) -> None:
+    """The job that --overwrite wrote (and submitted) is in place: the old run goes."""
+    shutil.rmtree(replaced_path(run_dir), ignore_errors=True)
+
+
+def put_back(run_dir: Path, moved: bool) -> None:
+    """Writing or submitting the job failed: its files go, and an old run moved aside comes back."""
+    aside = replaced_path(run_dir)
+    if not moved or not aside.is_dir():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.rename(aside, run_dir)
 
 
 def submit_script(script: Path, env: Mapping[str, str] | None = None) -> str:

@@ -44,3 +44,15 @@ def test_load_latest_without_any_good_checkpoint_is_one_line(tmp_path):
     d.last.write_bytes(b"garbage")
     with pytest.raises(ScorchError, match=r"last\.pt is truncated or corrupt"):
         d.load_latest()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_finite_finds_any_nan_or_inf_in_one_pass(dtype):
+    from scorch.checkpoint import finite
+    t = torch.randn(1000).to(dtype)
+    assert finite(t) and finite(torch.empty(0, dtype=dtype)) and finite(t.reshape(10, 100))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for where in (0, 517, 999):
+            u = t.clone()
+            u[where] = bad
+            assert not finite(u), (bad, where)

@@ -8,6 +8,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .. import distributed as dist, launch, overrides, slurm
@@ -117,15 +118,29 @@ def _load_files(config: TrainConfig) -> None:
 
 
 def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -> int:
-    """--slurm: write <run>/job.sbatch and job_config.json; --submit: also sbatch it."""
+    """--slurm: write <run>/job.sbatch and job_config.json; --submit: also sbatch it. Under the run's
+    lock (a scorch-train on that run refuses it, one line); with --overwrite the old run is deleted
+    only once the job is written (and submitted), and put back when that fails."""
+    from ..runlock import RunLock
     from ..trainer import default_name
 
-    script = slurm.write_job(config, options, config.name or default_name())
-    if not submit:
+    name = config.name or default_name()
+    lock = RunLock(Path(os.path.abspath(config.run_root)) / name, config.break_lock)
+    lock.acquire()
+    try:
+        script = slurm.write_job(config, options, name)
+        try:
+            job_id = slurm.submit_script(script) if submit else None
+        except BaseException:
+            slurm.put_back(script.parent, config.overwrite)
+            raise
+        slurm.replaced_by_job(script.parent)
+    finally:
+        lock.abandon()
+    if job_id is None:
         print(f"wrote {script}; submit it with: sbatch {shlex.quote(str(script))}")
-        return 0
-    job_id = slurm.submit_script(script)
-    print(f"submitted SLURM job {job_id}: {script.parent} (log: {script.parent / f'slurm-{job_id}.out'})")
+    else:
+        print(f"submitted SLURM job {job_id}: {script.parent} (log: {script.parent / f'slurm-{job_id}.out'})")
     return 0
 
 

@@ -58,6 +58,31 @@ def test_refuses_a_used_run_dir_and_leaves_it_unchanged(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["job.sbatch", "job_config.json"]
 
 
+def test_overwrite_keeps_the_old_run_until_the_job_is_submitted_and_respects_the_lock(tmp_path, capsys, monkeypatch):
+    from scorch.runlock import RunLock
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"weights")
+    (run / "history.csv").write_text("epoch\n1\n")
+    before = snapshot(run)
+    # A scorch-train holding the run (here: this process) refuses the job: nothing moves.
+    lock = RunLock(run)
+    lock.acquire()
+    try:
+        assert main(_args(tmp_path, "r", "--slurm", "--overwrite")) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lock" in err, err
+    assert snapshot(run) == before
+    # sbatch fails (none on PATH): the old run is back, byte for byte, and nothing is left aside.
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert main(_args(tmp_path, "r", "--overwrite", "--submit")) == 2
+    assert "sbatch not found on PATH" in capsys.readouterr().err
+    assert snapshot(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     cases = [
         (["--slurm", "--nodes", "0"], "--nodes: expected a whole number >= 1"),
