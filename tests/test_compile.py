@@ -96,3 +96,11 @@ def test_compile_without_a_cpp_compiler_is_one_line_and_writes_nothing(tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--compile" in lines[0] and "C++ compiler" in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_compiled_accumulation_with_a_short_last_window_equals_the_larger_eager_batch(tmp_path):
+    # 301 = 12 x 24 + 13: every epoch ends with a window of micro-batches of 8 and 5 (more graphs).
+    assert main(args(tmp_path, "eager", *SGD, "--batch-size", "24", model=MLP)) == 0
+    assert main(args(tmp_path, "acc", *SGD, "--batch-size", "8", "--accumulate", "3", "--compile", model=MLP)) == 0
+    assert max_diff(weights(tmp_path / "eager"), weights(tmp_path / "acc")) < 1e-4
+    assert json.loads((tmp_path / "acc" / "meta.json").read_text())["compile"]["graphs"] >= 3
