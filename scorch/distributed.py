@@ -25,6 +25,7 @@ import torch
 from . import launch as _launch
 from ._backends.base import Backend
 from .errors import DistributedError, ScorchError, on_every_rank
+from .launch.mpirun import finalize_mpi
 
 
 def _single_process() -> Backend:
@@ -104,6 +105,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
         from ._backends.torch_dist import TorchBackend
 
         _backend = TorchBackend(launch, dev, environment.rendezvous(), timeout_s=timeout_s, join_timeout_s=join_timeout_s)
+        environment.close_channel()
     else:
         _backend = Backend(launch, dev)
         _backend.name = "torch"
@@ -140,9 +142,7 @@ def exit_process(code: int, clean: bool | None = None) -> NoReturn:
     the whole job."""
     if code == 0 if clean is None else clean:
         atexit._run_exitfuncs()
-        MPI = sys.modules.get("mpi4py.MPI")
-        if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
-            MPI.Finalize()
+        finalize_mpi()
     else:
         logging.shutdown()
     sys.stdout.flush()

@@ -1,5 +1,6 @@
 """Real multi-rank runs: mpirun, and scorch's own --nproc-per-node launch."""
 import csv
+import json
 import re
 import time
 
@@ -130,3 +131,25 @@ def test_every_rank_runs_the_user_atexit_handlers_and_mpirun_sees_a_clean_exit(t
     assert out.returncode == 0, out.stderr
     assert "improperly" not in out.stderr
     assert len(list(marks.iterdir())) == 2
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])  # auto: Horovod under mpirun, where Horovod is built
+def test_dataloader_workers_of_the_torch_backend_inherit_no_mpi(tmp_path, backend):
+    # mpirun's ranks meet over MPI (mpi4py) and then train over torch.distributed: MPI, which is not
+    # fork-safe, is finalized before the first DataLoader worker forks. Horovod runs on MPI and keeps it.
+    if backend == "auto":
+        pytest.importorskip("horovod.torch")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = scorch_train(base_args(tmp_path, "r", "--epochs", "2", "--batch-size", "8", "--workers", "2", "--backend", backend,
+                                 dataset=str(FIXTURES / "mpi_state_dataset.py")),
+                       np_=2, extra_env={"SCORCH_TEST_MPI_DIR": str(marks)})
+    assert out.returncode == 0, out.stderr
+    assert "improperly" not in out.stderr
+    states = [json.loads(p.read_text()) for p in marks.iterdir()]
+    assert len(states) == 16  # 2 ranks x 2 workers x (train + valid) x 2 epochs: workers start afresh each time
+    assert all(s["initialized"] for s in states)  # the ranks did meet over MPI
+    if backend == "torch":
+        assert all(s["finalized"] and s["mca_mappings"] == 0 for s in states), states
+    else:
+        assert not any(s["finalized"] for s in states) and all(s["mca_mappings"] > 0 for s in states), states

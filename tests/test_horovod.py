@@ -3,12 +3,11 @@ import csv
 import json
 import re
 import shlex
-import subprocess
 
 import pytest
 import torch
 
-from tests.helpers import BIN, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, base_args, env, scorch_train, weights
+from tests.helpers import BIN, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, base_args, env, run, scorch_train, weights
 
 hvd = pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
 pytestmark = pytest.mark.mpi
@@ -28,7 +27,7 @@ def meta(run_dir):
 def horovodrun(np_, args, timeout=300, extra=""):
     # From a shell, as a user types it: horovodrun in MPI mode is recognised by the shell's "_".
     cmd = f"{BIN}/horovodrun -np {np_} -H localhost:{np_} {extra} {BIN}/scorch-train {shlex.join(args)}"
-    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env(), timeout=timeout)
+    return run(["bash", "-c", cmd], timeout, env())
 
 
 @pytest.fixture(scope="module")

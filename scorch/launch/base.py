@@ -92,6 +92,10 @@ class LaunchEnvironment:
         a channel of their own answer alike on every rank already."""
         return value
 
+    def close_channel(self) -> None:
+        """The process group exists: the launcher's own channel (:meth:`agree`, :meth:`rendezvous`)
+        is not needed any more and is closed, where closing it matters."""
+
 
 def env_int(env: Mapping[str, str], *names: str) -> int | None:
     """The first of ``names`` that is set (and not empty), as an int."""

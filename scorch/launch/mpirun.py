@@ -1,6 +1,7 @@
 """Open MPI's mpirun (and MPICH/Hydra's PMI variables)."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -51,10 +52,32 @@ class MpirunEnvironment(LaunchEnvironment):
     def agree(self, value: Any) -> Any:
         return mpi_broadcast(value) if self.world_size > 1 else value
 
+    def close_channel(self) -> None:
+        """MPI is finalized once torch.distributed has its process group: MPI is not fork-safe (Open
+        MPI's memory hooks, shared-memory segments and progress threads stay in a forked child), and
+        every epoch forks DataLoader workers. Finalizing is collective: every rank calls this right
+        after init_process_group, which all of them passed. Only an MPI that scorch initialized for
+        its channel: a program that imported mpi4py before (a script calling scorch.train) keeps
+        its MPI. (Horovod keeps MPI too: it runs on it.)"""
+        if _started_mpi:
+            finalize_mpi()
+
+
+def finalize_mpi() -> None:
+    """MPI_Finalize, when mpi4py initialized MPI in this process and it is not finalized yet."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
+
+
+_started_mpi = False  # whether importing mpi4py.MPI here initialized MPI (not the program before)
+
 
 def mpi_broadcast(obj: object) -> object:
     """Rank 0's ``obj`` on every rank, over MPI (mpi4py)."""
+    global _started_mpi
     try:
+        _started_mpi = _started_mpi or "mpi4py.MPI" not in sys.modules
         from mpi4py import MPI
     except ImportError as exc:  # pragma: no cover - mpi4py is a dependency of setup
         raise DistributedError(
