@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALA
 
 from scorch.cli.test import main as scorch_test_main
 from scorch.cli.train import main
-from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, snapshot
+from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, run, scorch_train, snapshot
 
 SPLIT = str(FIXTURES / "split_model.py")
 UNTIDY = str(FIXTURES / "untidy_dataset.py")
@@ -200,7 +200,7 @@ def test_split_metrics_failing_mid_run_ends_every_rank_with_one_line(tmp_path):
 @pytest.mark.mpi
 def test_scorch_test_under_mpirun_equals_a_recomputation_from_the_checkpoint(runs):
     cmd = [*mpirun(3), str(BIN / "scorch-test"), str(runs / "one"), "--split", "valid", "--predictions"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=300)
+    out = run(cmd, 300, env())
     assert out.returncode == 0, out.stderr
     result = json.loads((runs / "one" / "eval" / "valid-best.json").read_text())
     expected, preds = recompute(runs / "one", "best.pt")

@@ -21,7 +21,7 @@ import pytest
 from scorch.cli.train import main as train
 from tests.bad_input.harness import TMP, changes, checksums
 from tests.gen.conftest import TEST_DATASETS
-from tests.helpers import BIN, DATASET, FIXTURES, MODEL, base_args, env, mpirun
+from tests.helpers import BIN, DATASET, FIXTURES, MODEL, base_args, env, mpirun, run
 
 SCORCH_LINE = re.compile(r"^scorch-[a-z]+(\[rank \d+\])?: ")  # an error line of a scorch command
 SUMMARY = re.compile(r"^scorch-train: error: (rank \d+ \(exit code -?\d+\)(, | failed)?)+.*the job's error is above$")
@@ -120,7 +120,7 @@ def test_one_line_exit_code_and_nothing_changed(case, tmp_path, pristine):
     if case.launch == "mpirun":
         argv = [*mpirun(2), *argv]
     before = checksums(tmp_path)
-    out = subprocess.run(argv, capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=240)
+    out = run(argv, 240, env(), cwd=tmp_path)
     assert out.returncode == case.code, out.stderr
     lines = [line.replace(str(tmp_path), TMP) for line in job_lines(out.stderr, case.launch)]
     assert len(lines) == 1, out.stderr
