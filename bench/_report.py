@@ -1,6 +1,8 @@
 """docs/benchmarks.md from one results dict."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 TARGETS = {"loop": 1.05, "checkpoint": 1.1, "gpu": 0.98, "step": 1.02, "process": 1.03, "rss_frac": 0.05, "rss_mb": 50.0}
@@ -100,6 +102,20 @@ def _status(section: dict[str, Any]) -> str | None:
     return skipped if isinstance(skipped, str) else (f"failed: {section['failed']}" if "failed" in section else None)
 
 
+def _section(title: str) -> Callable[[Callable[[dict[str, Any]], list[str]]], Callable[[dict[str, Any] | None], list[str]]]:
+    """A section's lines: none when it did not run, its title and why when skipped or failed, else the
+    title and what ``body`` renders."""
+    def wrap(body: Callable[[dict[str, Any]], list[str]]) -> Callable[[dict[str, Any] | None], list[str]]:
+        @functools.wraps(body)
+        def lines(s: dict[str, Any] | None) -> list[str]:
+            if s is None:
+                return []
+            status = _status(s)
+            return [title, "", *([status, ""] if status else body(s))]
+        return lines
+    return wrap
+
+
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
@@ -170,12 +186,9 @@ def _order(works: dict[str, Any]) -> list[tuple[str, Any]]:
     return sorted(works.items(), key=lambda kv: rank.get(kv[0], 9))
 
 
-def _loop(s: dict[str, Any] | None) -> list[str]:
-    if s is None:
-        return []
-    out = ["## 1. Loop: time per step, whole process, peak memory (CPU)", ""]
-    if _status(s):
-        return out + [_status(s) or "", ""]
+@_section("## 1. Loop: time per step, whole process, peak memory (CPU)")
+def _loop(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     lt = s["lightning"]
     out += ["Per step: steady-state epochs (the first is dropped) over their steps, validation and end-of-epoch "
             "work included. Whole process: start to exit (imports, set-up, every epoch, checkpoints). Peak RSS: "
@@ -230,12 +243,9 @@ def _targets(s: dict[str, Any] | None) -> list[str]:
     return out + [""] + TARGET_NOTES
 
 
-def _compile(s: dict[str, Any] | None) -> list[str]:
-    if s is None:
-        return []
-    out = ["## 6. `--compile` (torch.compile, inductor, CPU)", ""]
-    if _status(s):
-        return out + [_status(s) or "", ""]
+@_section("## 6. `--compile` (torch.compile, inductor, CPU)")
+def _compile(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["The same workloads with `--compile` (scorch) and `Network.compile(dynamic=False)` (hand-written: the call "
             "scorch makes). Compile time: the first epoch minus a steady one (tracing and compiling the training "
             "graphs for the full and the last, shorter batch, and the validation graphs), apart from the steady "
@@ -257,12 +267,9 @@ def _compile(s: dict[str, Any] | None) -> list[str]:
                   "same model finds inductor's cache and compiles in ~2 s here.", ""]
 
 
-def _dist(s: dict[str, Any] | None) -> list[str]:
-    if s is None:
-        return []
-    out = ["## 2. Distributed on CPU", ""]
-    if _status(s):
-        return out + [_status(s) or "", ""]
+@_section("## 2. Distributed on CPU")
+def _dist(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     w = s["work"]
     out += [f"Training samples/s over all ranks (MLP, {s['params']:,} parameters, batch {w['batch_size']} per rank, "
             f"{w['dataset']['n_train']} samples per epoch, no validation), every variant under `mpirun -np N`, "
@@ -280,12 +287,9 @@ def _dist(s: dict[str, Any] | None) -> list[str]:
                   "the Gloo controller where cores are scarce).", ""]
 
 
-def _ckpt(s: dict[str, Any] | None) -> list[str]:
-    if s is None:
-        return []
-    out = ["## 3. Checkpoint save and load", ""]
-    if _status(s):
-        return out + [_status(s) or "", ""]
+@_section("## 3. Checkpoint save and load")
+def _ckpt(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     med = s["median_s"]
     out += [f"A {s['bytes'] / 1e6:.0f} MB state dict. scorch's save is atomic: temp file, fsync, rename, fsync of the "
             f"directory; `torch.save+fsync` is bare `torch.save` plus the fsync alone. Target: ≤ {TARGETS['checkpoint']}× bare.", ""]
@@ -298,12 +302,9 @@ def _ckpt(s: dict[str, Any] | None) -> list[str]:
     return out + [""]
 
 
-def _startup(s: dict[str, Any] | None) -> list[str]:
-    if s is None:
-        return []
-    out = ["## 4. Start-up", ""]
-    if _status(s):
-        return out + [_status(s) or "", ""]
+@_section("## 4. Start-up")
+def _startup(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["Seconds from starting the process to the first training step (the `scorch-train` console script; "
             "the same small MLP and data).", ""]
     out += ["| variant | seconds (median) | minus raw | runs |", "|---|---|---|---|"]
