@@ -3,7 +3,8 @@
 Keys: ``model`` (the Network's plain state_dict), ``optimizer``, ``scheduler``, ``scaler``,
 ``loop`` (best value, early stopping, skipped steps), ``cursor`` (where the run is: epochs done,
 steps, samples of the current epoch, global batch, world size), ``epoch`` and ``step`` (the
-cursor's, for readers), ``totals`` (every rank's metric sums of an unfinished epoch), ``rng``
+cursor's, for readers), ``totals`` and ``scalars`` (every rank's metric and ``run.log`` sums of an unfinished epoch),
+``callbacks`` (each stateful callback's state by name), ``rng``
 (one entry per rank), ``config``, ``format`` (version). :class:`TrainingState` saves and restores
 the stateful objects among them in one place.
 """
@@ -114,23 +115,32 @@ class TrainingState:
         return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler,
                 "loop": self.loop, "cursor": self.cursor}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every object's state (the model's on the CPU); raises if a weight is not finite."""
-        weights = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+    def state_dict(self, strategy: Any) -> dict[str, Any] | None:
+        """Every object's state (the model's on the CPU) on rank 0, None on the other ranks; called on
+        every rank (the strategy may gather). Raises if a weight is not finite."""
+        weights = strategy.model_state_dict(self.network)
+        optimizer = strategy.optimizer_state_dict(self.optimizer)
+        if weights is None:
+            return None
         bad = [k for k, v in weights.items() if v.is_floating_point() and not finite(v)]
         if bad:
             raise NonFiniteWeights(bad)
-        state: dict[str, Any] = {"model": weights}
-        state.update({k: obj.state_dict() if obj is not None else None for k, obj in self.objects().items()})
+        state: dict[str, Any] = {"model": weights, "optimizer": optimizer}
+        state.update({k: obj.state_dict() if obj is not None else None for k, obj in self.objects().items() if k != "optimizer"})
         state["epoch"], state["step"] = self.cursor.epoch, self.cursor.step
         return state
 
-    def load_state_dict(self, state: dict[str, Any], where: str) -> None:
-        """Restore every object; ``where`` names the model file in the error of a misfit."""
+    def load_state_dict(self, state: dict[str, Any], where: str, strategy: Any) -> None:
+        """Restore every object (every rank has read the same checkpoint); ``where`` names the model
+        file in the error of a misfit."""
         check_fits(self.network, state["model"], where)
-        self.network.load_state_dict(state["model"])
+        strategy.load_model_state_dict(self.network, state["model"])
         for key, obj in self.objects().items():
-            if obj is not None and state.get(key) is not None:
+            if obj is None or state.get(key) is None:
+                continue
+            if key == "optimizer":
+                strategy.load_optimizer_state_dict(obj, state[key])
+            else:
                 obj.load_state_dict(state[key])
 
 

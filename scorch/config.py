@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScorchError
+from .loggers.choose import check_spec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BACKENDS = ("auto", "torch", "horovod")
@@ -147,6 +148,8 @@ class TrainConfig:
     log_every: int | None = setting(None, help="every N optimizer steps, write the step's training loss and metrics "
                                     "(means over its samples on all ranks) and the learning rate to TensorBoard "
                                     "(tensorboard/steps/, x axis: the global step)", group="output", at_least=1)
+    logger: str = setting("tensorboard,csv", help="where the run's numbers go: a comma-separated list of tensorboard, "
+                          "csv (history.csv) and module:Class (a scorch.Logger subclass), or none", group="output")
     dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
     nproc_per_node: int = _launch_setting(1, "without a launcher: start this many ranks on this node (scorch's own "
@@ -195,6 +198,7 @@ class TrainConfig:
         if self.node_rank >= self.nnodes:
             raise ScorchError(f"--node-rank: {self.node_rank} must be below --nnodes {self.nnodes}")
         check_lr_schedule(self.lr_schedule)
+        check_spec(self.logger)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -25,7 +25,7 @@ from ._atomic import atomic_open, user_facing, write_json
 from ._backends.base import Backend
 from .errors import ScorchError
 from .state import MetricTotals
-from .userfiles import Socket, Visuals
+from .userfiles import Socket
 
 log = logging.getLogger(__name__)
 
@@ -128,34 +128,6 @@ def split_results(backend: Backend, socket: Socket, outputs: SplitOutputs, prefi
         return values
 
     return {f"{prefix}/{name}": value for name, value in dist.decide(compute).items()}
-
-
-class Visualizer:
-    """Socket.visualize on rank 0's first validation batch of each epoch, written to TensorBoard
-    with the epoch as step. Built on every rank; rank 0 alone calls the user's method. Once the
-    pre-flight call has passed (an error there stops the run), an error is one warning line naming
-    the method: a picture does not end a run."""
-
-    def __init__(self, socket: Socket, tensorboard: Any, rank0: bool):
-        self.socket, self.tensorboard = socket, tensorboard
-        self.enabled = rank0 and socket.has_visualize
-
-    def first_batch(self, epoch: int) -> Callable[[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]], None] | None:
-        """What evaluate calls with the first batch of epoch ``epoch``'s validation (None: nothing)."""
-        if not self.enabled:
-            return None
-
-        def show(inputs: list[torch.Tensor], preds: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
-            try:
-                visuals: Visuals = self.socket.visualize(inputs, preds, targets)
-                self.tensorboard.log_visuals(visuals, epoch)
-            except ScorchError as exc:
-                log.warning("%s (epoch %d: no visualisation)", exc, epoch)
-            except (ValueError, TypeError, RuntimeError) as exc:  # tensorboardX refused an image or a text
-                log.warning("%s: Socket.visualize's images and texts could not be written to TensorBoard (%s: %s); "
-                            "epoch %d has none", self.socket.path, type(exc).__name__, exc, epoch)
-
-        return show
 
 
 # ---- a checkpoint on a split: scorch-test and scorch-train --test ---------------------------------

@@ -1,6 +1,8 @@
-"""One training epoch and one evaluation pass. No file I/O and no rank checks here."""
+"""One training epoch and one evaluation pass. No rank checks here; what writes files (checkpoints,
+loggers) hangs off the callbacks this loop fires."""
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -12,12 +14,13 @@ from torch.utils.data import DataLoader
 
 from . import data
 from ._backends.base import Backend
+from .callbacks.base import BatchEnd, Callbacks
 from .errors import TrainingError
 from .evaluation import SplitOutputs, split_results
 from .preempt import StopSignal
-from .progress import Progress
 from .state import MetricTotals
-from .steplog import StepLog
+from .strategies.base import Strategy
+from .training.run import TRAIN, VALID, Run
 from .userfiles import Socket
 
 
@@ -55,33 +58,32 @@ class StepContext:
     """What a training epoch needs besides the data."""
 
     backend: Backend
-    model: torch.nn.Module  # wrapped for training (DDP or plain)
+    strategy: Strategy
+    model: torch.nn.Module  # wrapped for training (by the strategy)
     socket: Socket
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     autocast: Callable[[], ContextManager[Any]]
     clip_grad: float | None
     skip_nonfinite: bool = False
-    step_log: StepLog | None = None  # --log-every
 
 
 class StepCheck:
     """Run before each optimizer step (after unscaling): clip; with --nan-policy skip, refuse a
     step whose gradients are not finite (they are averaged already, so every rank agrees)."""
 
-    def __init__(self, params: list[torch.nn.Parameter], clip_grad: float | None, skip_nonfinite: bool):
-        self.params, self.clip_grad, self.skip_nonfinite = params, clip_grad, skip_nonfinite
+    def __init__(self, strategy: Strategy, params: list[torch.nn.Parameter], clip_grad: float | None, skip_nonfinite: bool):
+        self.strategy, self.params, self.clip_grad, self.skip_nonfinite = strategy, params, clip_grad, skip_nonfinite
         self.skipped = 0
 
     def __call__(self) -> bool:
         norm = None
         if self.clip_grad is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad)
+            norm = self.strategy.clip_grad_norm(self.params, self.clip_grad)
         if not self.skip_nonfinite:
             return True
         if norm is None:
-            grads = [p.grad for p in self.params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            norm = self.strategy.grad_norm(self.params)
         if bool(torch.isfinite(norm)):
             return True
         self.skipped += 1
@@ -102,71 +104,61 @@ def train_epoch(
     ctx: StepContext,
     loader: DataLoader,
     plan: data.EpochPlan,
-    epoch: int,
-    step: int,
+    run: Run,
     totals: MetricTotals,
-    progress: Progress,
+    callbacks: Callbacks,
     guard: NanGuard,
     stop: StopSignal,
 ) -> EpochResult:
-    """This rank's micro-batches of ``plan``; stops early at a step boundary all ranks agree on."""
+    """This rank's micro-batches of ``plan``; stops early at a step boundary all ranks agree on.
+    ``run.step`` counts the optimizer steps; ``callbacks`` hear of each micro-batch and each step."""
     device = ctx.backend.device
     non_blocking = device.type == "cuda"
-    model, socket, optimizer, backend = ctx.model, ctx.socket, ctx.optimizer, ctx.backend
-    backend.zero_grad(optimizer)
-    check = StepCheck(socket.trainable_params, ctx.clip_grad, ctx.skip_nonfinite)
-    steps = 0
+    model, socket, optimizer, strategy = ctx.model, ctx.socket, ctx.optimizer, ctx.strategy
+    strategy.zero_grad(optimizer)
+    check = StepCheck(strategy, socket.trainable_params, ctx.clip_grad, ctx.skip_nonfinite)
+    epoch, steps, micro = run.epoch, 0, 0
+    batch_end = callbacks.wants("on_train_batch_end")
 
-    step_log = ctx.step_log
-    logged = step_log is not None and step_log.wants(step + 1)
     with data.batches(loader) as batches:
         for slot, batch in zip(plan.slots, batches):
             inputs, targets = data.to_device(batch, device, non_blocking)
+            run.batch(TRAIN, slot.count)  # what run.log weighs a value logged in this micro-batch
             # Gradients of a step's earlier micro-batches stay local until its last one.
-            with (backend.no_sync(model) if not slot.last else _null):
+            with (strategy.no_sync(model) if not slot.last else contextlib.nullcontext()):
                 with ctx.autocast():
                     preds = model(inputs)
                     loss = socket.criterion(preds, targets)
                 if loss.dim():
                     loss = loss.reshape(())  # a one-element loss of shape (1,)
-                guard.push(loss, epoch, step + 1)
+                guard.push(loss, epoch, run.step + 1)
                 # The slot's share of its step's samples: the step's gradient is the mean over them.
                 ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
             if slot.last:
-                backend.optimizer_step(optimizer, ctx.scaler, check)
-                backend.zero_grad(optimizer)
-                step += 1
+                strategy.optimizer_step(optimizer, ctx.scaler, check)
+                run.step += 1
                 steps += 1
+            metrics = None
             if slot.count:
                 with torch.no_grad():
                     if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
                         metrics = socket.metrics(preds, targets)
                         totals.add(slot.count, loss.detach(), metrics)
-                        if logged and step_log is not None:
-                            step_log.add(slot.count, loss.detach(), metrics)
-            if slot.last and step_log is not None:
-                if logged:
-                    step_log.stepped(step)
-                logged = step_log.wants(step + 1)
-            progress.step(loss)
-            # Stop only where no gradient is half accumulated, and not after the last step
-            # (the end of the epoch has its own, complete checkpoint).
-            if slot.last and steps < plan.steps and stop.poll(backend):
-                guard.flush()
-                return EpochResult(step, steps, True, check.skipped)
+            run.batch(TRAIN, None)
+            if batch_end:
+                callbacks.fire("on_train_batch_end", run, BatchEnd(slot.count, inputs, preds, targets, loss.detach(),
+                                                                   metrics, micro))
+            micro = 0 if slot.last else micro + 1
+            if slot.last:
+                callbacks.on_step_end(run)  # the step's gradients are still there (averaged, unscaled, clipped)
+                strategy.zero_grad(optimizer)
+                # Stop only where no gradient is half accumulated, and not after the last step
+                # (the end of the epoch has its own, complete checkpoint).
+                if steps < plan.steps and stop.poll(ctx.backend):
+                    guard.flush()
+                    return EpochResult(run.step, steps, True, check.skipped)
     guard.flush()
-    return EpochResult(step, steps, False, check.skipped)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-_null = _Null()
+    return EpochResult(run.step, steps, False, check.skipped)
 
 
 def reduce_totals(backend: Backend, totals: MetricTotals, prefix: str) -> dict[str, float]:
@@ -185,14 +177,16 @@ def evaluate(
     stop: StopSignal,
     common: int,
     prefix: str = "valid",
-    first_batch: Callable[[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]], None] | None = None,
     outputs: SplitOutputs | None = None,
+    run: Run | None = None,
+    callbacks: Callbacks | None = None,
 ) -> dict[str, float] | None:
     """Every sample of the split counted once over all ranks; sample-weighted means of the loss and
     Socket.metrics, and Socket.split_metrics of the whole split. None when a stop signal ended it
     (polled after each of the ``common`` batches every rank has).
 
-    ``first_batch``: called with this rank's first batch (inputs, predictions, targets).
+    ``run``: a training run, whose ``run.log`` values logged meanwhile weigh the batch's samples;
+    ``callbacks``: fired ``on_validation_batch_end`` after each of this rank's batches.
     ``outputs``: keeps every sample's outputs, on rank 0 in dataset order after the call (one is
     made when the Socket has split_metrics).
 
@@ -202,18 +196,27 @@ def evaluate(
     device = backend.device
     if outputs is None and socket.has_split_metrics:
         outputs = SplitOutputs(targets=True)
+    batch_end = callbacks is not None and run is not None and callbacks.wants("on_validation_batch_end")
     was_training = network.training
     network.eval()
     try:
         with data.batches(loader) as batches:
             for i, batch in enumerate(batches):
                 inputs, targets = data.to_device(batch, device, device.type == "cuda")
+                n = data.batch_len((inputs, targets))
+                if run is not None:
+                    run.batch(VALID, n)
                 with autocast():
                     preds = network(inputs)
                     loss = socket.criterion(preds, targets)
-                totals.add(data.batch_len((inputs, targets)), loss.detach().reshape(()), socket.metrics(preds, targets))
-                if i == 0 and first_batch is not None:
-                    first_batch(inputs, preds, targets)
+                metrics = socket.metrics(preds, targets)
+                totals.add(n, loss.detach().reshape(()), metrics)
+                if run is not None:
+                    run.batch(VALID, None)
+                if batch_end:
+                    assert callbacks is not None and run is not None
+                    callbacks.fire("on_validation_batch_end", run, BatchEnd(n, inputs, preds, targets,
+                                                                            loss.detach().reshape(()), metrics, i))
                 if outputs is not None:
                     outputs.add(preds, targets)
                 if i < common and stop.poll(backend):

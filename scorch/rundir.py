@@ -105,7 +105,6 @@ class RunDir:
                 os.rename(self.path, replaced_path(self.path))
                 self._replaced = replaced_path(self.path)
             (self.path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
-            self.tensorboard.mkdir(exist_ok=True)
         except OSError as exc:
             self.restore()
             raise ScorchError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from exc

@@ -1,8 +1,11 @@
 """``train(config)``: the whole run, from process group to the last checkpoint.
 
-Rank facts are worked out once, here; rank-0-only side effects live in objects
-(RunDir, History, TensorBoard, Progress, Saver) that are built on every rank. The run is a
-loop of named steps: train an epoch, validate it, end it, and stop where a signal says so.
+Rank facts are worked out once, here; rank-0-only side effects live in objects built on every
+rank (RunDir, the loggers, the Saver). The run is a loop of named steps: train an epoch, validate
+it, end it, and stop where a signal says so; everything optional hangs off the callbacks it fires
+(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own,
+early stopping, the checkpoint policy), the numbers go to the loggers (:mod:`scorch.loggers`), and
+the strategy (:mod:`scorch.strategies`) places the model on the ranks.
 """
 from __future__ import annotations
 
@@ -17,21 +20,26 @@ from typing import Any, NoReturn
 
 import torch
 
-from . import _malloc, checkpoint, compiling, data, distributed as dist, outcome, resume, schedule
+from . import _malloc, checkpoint, compiling, data, distributed as dist, loggers as loggers_, outcome, resume, schedule
 from ._backends.base import Backend
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
+from .callbacks.base import Callback, Callbacks
+from .callbacks.checkpointing import Checkpointing, Saver
+from .callbacks.early_stopping import EarlyStopping
+from .callbacks.progress import ProgressBar
+from .callbacks.steplog import StepLog
+from .callbacks.visualize import Visualize
 from .config import TrainConfig
 from .errors import Preempted, ScorchError, TrainingError, on_every_rank
-from .evaluation import Evaluation, Visualizer, test_after_training
-from .history import History, resumed_rows
+from .evaluation import Evaluation, test_after_training
+from .loggers import CSVLogger, Loggers, Resume
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
-from .progress import Progress
 from .rundir import RunDir, prepare_target, session_meta
 from .runlock import RunLock
 from .state import Cursor, LoopState, MetricTotals
-from .steplog import StepLog
-from .tb import TensorBoard
+from .strategies import Strategy, for_backend
+from .training.run import TRAIN, VALID, Run
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +84,27 @@ def train(config: TrainConfig) -> RunResult:
 def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
     resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest()) if config.resume else None
-    state = dist.each(lambda: _state(parts, resumed))
-    epochs_done = state.cursor.epoch
-    rows = dist.decide(lambda: resumed_rows(run_dir.path / "history.csv", epochs_done))
+    if resumed is not None:
+        parts.config = dist.each(lambda: resume.adapt(config, resumed, parts.backend.world_size, parts.socket.has_optimizer,
+                                                      parts.socket.has_scheduler, len(parts.train_set)))
+    strategy = for_backend(parts.backend)
+    clock = compiling.apply(parts.network) if config.compile else None  # in place: the state_dict keys stay the Network's
+    model, optimizer = _setup(parts, strategy)
+    state = dist.each(lambda: _state(parts, strategy, optimizer, resumed))
+    strategy.broadcast_training_state(parts.network, state.optimizer)
+    callbacks, loggers = dist.each(lambda: _extensions(parts, run_dir))
+    where = Resume(state.cursor.epoch, state.cursor.step) if resumed is not None else None
+    dist.decide(lambda: loggers.check(run_dir.path, where))
+    csv_rows = dist.decide(lambda: csv.rows if (csv := loggers.get(CSVLogger)) is not None else [])
     previous_meta = dist.decide(run_dir.read_meta) if resumed is not None else {}
 
     placements = dist.all_gather(dist.placement())  # every rank's host, node and local rank
     run_dir.create(overwrite=config.overwrite)
     run_dir.attach_log()
     try:
-        return _fit(_open(parts, run_dir, state, resumed, placements, rows or [], previous_meta or {}))
+        session = _open(parts, run_dir, state, resumed, placements, previous_meta or {}, strategy, model, callbacks, loggers)
+        session.rows, session.compiled = list(csv_rows or []), clock
+        return _fit(session)
     except BaseException:
         run_dir.restore()  # an --overwrite that failed before its first checkpoint gives the old run back
         raise
@@ -93,16 +112,20 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
         run_dir.detach_log()
 
 
-def _state(parts: Parts, resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
-    """The optimizer (built by scorch or the model file), its scheduler and the loop's state,
-    restored from ``resumed`` and with the settings of this run applied; nothing is written."""
+def _setup(parts: Parts, strategy: Strategy) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model placed by the strategy first, then the optimizer (the model file's or scorch's)
+    built over its parameters; a problem with the optimizer stops every rank alike."""
+    config, socket = parts.config, parts.socket
+    find_unused = parts.unused_parameters or config.find_unused_parameters
+    return strategy.setup(parts.network, lambda: dist.each(lambda: make_optimizer(config, socket)),
+                          socket.named_trainable_parameters, config.accumulate, find_unused)
+
+
+def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
+           resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
+    """The optimizer's scheduler and the loop's state, restored from ``resumed`` and with the
+    settings of this run applied; nothing is written."""
     config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
-    if resumed is not None:
-        config = parts.config = resume.adapt(config, resumed, backend.world_size, socket.has_optimizer,
-                                             socket.has_scheduler, len(parts.train_set))
-    # Wrap before anything holds the optimizer: Horovod's wrapper is a new optimizer built from the
-    # param_groups, so state loaded into (or a scheduler attached to) the original would be lost.
-    optimizer = backend.wrap_optimizer(make_optimizer(config, socket), socket.named_trainable_parameters(), config.accumulate)
     scheduler = socket.scheduler(optimizer)
     schedule.check_owner(config, scheduler is not None)
     check_scheduler(socket, scheduler, parts.monitor, parts.monitor_mode)
@@ -110,12 +133,19 @@ def _state(parts: Parts, resumed: dict[str, Any] | None) -> checkpoint.TrainingS
                     world_size=backend.world_size, length=len(parts.train_set))
     state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
     if resumed is not None:
-        state.load_state_dict(resumed, f"{config.model}: Network")
+        state.load_state_dict(resumed, f"{config.model}: Network", strategy)
         if not socket.has_optimizer:
             resume.apply_optimizer_settings(optimizer, config, resumed.get("config", {}))
         cursor.global_batch = config.batch_size * config.accumulate * backend.world_size
         cursor.world_size, cursor.length = backend.world_size, len(parts.train_set)
     return state
+
+
+def _extensions(parts: Parts, run_dir: RunDir) -> tuple[list[Callback], Loggers]:
+    """The model file's callbacks and the loggers (--logger, then the model file's), checked."""
+    config, socket = parts.config, parts.socket
+    chosen = loggers_.build(config.logger) + socket.loggers()
+    return socket.callbacks(), Loggers(chosen, parts.backend.rank == 0)
 
 
 @dataclass
@@ -129,14 +159,17 @@ class Session:
     ctx: StepContext
     loader: Any
     valid_loader: Any
-    history: History
-    tb: TensorBoard
+    run: Run
+    callbacks: Callbacks
+    loggers: Loggers
     saver: Saver
     guard: NanGuard
     meta: dict[str, Any]
     saved_totals: list[dict[str, Any]] | None = None  # a resumed epoch's metric sums, one per saved rank
+    saved_scalars: list[dict[str, Any]] | None = None  # and its run.log sums
     started: float = 0.0  # when the current epoch started (perf_counter)
     compiled: compiling.Clock | None = None  # --compile: what has been compiled so far
+    rows: list[dict[str, Any]] = field(default_factory=list)  # history: the resumed epochs', then this session's
 
     @property
     def backend(self) -> Backend:
@@ -155,9 +188,11 @@ class Session:
 
 
 def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resumed: dict[str, Any] | None,
-          placements: list[dict[str, Any]], rows: list[dict[str, Any]], previous_meta: dict[str, Any]) -> Session:
-    """Write the run's files, restore this rank's RNG, wrap the model, build the loaders."""
-    config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
+          placements: list[dict[str, Any]], previous_meta: dict[str, Any], strategy: Strategy, model: torch.nn.Module,
+          user_callbacks: list[Callback], loggers: Loggers) -> Session:
+    """Write the run's files, restore this rank's RNG, open the loggers, build the loaders and the
+    callbacks."""
+    config, backend, socket = parts.config, parts.backend, parts.socket
     cursor = state.cursor
     meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
     run_dir.write_config(config.to_dict())
@@ -167,27 +202,38 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
         _restore_rng(resumed, config.seed, backend.rank)
         log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
                  cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
+    loggers.open(run_dir.path, Resume(cursor.epoch, cursor.step) if resumed is not None else None, config.to_dict())
 
-    clock = compiling.apply(network) if config.compile else None  # in place: the state_dict keys stay the Network's
-    find_unused = parts.unused_parameters or config.find_unused_parameters
-    model = backend.wrap_model(network, find_unused=find_unused) if backend.world_size > 1 else network
-    backend.broadcast_training_state(network, state.optimizer)
-    rank0 = backend.rank == 0
-    tb = TensorBoard(run_dir.tensorboard, rank0, purge_step=cursor.epoch + 1 if resumed is not None else None,
-                     step_purge=cursor.step + 1 if resumed is not None else None)
-    step_log = StepLog(config.log_every, parts.metric_names, backend, state.optimizer, tb,
-                       f"{config.model}: Socket.metrics") if config.log_every else None
-    ctx = StepContext(backend, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
-                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", step_log=step_log)
+    run = Run(backend.rank, backend.world_size, run_dir.path, parts.network, state.optimizer, config, backend)
+    run.step, run.epoch = cursor.step, cursor.epoch
+    run.loop, run.monitor = state.loop, parts.monitor
+    run.strategy, run.params = strategy, socket.trainable_params
+    socket.attach(run)
+    where = f"{config.model}: Socket.metrics"
+    saver = Saver(checkpoint.CheckpointDir(run_dir.path / "checkpoints", config.keep_checkpoints), run_dir, config, state,
+                  strategy, None)
+    callbacks = Callbacks([
+        ProgressBar(config.progress),
+        *([Visualize(socket, loggers)] if socket.has_visualize else []),
+        *user_callbacks,
+        *([StepLog(config.log_every, parts.metric_names, loggers, where)] if config.log_every else []),
+        *([EarlyStopping(config.patience)] if config.patience is not None else []),
+        Checkpointing(saver),
+    ], f"{config.model}: Socket.callbacks()")
+    saver.callbacks = callbacks
+    if resumed is not None:
+        callbacks.load_state_dict(resumed.get("callbacks") or {})
+    ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
     loader, valid_loader = _loaders(config, parts)
     log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)%s",
              run_dir.path, backend.device, backend.world_size, backend.name, backend.reason, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
-             parts.monitor_mode, ", torch.compile (the first steps compile)" if clock is not None else "")
-    return Session(config, parts, run_dir, state, ctx, loader, valid_loader, History(run_dir.path / "history.csv", rank0, rows),
-                   tb, Saver(run_dir, config, backend, state), NanGuard(lag=backend.device.type == "cuda",
-                   skip=config.nan_policy == "skip"), meta, resumed.get("totals") if resumed is not None else None,
-                   compiled=clock)
+             parts.monitor_mode, ", torch.compile (the first steps compile)" if config.compile else "")
+    return Session(config, parts, run_dir, state, ctx, loader, valid_loader, run, callbacks, loggers, saver,
+                   NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta,
+                   resumed.get("totals") if resumed is not None else None,
+                   resumed.get("scalars") if resumed is not None else None)
 
 
 def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
@@ -204,6 +250,7 @@ def _fit(s: Session) -> RunResult:
     config, backend = s.config, s.backend
     status, stopped_early = "failed", False
     try:
+        s.callbacks.on_fit_start(s.run)
         with StopSignal() as stop:
             while s.cursor.epoch < config.epochs:
                 epoch = s.cursor.epoch + 1
@@ -216,15 +263,17 @@ def _fit(s: Session) -> RunResult:
                     raise Preempted(f"stopped by {stop.describe()} after epoch {epoch}; checkpoint written to "
                                     f"{s.run_dir.last_checkpoint}; continue with --resume")
             status = "finished"
+        s.callbacks.on_fit_end(s.run)
         if config.test:
             test_after_training(_test_setup(s), s.run_dir.path)
     except BaseException as exc:
         status = "preempted" if isinstance(exc, Preempted) else "failed"
+        s.callbacks.on_exception(s.run, exc)
         _record_ending(s, exc)
         raise
     finally:
         _finish_meta(s, status)
-    return RunResult(s.run_dir.path, s.cursor.epoch, s.history.rows, s.loop.best, s.parts.monitor, stopped_early)
+    return RunResult(s.run_dir.path, s.cursor.epoch, s.rows, s.loop.best, s.parts.monitor, stopped_early)
 
 
 def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
@@ -234,24 +283,25 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
     _set_lr(s, epoch)
     totals = s.totals()
     _take_saved_totals(s, totals)
+    run = s.run
+    run.epoch, run.step = epoch, cursor.step
     if cursor.trained:  # stopped during this epoch's validation
         return totals
     plan = data.EpochPlan(len(s.parts.train_set), cursor.global_batch, config.batch_size, backend.rank,
                           backend.world_size, config.seed, epoch, start=cursor.samples)
     data.set_plan(s.loader, plan)
     s.parts.train_mode()
-    progress = Progress(backend.rank == 0 and config.progress, len(plan.slots), f"epoch {epoch}/{config.epochs}")
+    run.plan = plan
+    s.callbacks.on_train_epoch_start(run)
     try:
         with compiling.failures(config.model, s.compiled is not None):
-            done = train_epoch(s.ctx, s.loader, plan, epoch, cursor.step, totals, progress, s.guard, stop)
+            done = train_epoch(s.ctx, s.loader, plan, run, totals, s.callbacks, s.guard, stop)
     except RuntimeError as exc:
         if "find_unused_parameters" not in str(exc):
             raise
         raise ScorchError(f"{config.model}: a trainable parameter got no gradient in a step of epoch {epoch} on rank "
                           f"{backend.rank} (a branch not taken?), which DistributedDataParallel cannot average; "
                           "pass --find-unused-parameters, or keep such modules out of Socket.trainable_modules") from exc
-    finally:
-        progress.close()
     cursor.step = done.step
     s.loop.skipped_steps += done.skipped
     if done.stopped:
@@ -264,7 +314,7 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
 def _stop(s: Session, totals: MetricTotals, what: str, then: str = "") -> NoReturn:
     """Save where every rank got to and raise Preempted; nobody leaves before rank 0 has written
     (a launcher ends the whole job when the first rank exits)."""
-    s.saver.save(False, totals)
+    s.saver.save(s.run, False, totals)
     s.backend.barrier()
     raise Preempted(f"{what}; checkpoint written to {s.run_dir.last_checkpoint}; continue with --resume{then}")
 
@@ -273,12 +323,17 @@ def _take_saved_totals(s: Session, totals: MetricTotals) -> None:
     """A resumed epoch starts from the metric sums saved with it: each rank its own when the world
     size is the same (so the sums are bitwise those of an uninterrupted run), else rank 0 all."""
     saved, s.saved_totals = s.saved_totals, None
+    scalars, s.saved_scalars = s.saved_scalars, None
     if not saved:
         return
     if len(saved) == s.backend.world_size:
         totals.load_state_dict(saved[s.backend.rank])
+        if scalars:
+            s.run.scalars.load_state_dict(scalars[s.backend.rank])
     elif s.backend.rank == 0:
         totals.absorb(saved)
+        if scalars:
+            s.run.scalars.absorb(scalars)
 
 
 def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) -> dict[str, Any]:
@@ -288,19 +343,37 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     backend, parts = s.backend, s.parts
     lr = s.state.optimizer.param_groups[0]["lr"]
     row: dict[str, Any] = {"epoch": epoch, "step": s.cursor.step, "lr": lr, **reduce_totals(backend, totals, "train")}
+    means: dict[str, float] | None = {}
     if s.valid_loader is not None and parts.valid_set is not None:
-        backend.broadcast_buffers(parts.network)
+        s.ctx.strategy.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
         with compiling.failures(s.config.model, s.compiled is not None):
-            means = evaluate(backend, parts.network, parts.socket, s.valid_loader, s.ctx.autocast, s.totals(), stop,
-                             common, first_batch=Visualizer(parts.socket, s.tb, backend.rank == 0).first_batch(epoch))
+            means = evaluate(backend, s.ctx.strategy.eval_model(parts.network), parts.socket, s.valid_loader,
+                             s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks)
         if means is None:
+            s.run.batch(TRAIN, None)
             _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
-        row.update(means)
+    assert means is not None
+    s.run.batch(VALID, None)
+    s.callbacks.on_validation_end(s.run, means)
+    row.update(means)
+    _add_scalars(s, row)
     row["time"] = time.perf_counter() - s.started
     if s.config.nan_policy == "skip":
         row["skipped_steps"] = s.loop.skipped_steps
     return row
+
+
+def _add_scalars(s: Session, row: dict[str, Any]) -> None:
+    """The epoch's means of the run.log values (train/NAME, valid/NAME: collective) into ``row``."""
+    scalars = s.run.scalars
+    values = {**scalars.epoch_means(s.backend, TRAIN), **scalars.epoch_means(s.backend, VALID)}
+    s.run.batch(TRAIN, None)
+    clash = next((k for k in values if k in row), None)
+    if clash is not None:
+        raise on_every_rank(ScorchError(f"run.log: {clash!r} is also a column of Socket.metrics (or the loss); give the "
+                                        "logged value a name of its own"))
+    row.update(values)
 
 
 def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
@@ -309,17 +382,16 @@ def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
     if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
         raise on_every_rank(TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without "
                                           "writing this epoch's checkpoint (--nan-policy skip would go on)"))
-    improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
+    s.run.improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
     _step_scheduler(s.state.scheduler, row[parts.monitor])
     s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
-    s.history.append(row)
-    s.tb.log_epoch(row)
-    s.saver.save(improved, None)
+    s.rows.append(row)
+    s.loggers.log_epoch(row)
+    s.callbacks.on_epoch_end(s.run, row)  # the checkpoint policy fires last
     log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
     _note_compile(s)
-    if config.patience is not None and loop.bad_epochs >= config.patience:
-        log.info("early stop: %s has not improved for %d epochs (best %s at epoch %d)", parts.monitor,
-                 loop.bad_epochs, f"{loop.best:.6g}" if loop.best is not None else "none", loop.best_epoch)
+    if s.run.should_stop is not None:
+        log.info("%s", s.run.should_stop)
         return True
     return False
 
@@ -371,7 +443,7 @@ def _record_ending(s: Session, exc: BaseException) -> None:
 
 
 def _finish_meta(s: Session, status: str) -> None:
-    s.tb.close()
+    s.loggers.close()
     s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
     try:
         s.run_dir.write_meta(s.meta)
@@ -414,32 +486,3 @@ def _test_setup(s: Session) -> Evaluation:
     test_set = parts.dataset_file.build(parts.index, "test")
     return Evaluation(parts.backend, parts.network, parts.socket, test_set, "test", config.model, config.dataset,
                       config.batch_size, config.workers, s.ctx.autocast)
-
-
-class Saver:
-    """Built on every rank: all ranks contribute their RNG state (and an unfinished epoch's metric
-    sums) through collectives; rank 0 writes the checkpoint."""
-
-    def __init__(self, run_dir: RunDir, config: TrainConfig, backend: Backend, state: checkpoint.TrainingState):
-        self.dir = checkpoint.CheckpointDir(run_dir.path / "checkpoints", config.keep_checkpoints)
-        self.run_dir, self.config, self.backend, self.state = run_dir, config, backend, state
-
-    def save(self, improved: bool, totals: MetricTotals | None) -> None:
-        """``totals``: the metric sums of an epoch stopped before its end (a mid-epoch checkpoint)."""
-        rngs = self.backend.all_gather_object(checkpoint.rng_state())
-        sums = self.backend.all_gather_object(totals.state_dict()) if totals is not None else None
-        if self.backend.rank != 0:
-            return
-        cursor = self.state.cursor
-        try:
-            state = self.state.state_dict()
-        except checkpoint.NonFiniteWeights as exc:
-            raise TrainingError(f"weights {exc} are not finite at epoch {cursor.epoch + 1}, step {cursor.step}; "
-                                f"not writing a checkpoint (the last good one stays in {self.dir.dir})") from None
-        state.update(rng=rngs, totals=sums, config=self.config.to_dict())
-        try:
-            self.dir.write(state, cursor.step, improved)
-        except OSError as exc:
-            raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
-                              "the last complete checkpoint is intact") from exc
-        self.run_dir.proven()

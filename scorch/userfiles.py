@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .callbacks.base import Callback
 from .errors import ScorchError
+from .loggers.base import Logger
+from .training.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +215,7 @@ class Socket:
         self.trainable_params = params
         self.trainable_modules = modules
         self.network = network
+        self.attach(Run.detached())  # outside training (load_run, scorch-test, the pre-flight batch) run.log records nothing
         self.host_metrics = False  # Socket.metrics gets CPU copies (its numpy code met CUDA tensors)
 
     @property
@@ -344,6 +348,36 @@ class Socket:
         if sched is not None and not _is_scheduler(sched):
             raise ScorchError(f"{where} returned {_describe(sched)}, expected an LR scheduler or None")
         return sched
+
+
+    def attach(self, run: Any) -> None:
+        """Make ``run`` the Socket's ``self.run`` (unless the model file's Socket uses that name itself)."""
+        if "run" not in dir(type(self.raw)):
+            self.raw.run = run
+
+    def callbacks(self) -> list[Any]:
+        """Socket.callbacks(): the model file's callbacks ([] without the method)."""
+        return self._extensions("callbacks")
+
+    def loggers(self) -> list[Any]:
+        """Socket.loggers(): the model file's loggers, beside --logger's ([] without the method)."""
+        return self._extensions("loggers")
+
+    def _extensions(self, method: str) -> list[Any]:
+        hook = getattr(self.raw, method, None)
+        if hook is None:
+            return []
+        where = f"{self.path}: Socket.{method}()"
+        if not callable(hook):
+            raise ScorchError(f"{where[:-2]} is {_describe(hook)}, expected a method returning a list")
+        value = call_user(where, hook)
+        if not isinstance(value, (list, tuple)):
+            raise ScorchError(f"{where} returned {_describe(value)}, expected a list")
+        kind: type = Callback if method == "callbacks" else Logger
+        bad = next((v for v in value if not isinstance(v, kind)), None)
+        if bad is not None:
+            raise ScorchError(f"{where} returned {_describe(bad)}, expected scorch.{kind.__name__} instances")
+        return list(value)
 
 
 def _is_scheduler(value: Any) -> bool:

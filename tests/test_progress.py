@@ -1,6 +1,6 @@
 import threading
 
-from scorch.progress import Progress
+from scorch.callbacks.progress import Progress
 
 
 def test_no_helper_thread_outlives_or_accompanies_a_bar():

@@ -1,10 +1,9 @@
-"""The interface every backend offers, and the single-process backend."""
+"""The interface every communication backend offers (collectives and the failure protocol), and the
+single-process backend. How the model is placed is a strategy's (:mod:`scorch.strategies`)."""
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager as ContextManager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,6 +47,10 @@ class Backend:
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         return tensor
 
+    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        """Rank ``src``'s ``tensor``, in place on every rank (returned)."""
+        return tensor
+
     def gather_rows(self, rows: torch.Tensor | None, sink: Callable[[int, torch.Tensor], object], dst: int = 0) -> None:
         """Every rank's ``rows`` (a CPU tensor, or None for none) handed to ``sink(rank, rows)`` on rank
         ``dst``, one rank at a time in rank order, so that ``dst`` can put each where it belongs and
@@ -75,42 +78,6 @@ class Backend:
         """Rank ``src``'s ``data`` (1-D uint8) on rank ``dst``; every rank calls it."""
         raise NotImplementedError("a single process has nobody to pass bytes to")
 
-    # --- training hooks ---------------------------------------------------
-    def wrap_model(self, model: torch.nn.Module, find_unused: bool = False) -> torch.nn.Module:
-        """The model to train with; ``find_unused``: some trainable parameters may get no gradient."""
-        return model
-
-    def wrap_optimizer(
-        self,
-        optimizer: torch.optim.Optimizer,
-        named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
-        accumulate: int,
-    ) -> torch.optim.Optimizer:
-        return optimizer
-
-    def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Make every rank start from rank 0's weights and optimizer state."""
-
-    def no_sync(self, model: torch.nn.Module) -> ContextManager[Any]:
-        """Context for accumulation micro-steps whose gradients need no exchange yet."""
-        return contextlib.nullcontext()
-
-    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad(set_to_none=True)
-
-    def optimizer_step(
-        self,
-        optimizer: torch.optim.Optimizer,
-        scaler: torch.amp.GradScaler,
-        before_step: Callable[[], bool],
-    ) -> None:
-        """Unscale, run ``before_step`` (clipping; False skips this step), step. Gradients are
-        already averaged, so every rank makes the same decision."""
-        scaler.unscale_(optimizer)
-        if before_step():
-            scaler.step(optimizer)
-        scaler.update()
-
     def shutdown(self) -> None:
         pass
 
@@ -119,9 +86,6 @@ class Backend:
         returns the result. Every rank must start the same ones in the same order."""
         result = self.all_reduce(tensor, op)
         return lambda: result
-
-    def broadcast_buffers(self, model: torch.nn.Module) -> None:
-        """Give every rank rank 0's buffers (e.g. BatchNorm's running statistics)."""
 
     # --- when this rank's command failed -----------------------------------
     def first_to_fail(self, exc: BaseException) -> bool:

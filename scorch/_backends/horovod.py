@@ -1,9 +1,9 @@
-"""Horovod: hvd.DistributedOptimizer, parameters broadcast from rank 0."""
+"""Horovod's collectives (the Horovod strategy wraps the optimizer in hvd.DistributedOptimizer)."""
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,60 +64,19 @@ class HorovodBackend(Backend):
         ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
         return self.hvd.allreduce_(tensor, op=ops[op])
 
+    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        return self.hvd.broadcast_(tensor, root_rank=src, name=self._name("tensor"))
+
     def _pass_bytes(self, data: torch.Tensor | None, nbytes: int, src: int, dst: int) -> torch.Tensor | None:
         # Horovod has no point-to-point: a broadcast from src, which every rank other than dst drops.
         buffer = data if self.rank == src else torch.empty(nbytes, dtype=torch.uint8)
         received = self.hvd.broadcast(buffer, root_rank=src, name=self._name("rows"))
         return received if self.rank == dst else None
 
-    def wrap_optimizer(
-        self,
-        optimizer: torch.optim.Optimizer,
-        named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
-        accumulate: int,
-    ) -> torch.optim.Optimizer:
-        return self.hvd.DistributedOptimizer(
-            optimizer,
-            named_parameters=list(named_parameters),
-            backward_passes_per_step=accumulate,
-            op=self.hvd.Average,
-        )
-
-    def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        # Not hvd.broadcast_optimizer_state: on an empty state it "initialises" with a zero-gradient
-        # step() (advancing Adam's step count), and it turns tensor scalars such as Adam's `step`
-        # into numbers. A fresh optimizer is the same on every rank; a loaded one is sent whole.
-        if any(optimizer.state.values()):
-            state = self.broadcast_object(optimizer.state_dict() if self.rank == 0 else None)
-            if self.rank != 0:
-                optimizer.load_state_dict(state)
-
-    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad()  # Horovod's wrapper takes no set_to_none (and sets None already)
-
-    def optimizer_step(
-        self,
-        optimizer: torch.optim.Optimizer,
-        scaler: torch.amp.GradScaler,
-        before_step: Callable[[], bool],
-    ) -> None:
-        optimizer.synchronize()  # type: ignore[attr-defined]
-        scaler.unscale_(optimizer)
-        if before_step():
-            with optimizer.skip_synchronize():  # type: ignore[attr-defined]
-                scaler.step(optimizer)
-        scaler.update()
-
     def all_reduce_async(self, tensor: torch.Tensor, op: str = "sum") -> Callable[[], torch.Tensor]:
         ops = {"sum": self.hvd.Sum, "max": self.hvd.Max, "min": self.hvd.Min}
         handle = self.hvd.allreduce_async_(tensor, op=ops[op], name=self._name("flag"))
         return lambda: self.hvd.synchronize(handle)
-
-    def broadcast_buffers(self, model: torch.nn.Module) -> None:
-        buffers = list(model.named_buffers())
-        if buffers:
-            self.hvd.broadcast_parameters(buffers, root_rank=0)
 
     def first_to_fail(self, exc: BaseException) -> bool:
         # No store to post in: a collective that Horovod shut down broke because another rank failed

@@ -1,4 +1,4 @@
-"""torch.distributed: gloo on CPU, NCCL on GPU, DistributedDataParallel."""
+"""torch.distributed: gloo on CPU, NCCL on GPU (the DDP strategy places the model on it)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,12 +8,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 import torch
 import torch.distributed as tdist
-from torch.nn.parallel import DistributedDataParallel
 
 from ..launch import LaunchInfo, Rendezvous
 from ..launch.rendezvous import join_ranks
@@ -106,6 +104,10 @@ class TorchBackend(Backend):
         tdist.all_reduce(tensor, op=_OPS[op])
         return tensor
 
+    def broadcast_tensor(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        tdist.broadcast(tensor, src=src)
+        return tensor
+
     def _pass_bytes(self, data: torch.Tensor | None, nbytes: int, src: int, dst: int) -> torch.Tensor | None:
         # Point to point over the gloo group of CPU traffic: only src and dst take part.
         if self.rank == src:
@@ -118,18 +120,6 @@ class TorchBackend(Backend):
             return buffer
         return None
 
-    def wrap_model(self, model: torch.nn.Module, find_unused: bool = False) -> torch.nn.Module:
-        # DDP broadcasts rank 0's parameters and buffers at construction.
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused)
-
-    def broadcast_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        # Every rank loads the same checkpoint; DDP already made the weights equal.
-        pass
-
-    def no_sync(self, model: torch.nn.Module) -> ContextManager[Any]:
-        return model.no_sync()  # type: ignore[operator]
-
     def all_reduce_async(self, tensor: torch.Tensor, op: str = "sum") -> Callable[[], torch.Tensor]:
         work = tdist.all_reduce(tensor, op=_OPS[op], group=self._control, async_op=True)
 
@@ -139,10 +129,6 @@ class TorchBackend(Backend):
             return tensor
 
         return result
-
-    def broadcast_buffers(self, model: torch.nn.Module) -> None:
-        for buffer in model.buffers():
-            tdist.broadcast(buffer, src=0)
 
     def shutdown(self) -> None:
         """Called by every rank after a successful run that goes on in this process (API, tests).

@@ -1,14 +1,16 @@
-"""``history.csv``: one row per epoch, rewritten atomically each epoch (rank 0 only)."""
+"""``history.csv``: one row per epoch, rewritten atomically each epoch. On a resume it must hold the
+rows of the epochs the checkpoint has done (checked before the run directory changes), and keeps them."""
 from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any
 
-from ._atomic import user_facing, write_text
-from .errors import ScorchError
+from .. import layout_names as names
+from .._atomic import user_facing, write_text
+from ..errors import ScorchError
+from .base import Logger, Resume
 
 FIRST = ("epoch", "step", "lr", "time")
 
@@ -54,16 +56,22 @@ def resumed_rows(path: Path, epochs: int) -> list[dict[str, str]]:
     return rows[:epochs]
 
 
-class History:
-    def __init__(self, path: str | os.PathLike, rank0: bool, rows: list[dict[str, Any]] | None = None):
-        """``rows``: those of the epochs a resumed run keeps (:func:`resumed_rows`)."""
-        self.path, self.rank0 = Path(path), rank0
-        self.rows: list[dict[str, Any]] = list(rows or [])
+class CSVLogger(Logger):
+    name = "csv"
 
-    def append(self, row: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.rows: list[dict[str, Any]] = []  # the resumed epochs' rows, then this session's
+
+    def check(self, run_dir: Path, resume: Resume | None) -> None:
+        self.rows = resumed_rows(run_dir / names.HISTORY, resume.epoch if resume else 0)
+
+    def open(self, run_dir: Path, resume: Resume | None) -> None:
+        self.path = run_dir / names.HISTORY
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        assert self.path is not None, "CSVLogger.open comes first"
         self.rows.append(row)
-        if not self.rank0:
-            return
         keys: list[str] = []
         for r in self.rows:
             keys += [k for k in r if k not in keys]

@@ -1,4 +1,4 @@
-"""A tqdm bar on rank 0 only, refreshed at most twice a second (no per-step sync)."""
+"""The progress bar: a tqdm bar on rank 0 only, refreshed at most twice a second (no per-step sync)."""
 from __future__ import annotations
 
 import time
@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+
+from .base import BatchEnd, Callback
 
 
 class _Bar(tqdm):
@@ -34,3 +36,33 @@ class Progress:
     def close(self, **postfix: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class ProgressBar(Callback):
+    """scorch's progress bar (``--no-progress`` turns it off): one bar per training epoch on the
+    main rank, a tick per micro-batch, the loss shown at most twice a second."""
+
+    name = "progress"
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Progress | None = None
+
+    def on_train_epoch_start(self, run: Any) -> None:
+        config = run.config
+        self.bar = Progress(self.enabled and run.is_main, len(run.plan.slots), f"epoch {run.epoch}/{config.epochs}")
+
+    def on_train_batch_end(self, run: Any, batch: BatchEnd) -> None:
+        if self.bar is not None:
+            self.bar.step(batch.loss)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_validation_end(self, run: Any, metrics: dict[str, float]) -> None:
+        self.close()
+
+    def on_exception(self, run: Any, exc: BaseException) -> None:
+        self.close()

@@ -1,0 +1,58 @@
+"""The checkpoint policy: ``last`` at the end of every epoch, ``best`` when the monitored value
+improved (and ``--keep-checkpoints`` newest ones), through :class:`Saver`, which also writes the
+checkpoint of a stop in the middle of an epoch."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import checkpoint
+from ..errors import ScorchError, TrainingError
+from .base import Callback
+
+
+class Saver:
+    """Built on every rank: every rank takes part in what a checkpoint holds (the strategy's model
+    and optimizer state, every rank's RNG state, an unfinished epoch's sums, the callbacks' state);
+    rank 0 writes it."""
+
+    def __init__(self, directory: checkpoint.CheckpointDir, run_dir: Any, config: Any, state: checkpoint.TrainingState,
+                 strategy: Any, callbacks: Any):
+        self.dir, self.run_dir, self.config, self.state = directory, run_dir, config, state
+        self.strategy, self.callbacks = strategy, callbacks
+
+    def save(self, run: Any, improved: bool, totals: Any | None) -> None:
+        """``totals``: the metric sums of an epoch stopped before its end (a mid-epoch checkpoint,
+        which also keeps the epoch's ``run.log`` sums)."""
+        backend = self.strategy.backend
+        self.callbacks.on_save_checkpoint(run)
+        rngs = backend.all_gather_object(checkpoint.rng_state())
+        sums = backend.all_gather_object(totals.state_dict()) if totals is not None else None
+        scalars = backend.all_gather_object(run.scalars.state_dict()) if totals is not None else None
+        callbacks = self.callbacks.state_dict()
+        cursor = self.state.cursor
+        try:
+            state = self.state.state_dict(self.strategy)
+        except checkpoint.NonFiniteWeights as exc:
+            raise TrainingError(f"weights {exc} are not finite at epoch {cursor.epoch + 1}, step {cursor.step}; "
+                                f"not writing a checkpoint (the last good one stays in {self.dir.dir})") from None
+        if state is None:  # not rank 0
+            return
+        state.update(rng=rngs, totals=sums, scalars=scalars, callbacks=callbacks, config=self.config.to_dict())
+        try:
+            self.dir.write(state, cursor.step, improved)
+        except OSError as exc:
+            raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
+                              "the last complete checkpoint is intact") from exc
+        self.run_dir.proven()
+
+
+class Checkpointing(Callback):
+    """Fires last at the end of an epoch, so the checkpoint holds every other callback's state after it."""
+
+    name = "checkpointing"
+
+    def __init__(self, saver: Saver):
+        self.saver = saver
+
+    def on_epoch_end(self, run: Any, row: dict[str, Any]) -> None:
+        self.saver.save(run, run.improved, None)

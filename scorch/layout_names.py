@@ -1,0 +1,3 @@
+"""TEMPORARY: replaced by scorch/layout.py at merge."""
+TENSORBOARD = "tensorboard"
+HISTORY = "history.csv"
