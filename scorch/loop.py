@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -225,7 +225,9 @@ def evaluate(
         network.train(was_training)
     means = reduce_totals(backend, totals, prefix)
     if outputs is not None:
-        outputs.gather(backend, list(loader.sampler), len(loader.dataset), socket.path)  # type: ignore[arg-type]
+        # A map-style dataset with a sampler of indices: what scorch's evaluation loaders are built over.
+        length = len(cast(Sized, loader.dataset))
+        outputs.gather(backend, list(cast(Iterable[int], loader.sampler)), length, socket.path)
         if socket.has_split_metrics:
             means.update(split_results(backend, socket, outputs, prefix, totals.names))
     return means

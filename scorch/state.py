@@ -1,7 +1,7 @@
 """The loop's own saved state, as small objects with ``state_dict()``/``load_state_dict()``.
 
-:mod:`scorch.checkpoint` saves and restores them, with the model, optimizer, scheduler and
-scaler, in one place (:func:`scorch.checkpoint.capture` / :func:`scorch.checkpoint.restore`).
+:class:`scorch.checkpoint.TrainingState` saves and restores them, with the model, optimizer,
+scheduler and scaler, in one place.
 
 - :class:`LoopState`: what best.pt and early stopping need, and the count of skipped steps.
 - :class:`Cursor`: where the run is: epochs done, optimizer steps, samples of the current epoch
@@ -13,19 +13,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from .errors import ScorchError
 
 log = logging.getLogger(__name__)
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -80,10 +74,6 @@ class Cursor:
     global_batch: int = 0
     world_size: int = 1
     length: int = 0
-
-    @property
-    def mid_epoch(self) -> bool:
-        return self.samples > 0 or self.trained
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)

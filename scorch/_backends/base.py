@@ -9,30 +9,18 @@ from typing import Any
 import torch
 
 from ..launch import LaunchInfo
+from ..launch.base import RankFacts
 
 
-class Backend:
+class Backend(RankFacts):
     """Single process: every collective is the identity. Backends for several ranks subclass it."""
 
     name = "none"
     reason = ""  # why this backend was chosen, for the start line (distributed.choose_backend)
 
     def __init__(self, launch: LaunchInfo, device: torch.device):
-        self.launch = launch
+        self.info = self.launch = launch  # the rank facts (RankFacts reads info)
         self.device = device
-
-    # --- rank facts -------------------------------------------------------
-    @property
-    def rank(self) -> int:
-        return self.launch.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.launch.world_size
-
-    @property
-    def local_rank(self) -> int:
-        return self.launch.local_rank
 
     # --- collectives: every rank must call these, in the same order --------
     def barrier(self) -> None:
@@ -60,8 +48,8 @@ class Backend:
             if meta is None:
                 continue
             if src == dst:
-                if self.rank == dst:
-                    sink(src, rows)  # type: ignore[arg-type]
+                if self.rank == dst and rows is not None:  # its meta is not None: it has rows
+                    sink(src, rows)
                 continue
             shape, dtype = meta
             nbytes = math.prod(shape) * dtype.itemsize

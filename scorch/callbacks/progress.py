@@ -19,12 +19,17 @@ class _Bar(tqdm):
 
 class Progress:
     def __init__(self, enabled: bool, total: int, desc: str, interval: float = 0.5):
-        self.enabled = enabled
+        self.enabled, self.total, self.count = enabled, total, 0
         self.interval = interval
         self._next = time.monotonic() + interval
         self.bar = _Bar(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=interval) if enabled else None
 
+    @property
+    def done(self) -> bool:
+        return self.count >= self.total
+
     def step(self, loss: torch.Tensor | None = None) -> None:
+        self.count += 1
         if self.bar is None:
             return
         self.bar.update(1)
@@ -55,14 +60,13 @@ class ProgressBar(Callback):
     def on_train_batch_end(self, run: Any, batch: BatchEnd) -> None:
         if self.bar is not None:
             self.bar.step(batch.loss)
+            if self.bar.done:  # the epoch's last micro-batch: the bar goes before validation starts
+                self.close()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-    def on_validation_end(self, run: Any, metrics: dict[str, float]) -> None:
-        self.close()
 
     def on_exception(self, run: Any, exc: BaseException) -> None:
         self.close()

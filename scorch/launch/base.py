@@ -36,7 +36,29 @@ class Rendezvous:
     attempt: int = 0  # the launcher's restart count: each attempt meets under its own keys
 
 
-class LaunchEnvironment:
+class RankFacts:
+    """``rank``, ``world_size``, ``local_rank`` and ``local_world_size``, read from ``self.info``."""
+
+    info: LaunchInfo
+
+    @property
+    def rank(self) -> int:
+        return self.info.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.info.world_size
+
+    @property
+    def local_rank(self) -> int:
+        return self.info.local_rank
+
+    @property
+    def local_world_size(self) -> int:
+        return self.info.local_world_size
+
+
+class LaunchEnvironment(RankFacts):
     """One launcher. Subclasses say whether it started this process (:meth:`detect`), read its
     rank facts (:meth:`read`) and know where its ranks meet (:meth:`rendezvous`)."""
 
@@ -53,23 +75,6 @@ class LaunchEnvironment:
     @classmethod
     def read(cls, env: Mapping[str, str]) -> LaunchInfo:
         raise NotImplementedError
-
-    # --- rank facts -------------------------------------------------------
-    @property
-    def rank(self) -> int:
-        return self.info.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.info.world_size
-
-    @property
-    def local_rank(self) -> int:
-        return self.info.local_rank
-
-    @property
-    def local_world_size(self) -> int:
-        return self.info.local_world_size
 
     # --- meeting the other ranks -------------------------------------------
     def rendezvous(self) -> Rendezvous:
