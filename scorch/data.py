@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from .errors import ScorchError
+from .errors import STOP_SIGNALS, ScorchError
 from .userfiles import USER_MODULES, check_item, import_user_modules
 
 Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
@@ -289,9 +289,6 @@ class SeededItems:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
-
-
-STOP_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
 
 
 class Loader(DataLoader):
