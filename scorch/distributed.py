@@ -197,10 +197,6 @@ def is_rank0() -> bool:
     return _backend.rank == 0
 
 
-def backend_name() -> str:
-    return _backend.name
-
-
 def device() -> torch.device:
     return _backend.device
 
