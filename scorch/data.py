@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from typing import Any
 
 import numpy as np
@@ -305,8 +306,6 @@ class Loader(DataLoader):
             return super().__iter__()
         if self.multiprocessing_context is not None and self.multiprocessing_context.get_start_method() != "fork":
             # Started here, not below: starting it unblocks SIGINT and SIGTERM in the calling thread.
-            from multiprocessing import resource_tracker
-
             resource_tracker.ensure_running()
         before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:

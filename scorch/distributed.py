@@ -24,6 +24,8 @@ import torch
 
 from . import launch as _launch
 from ._backends.base import Backend
+from ._backends.horovod import HorovodBackend
+from ._backends.torch_dist import TorchBackend
 from .errors import DistributedError, ScorchError, on_every_rank
 from .launch.mpirun import finalize_mpi
 
@@ -56,7 +58,7 @@ def choose_backend(requested: str, environment: _launch.LaunchEnvironment,
 def _horovod_verdict(why: str, device: torch.device) -> tuple[str, str]:
     """Horovod, or torch.distributed when this process cannot run Horovod on ``device``."""
     try:
-        import horovod.torch as hvd
+        import horovod.torch as hvd  # heavy and optional: only when auto would pick it
     except Exception as exc:  # ImportError, or a library that does not load (OSError)
         return "torch", f"{why}, but Horovod is not importable ({type(exc).__name__}: {exc})"
     if not (hvd.mpi_built() or hvd.gloo_built()):
@@ -98,12 +100,8 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
     name, why = choose_backend(backend, environment, dev)
     _share_cpu_threads(launch, dev)
     if name == "horovod":
-        from ._backends.horovod import HorovodBackend
-
         _backend = HorovodBackend(launch, dev)
     elif launch.world_size > 1:
-        from ._backends.torch_dist import TorchBackend
-
         _backend = TorchBackend(launch, dev, environment.rendezvous(), timeout_s=timeout_s, join_timeout_s=join_timeout_s)
         environment.close_channel()
     else:

@@ -1,6 +1,6 @@
 """The errors of scorch, each with the exit code its command ends with.
 
-Every command (``scorch-train``, ``-sweep``, ``-gen``, ``-check``, ``-init``, ``-report``) runs through
+Every command (``scorch-train``, ``-test``, ``-sweep``, ``-gen``, ``-check``, ``-init``, ``-report``) runs through
 :mod:`scorch.cli._runner`, which prints an :class:`Error` as one line, ``PROG: error: MESSAGE``, and exits
 with the class's code:
 

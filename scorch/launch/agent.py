@@ -128,7 +128,7 @@ class Agent:
         self.world = self.nnodes * self.nproc
         self.first_rank = self.node * self.nproc
         self.host = socket.gethostname()
-        from ..trainer import default_name
+        from ..trainer import default_name  # here, not at the top: the agent must not import the training stack
 
         self.default_name = default_name()  # node 0's is the run's, unless a node was given --name
         self.first_meeting: Meeting | None = None
