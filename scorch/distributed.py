@@ -229,17 +229,18 @@ T = TypeVar("T")
 def each(check: Callable[[], T]) -> T:
     """Every rank runs ``check`` (it loads the user's files, say); when it fails on any rank, every
     rank raises the error of the first rank it failed on, and that rank alone prints it."""
+    error: ScorchError | None = None
     try:
-        result, error = check(), None
+        result = check()
     except ScorchError as exc:
-        result, error = None, exc
+        error = exc
     errors = all_gather(None if error is None else str(error))
     first = next((r for r, message in enumerate(errors) if message is not None), None)
-    if first is None:
-        return result  # type: ignore[return-value]  # None only with an error
-    if error is not None and first == _backend.rank:
-        raise on_every_rank(error, first)
-    raise on_every_rank(ScorchError(errors[first]), first)
+    if first is not None:
+        if error is not None and first == _backend.rank:
+            raise on_every_rank(error, first)
+        raise on_every_rank(ScorchError(errors[first]), first)
+    return result  # no rank failed, this one included: its check returned
 
 
 def all_gather(obj: Any) -> list[Any]:

@@ -105,14 +105,14 @@ def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ScorchError(f"{where} raised {type(exc).__name__}: {exc}") from exc
 
 
-def declared_settings(module: ModuleType, cls: type, skip: int) -> dict[str, Any] | None:
+def declared_settings(module: ModuleType, cls: type[object], skip: int) -> dict[str, Any] | None:
     """Settings a user file declares: a module-level ``CONFIG`` dict, else the keyword arguments
     (with defaults) of ``cls.__init__`` after ``skip`` positional ones. None: it takes ``**kwargs``."""
     config = getattr(module, "CONFIG", None)
     if isinstance(config, dict):
         return dict(config)
     try:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]  # type: ignore[misc]
+        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]
     except (TypeError, ValueError):
         return {}
     if any(p.kind is p.VAR_KEYWORD for p in params):
