@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import ScorchError
+
 
 def umask() -> int:
     """The process's umask, read without changing it (Linux), else by setting it back at once."""
@@ -74,8 +76,6 @@ def fsync_dir(directory: Path) -> None:
 @contextmanager
 def user_facing(path: str | os.PathLike) -> Iterator[None]:
     """Turn an OSError while writing ``path`` (full disk, read-only file system) into one clear line."""
-    from .errors import ScorchError
-
     try:
         yield
     except OSError as exc:

@@ -75,6 +75,6 @@ def tune() -> bool:
 def _glibc() -> bool:
     """Linux with glibc (``platform.libc_ver`` reads the interpreter's binary to find out: slow)."""
     try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")  # None: no C library version
     except (AttributeError, ValueError, OSError):
         return False

@@ -32,7 +32,7 @@ import torch
 from . import checkpoint, data
 from .build import SPLIT_SAMPLE, first_batch, forked_rngs, make_optimizer, run_batch_checks, seed_everything, split_preflight
 from .config import SEED_LIMIT, TrainConfig
-from .errors import ScorchError
+from .errors import Failure, ScorchError
 from .userfiles import (
     MODES,
     DatasetFile,
@@ -89,8 +89,8 @@ class CheckOptions:
             raise ScorchError(f"--seed: expected a whole number >= 0 and < 2**63, got {self.seed!r}")
 
 
-class CheckFailed(Exception):
-    """A check found a problem; the message is the result's detail."""
+class CheckFailed(Failure):
+    """A check found a problem; the message is the result's detail (a failed check: exit code 1)."""
 
 
 @dataclass

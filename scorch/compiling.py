@@ -30,12 +30,12 @@ _TIMERS = ("_compile.compile_inner", "backward._backward_impl")
 
 def check(device: torch.device) -> None:
     """One line, before anything is written, when torch.compile cannot run here."""
-    import torch._dynamo
+    import torch._dynamo  # here, not at the top: it takes about a second to import, and only --compile needs it
 
     if not torch._dynamo.is_dynamo_supported():
         raise ScorchError(f"--compile: torch {torch.__version__} cannot compile on this Python; leave --compile off")
     if device.type == "cpu":
-        from torch._inductor import cpp_builder
+        from torch._inductor import cpp_builder  # inductor: as torch._dynamo above
 
         try:
             cpp_builder.get_cpp_compiler()
@@ -43,7 +43,7 @@ def check(device: torch.device) -> None:
             raise ScorchError("--compile: torch.compile (inductor) compiles the Network to C++ on the CPU and found no "
                               "working C++ compiler (set CXX or install g++), or leave --compile off") from exc
     elif device.type == "cuda":
-        from torch.utils._triton import has_triton
+        from torch.utils._triton import has_triton  # imports triton when it is there: only --compile needs it
 
         if not has_triton():
             raise ScorchError("--compile: torch.compile (inductor) needs Triton on CUDA and it does not import "
@@ -75,7 +75,7 @@ def apply(network: torch.nn.Module) -> Clock:
 
 def _seconds() -> float | None:
     try:
-        from torch._dynamo.utils import compilation_time_metrics
+        from torch._dynamo.utils import compilation_time_metrics  # only --compile loads torch._dynamo
     except ImportError:
         return None
     return float(sum(sum(compilation_time_metrics.get(name, [])) for name in _TIMERS))
@@ -83,7 +83,7 @@ def _seconds() -> float | None:
 
 def _graphs() -> int:
     try:
-        from torch._dynamo.utils import counters
+        from torch._dynamo.utils import counters  # only --compile loads torch._dynamo
     except ImportError:
         return 0
     return int(counters["stats"]["unique_graphs"])
@@ -96,7 +96,7 @@ def failures(model_path: str, on: bool) -> Iterator[None]:
     if not on:
         yield
         return
-    from torch._dynamo.exc import TorchDynamoException
+    from torch._dynamo.exc import TorchDynamoException  # only --compile loads torch._dynamo
 
     try:
         yield

@@ -10,14 +10,15 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from .errors import ScorchError
+from .errors import STOP_SIGNALS, ScorchError
 from .userfiles import USER_MODULES, check_item, import_user_modules
 
 Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
@@ -254,7 +255,7 @@ def _seeded_items(_: None, dataset: Any, where: str) -> SeededItems:
     return SeededItems(dataset, where)
 
 
-class SeededItems:
+class SeededItems(Dataset[Any]):
     """A user DataSet behind a DataLoader: in a worker, each batch is loaded after reseeding the
     global RNGs with the batch's seed; in the main process (``--workers 0``) the RNGs are left
     alone (their state is in every checkpoint). An error names the file, mode and sample."""
@@ -291,9 +292,6 @@ class SeededItems:
             raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
 
 
-STOP_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
-
-
 class Loader(DataLoader):
     """A DataLoader whose workers never see the stop signals meant for their rank.
 
@@ -308,8 +306,6 @@ class Loader(DataLoader):
             return super().__iter__()
         if self.multiprocessing_context is not None and self.multiprocessing_context.get_start_method() != "fork":
             # Started here, not below: starting it unblocks SIGINT and SIGTERM in the calling thread.
-            from multiprocessing import resource_tracker
-
             resource_tracker.ensure_running()
         before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
@@ -347,7 +343,7 @@ def worker_context(start_method: str, workers: int) -> multiprocessing.context.B
 def train_loader(dataset: Any, workers: int, pin_memory: bool, where: str, start_method: str = "fork") -> DataLoader:
     """Loads the slots of an :class:`EpochPlan`; call :func:`set_plan` before each epoch."""
     return Loader(
-        SeededItems(dataset, where),  # type: ignore[arg-type]  # a map-style dataset
+        SeededItems(dataset, where),
         batch_sampler=PlanBatches(),
         num_workers=workers,
         collate_fn=ListCollate(where),
@@ -369,7 +365,7 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
                 start_method: str = "fork") -> DataLoader:
     """This rank's share of a split, unpadded: every sample is evaluated on exactly one rank."""
     return Loader(
-        SeededItems(dataset, where),  # type: ignore[arg-type]  # a map-style dataset
+        SeededItems(dataset, where),
         batch_size=batch_size,
         sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=workers,

@@ -24,6 +24,8 @@ import torch
 
 from . import launch as _launch
 from ._backends.base import Backend
+from ._backends.horovod import HorovodBackend
+from ._backends.torch_dist import TorchBackend
 from .errors import DistributedError, ScorchError, on_every_rank
 from .launch.mpirun import finalize_mpi
 
@@ -56,7 +58,7 @@ def choose_backend(requested: str, environment: _launch.LaunchEnvironment,
 def _horovod_verdict(why: str, device: torch.device) -> tuple[str, str]:
     """Horovod, or torch.distributed when this process cannot run Horovod on ``device``."""
     try:
-        import horovod.torch as hvd
+        import horovod.torch as hvd  # heavy and optional: only when auto would pick it
     except Exception as exc:  # ImportError, or a library that does not load (OSError)
         return "torch", f"{why}, but Horovod is not importable ({type(exc).__name__}: {exc})"
     if not (hvd.mpi_built() or hvd.gloo_built()):
@@ -98,12 +100,8 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
     name, why = choose_backend(backend, environment, dev)
     _share_cpu_threads(launch, dev)
     if name == "horovod":
-        from ._backends.horovod import HorovodBackend
-
         _backend = HorovodBackend(launch, dev)
     elif launch.world_size > 1:
-        from ._backends.torch_dist import TorchBackend
-
         _backend = TorchBackend(launch, dev, environment.rendezvous(), timeout_s=timeout_s, join_timeout_s=join_timeout_s)
         environment.close_channel()
     else:
@@ -197,10 +195,6 @@ def is_rank0() -> bool:
     return _backend.rank == 0
 
 
-def backend_name() -> str:
-    return _backend.name
-
-
 def device() -> torch.device:
     return _backend.device
 
@@ -235,17 +229,18 @@ T = TypeVar("T")
 def each(check: Callable[[], T]) -> T:
     """Every rank runs ``check`` (it loads the user's files, say); when it fails on any rank, every
     rank raises the error of the first rank it failed on, and that rank alone prints it."""
+    error: ScorchError | None = None
     try:
-        result, error = check(), None
+        result = check()
     except ScorchError as exc:
-        result, error = None, exc
+        error = exc
     errors = all_gather(None if error is None else str(error))
     first = next((r for r, message in enumerate(errors) if message is not None), None)
-    if first is None:
-        return result  # type: ignore[return-value]  # None only with an error
-    if error is not None and first == _backend.rank:
-        raise on_every_rank(error, first)
-    raise on_every_rank(ScorchError(errors[first]), first)
+    if first is not None:
+        if error is not None and first == _backend.rank:
+            raise on_every_rank(error, first)
+        raise on_every_rank(ScorchError(errors[first]), first)
+    return result  # no rank failed, this one included: its check returned
 
 
 def all_gather(obj: Any) -> list[Any]:

@@ -1,6 +1,6 @@
 """The errors of scorch, each with the exit code its command ends with.
 
-Every command (``scorch-train``, ``-sweep``, ``-gen``, ``-check``, ``-init``, ``-report``) runs through
+Every command (``scorch-train``, ``-test``, ``-sweep``, ``-gen``, ``-check``, ``-init``, ``-report``) runs through
 :mod:`scorch.cli._runner`, which prints an :class:`Error` as one line, ``PROG: error: MESSAGE``, and exits
 with the class's code:
 
@@ -31,6 +31,7 @@ with it leave quietly (see :func:`scorch.distributed.shown_error`).
 """
 from __future__ import annotations
 
+import signal
 from typing import TypeVar
 
 EXIT_FAILURE = 1
@@ -38,6 +39,12 @@ EXIT_BAD_INPUT = 2
 EXIT_PREEMPTED = 3
 """Exit code after a preemption signal (SIGUSR1/SIGTERM/SIGINT): a checkpoint was written; run again with
 --resume (or --auto-resume) to continue exactly where it stopped."""
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+"""The signals that stop a scorch command after it saves its work (exit code 3): SLURM's warning before a
+time limit (SIGUSR1), ``scancel`` or a launcher's stop (SIGTERM), Ctrl-C (SIGINT). The one definition:
+the training ranks' :class:`~scorch.preempt.StopSignal`, the DataLoader workers that must not see them
+(:class:`~scorch.data.Loader`), the launch agent and the local job pool that forward them, and the
+generator jobs all use it."""
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a program that a closed pipe ended
 

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from ._backends.base import Backend
-
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+from .errors import STOP_SIGNALS
 
 
 class StopSignal:
@@ -32,7 +31,7 @@ class StopSignal:
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
+            for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

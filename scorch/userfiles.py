@@ -15,6 +15,7 @@ Every check raises :class:`ScorchError` with one line naming the file, class and
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import inspect
 import logging
@@ -54,13 +55,25 @@ DataLoader worker started by ``spawn`` or ``forkserver`` imports them again from
 unpickles the dataset (:func:`import_user_modules`, called by :class:`scorch.data.SeededItems`)."""
 
 
+def module_name(path: str, role: str) -> str:
+    """The synthetic module name of the user's file at ``path``: ``scorch_user_ROLE_HASH``, the hash of
+    its resolved path. Each file has its own (two model files loaded in one process, by two
+    ``load_run`` say, do not replace each other's classes), and a worker that imports the file again
+    by the same path gets the same name (so that pickling finds its classes there too)."""
+    digest = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"scorch_user_{role}_{digest}"
+
+
 def import_file(path: str, role: str) -> ModuleType:
     """Import a user's Python file by path; ``role`` is "model" or "dataset". The module is registered
-    as ``scorch_user_ROLE`` (so that pickling finds its classes) and recorded in :data:`USER_MODULES`."""
+    under :func:`module_name` (so that pickling finds its classes) and recorded in :data:`USER_MODULES`."""
+    return _import_as(module_name(path, role), path, role)
+
+
+def _import_as(name: str, path: str, role: str) -> ModuleType:
     if not os.path.isfile(path):
         found = "is a directory" if os.path.isdir(path) else "file not found"
         raise ScorchError(f"--{role}: {found}: {path!r} (expected a Python file)")
-    name = f"scorch_user_{role}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ScorchError(f"--{role}: {path} is not an importable Python file")
@@ -82,7 +95,7 @@ def import_user_modules(modules: dict[str, tuple[str, str]]) -> None:
     of ``modules`` (:data:`USER_MODULES` of the parent) under its synthetic name, unless it is there."""
     for name, (path, role) in modules.items():
         if name not in sys.modules:
-            import_file(path, role)
+            _import_as(name, path, role)
 
 
 def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -95,14 +108,14 @@ def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ScorchError(f"{where} raised {type(exc).__name__}: {exc}") from exc
 
 
-def declared_settings(module: ModuleType, cls: type, skip: int) -> dict[str, Any] | None:
+def declared_settings(module: ModuleType, cls: type[object], skip: int) -> dict[str, Any] | None:
     """Settings a user file declares: a module-level ``CONFIG`` dict, else the keyword arguments
     (with defaults) of ``cls.__init__`` after ``skip`` positional ones. None: it takes ``**kwargs``."""
     config = getattr(module, "CONFIG", None)
     if isinstance(config, dict):
         return dict(config)
     try:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]  # type: ignore[misc]
+        params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]
     except (TypeError, ValueError):
         return {}
     if any(p.kind is p.VAR_KEYWORD for p in params):

@@ -47,7 +47,7 @@ def batches(path: Path, start_method: str) -> list[torch.Tensor]:
     sys.modules[MARKER] = types.ModuleType(MARKER)
     try:
         dataset = userfiles.load_dataset_file(str(path)).build(None, "train")
-        assert type(dataset).__module__ == "scorch_user_dataset"
+        assert type(dataset).__module__ == userfiles.module_name(str(path), "dataset")
         loader = data.train_loader(dataset, 2, False, "t", start_method=start_method)
         data.set_plan(loader, data.EpochPlan(40, 8, 8, 0, 1, seed=5, epoch=1))
         return [x for (x,), _ in loader]

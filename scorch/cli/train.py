@@ -14,6 +14,9 @@ from typing import Any
 from .. import distributed as dist, launch, overrides, slurm
 from ..config import GROUPS, TrainConfig, hints, settings
 from ..errors import EXIT_PREEMPTED, ScorchError, on_every_rank
+from ..launch import agent
+from ..runlock import RunLock
+from ..userfiles import load_dataset_file, load_model_file
 from ._runner import Command, Parser
 
 SET_HELP = ("KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
@@ -77,8 +80,6 @@ def parse_config(argv: Sequence[str] | None) -> TrainConfig:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from ..launch import agent
-
     given = vars(ns)
     environment = launch.detect()
     try:  # every rank of a job reads the same command line and files here
@@ -94,7 +95,7 @@ def run(ns: argparse.Namespace) -> int:
     if environment.name == "none" and agent.wanted(config):
         _require_files(config)
         return agent.launch(config, ns.argv)
-    from ..trainer import train
+    from ..trainer import train  # the whole training stack: not for --help, a --slurm job or the launch agent
 
     train(config)
     return 0
@@ -111,8 +112,6 @@ def _require_files(config: TrainConfig) -> None:
 def _load_files(config: TrainConfig) -> None:
     """Before a job is written (and --overwrite replaces a run with it): the files import, define
     their classes and take the settings given, as a sweep checks them."""
-    from ..userfiles import load_dataset_file, load_model_file
-
     load_model_file(config.model).settings(config.model_settings)
     load_dataset_file(config.dataset).settings(config.dataset_settings)
 
@@ -121,8 +120,7 @@ def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -
     """--slurm: write <run>/job.sbatch and job_config.json; --submit: also sbatch it. Under the run's
     lock (a scorch-train on that run refuses it, one line); with --overwrite the old run is deleted
     only once the job is written (and submitted), and put back when that fails."""
-    from ..runlock import RunLock
-    from ..trainer import default_name
+    from ..trainer import default_name  # the training stack: a --slurm job only writes the script
 
     name = config.name or default_name()
     lock = RunLock(Path(os.path.abspath(config.run_root)) / name, config.break_lock)

@@ -76,6 +76,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "CachedDataset":
-        from ._torch import CachedDataset
+        from ._torch import CachedDataset  # on first use: see the module docstring (torch)
         return CachedDataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -150,6 +150,8 @@ class GroupReader:
 
     def dataset_view(self, n: int | None = None, **kwargs: Any) -> Any:
         """A torch ``Dataset`` over the first *n* samples (see ``CachedDataset``)."""
+        # Here, not at the top: torch takes a second to import and generator jobs never need it
+        # (and _torch imports this module).
         from ._torch import CachedDataset
         return CachedDataset.from_arrays(*self.get(n), **kwargs)
 

@@ -144,7 +144,7 @@ def read_rows(path: Path, keys: tuple[str, ...], rows: int,
                                  f"chunks {target.dtype}{list(target.shape[1:])}")
             if rows > m.shape[0]:
                 raise ValueError(f"{path.name}: {key} has {m.shape[0]} rows, {rows} wanted")
-            view = memoryview(target[start:start + rows].reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+            view = target[start:start + rows].reshape(-1).view(np.uint8).data  # the rows' bytes, written in place
             want, done = rows * m.row_bytes, 0
             while done < want:
                 got = os.preadv(fd, [view[done:want]], m.offset + done)

@@ -185,8 +185,12 @@ def check_arrays(arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def _savez(arrays: Mapping[str, np.ndarray]) -> Callable[[IO[bytes]], None]:
+    # Values as Any: numpy's stubs let **kwds fill savez's allow_pickle (a bool), so a mapping of
+    # arrays does not type-check against them (the keys are the chunk's X, y, time and uid).
+    named: Mapping[str, Any] = arrays
+
     def write(f: IO[bytes]) -> None:
-        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stubs type **kwds as bool
+        np.savez(f, **named)
     return write
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import STOP_SIGNALS
 from ._generator import GeneratorSpec, get_spec
 from ._params import Params
 from ._store import ParamSetDir, param_set_dir, publish_chunk
@@ -47,9 +48,6 @@ def _stack(values: list[Any], what: str, spec: GeneratorSpec) -> np.ndarray:
         return np.stack([np.asarray(v) for v in values])
     except ValueError as exc:
         raise GenError(f"generator {spec.name}: the {what} of one chunk differ in shape ({exc})") from exc
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class Stopped(BaseException):

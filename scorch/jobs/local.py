@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import STOP_SIGNALS
+
 log = logging.getLogger(__name__)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
-FORWARDED = signal.SIGUSR1
+FORWARDED = signal.SIGUSR1  # what the running jobs get of any stop signal: a run checkpoints and exits 3
 
 
 @dataclass(frozen=True)

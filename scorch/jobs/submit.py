@@ -9,16 +9,20 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import EXIT_BAD_INPUT, EXIT_FAILURE, Error
+
 log = logging.getLogger(__name__)
 SBATCH_TIMEOUT_S = 120.0
 
 
-class SubmitError(Exception):
-    """sbatch is missing (``refused`` False) or did not take the script (``refused`` True); one line."""
+class SubmitError(Error):
+    """sbatch is missing (``refused`` False: exit code 2, the user must run it where SLURM is) or did not
+    take the script (``refused`` True: exit code 1, SLURM's refusal); one line."""
 
     def __init__(self, message: str, refused: bool) -> None:
         super().__init__(message)
         self.refused = refused
+        self.exit_code = EXIT_FAILURE if refused else EXIT_BAD_INPUT
 
 
 def submit(script: str | os.PathLike, env: Mapping[str, str] | None = None) -> str:

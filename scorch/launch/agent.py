@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from ..config import TrainConfig
-from ..errors import EXIT_PREEMPTED, DistributedError, RankFailed, ScorchError
+from ..errors import EXIT_PREEMPTED, STOP_SIGNALS, DistributedError, RankFailed, ScorchError
 from . import network, rendezvous
 from .base import LaunchEnvironment, free_port
 from .rendezvous import Meeting, plural
@@ -42,7 +42,6 @@ LAUNCH_KEYS = {flag[2:].replace("-", "_") for flag in LAUNCH_FLAGS}
 STOP_GRACE_S = 5.0  # a rank's peers usually fail on their own once it is gone; then SIGKILL
 POLL_S = 0.1  # the store
 LOCAL_POLL_S = 0.01  # this node's ranks: often enough to tell the rank that failed from the peers it took along
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 def wanted(config: TrainConfig) -> bool:
@@ -129,7 +128,7 @@ class Agent:
         self.world = self.nnodes * self.nproc
         self.first_rank = self.node * self.nproc
         self.host = socket.gethostname()
-        from ..trainer import default_name
+        from ..trainer import default_name  # here, not at the top: the agent must not import the training stack
 
         self.default_name = default_name()  # node 0's is the run's, unless a node was given --name
         self.first_meeting: Meeting | None = None
@@ -342,7 +341,7 @@ class _Forwarding:
 
     def __enter__(self) -> _Forwarding:
         if threading.current_thread() is threading.main_thread():
-            for sig in FORWARDED:
+            for sig in STOP_SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._forward)
         return self
 

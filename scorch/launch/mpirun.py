@@ -78,7 +78,7 @@ def mpi_broadcast(obj: object) -> object:
     global _started_mpi
     try:
         _started_mpi = _started_mpi or "mpi4py.MPI" not in sys.modules
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional, and importing it initializes MPI: only when a rank under mpirun needs it
     except ImportError as exc:  # pragma: no cover - mpi4py is a dependency of setup
         raise DistributedError(
             "started by mpirun but mpi4py is not installed, so rank 0 cannot share its "

@@ -8,7 +8,7 @@ import pytest
 
 from scorch import check
 from scorch.cli.check import main
-from scorch.errors import ScorchError
+from scorch.errors import EXIT_FAILURE, Failure, ScorchError
 from tests.check.conftest import ONE_THREAD
 from tests.helpers import BIN, DATASET, DIGITS_DATASET, DIGITS_MODEL, MODEL, env
 
@@ -130,6 +130,11 @@ def test_a_failure_from_the_console_script_exits_1() -> None:
     assert table["model.gradients"][0] == "FAIL"
     assert table["train.overfit"] == ("SKIP", "model.gradients failed")
     assert proc.stdout.splitlines()[-1] == "scorch-check: 17 passed, 1 failed, 2 skipped"
+
+
+def test_a_failed_check_is_one_of_scorchs_errors_with_the_failure_code() -> None:
+    failed = check.CheckFailed("model.py: non-finite gradients")
+    assert isinstance(failed, Failure) and failed.exit_code == EXIT_FAILURE  # as scorch-check exits on one
 
 
 def _write(tmp_path: Path, name: str, text: str, old: str, new: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scorch.errors import EXIT_FAILURE
 from scorch.jobs import JobSpec, SubmitError, render, submit
 from tests.jobs.test_render import HOSTILE_NAME
 
@@ -56,6 +57,7 @@ def test_submit_errors_are_one_line(slurm, tmp_path):
     with pytest.raises(SubmitError) as info:
         submit(script, env=slurm.env)
     assert info.value.refused and str(info.value).startswith(f"sbatch refused {script}: ")
+    assert info.value.exit_code == EXIT_FAILURE  # SLURM's refusal, not the user's input
     assert "partition" in str(info.value).lower() and "\n" not in str(info.value)
     with pytest.raises(SubmitError, match="sbatch not found on PATH") as info:
         submit(script, env={**slurm.env, "PATH": str(tmp_path)})

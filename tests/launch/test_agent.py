@@ -1,11 +1,14 @@
 """scorch's own launch: the ranks' command line, and bad launch input (one line, exit code 2)."""
+import subprocess
+import sys
+
 import pytest
 
 from scorch import launch
 from scorch.cli.train import main, parse_config
 from scorch.errors import ScorchError
 from scorch.launch.agent import check_no_launcher, child_argv, wanted
-from tests.helpers import base_args, scorch_train, snapshot
+from tests.helpers import base_args, env, scorch_train, snapshot
 
 
 def test_child_argv_drops_launch_flags_and_pins_the_name():
@@ -23,6 +26,16 @@ def test_a_restart_resumes_instead_of_starting_over():
     assert child_argv(["--overwrite", "--epochs", "3"], "r", restart=True) == ["--epochs", "3", "--name", "r", "--auto-resume"]
     assert child_argv(["--resume", "--name", "r"], "r", restart=True) == ["--resume", "--name", "r"]
     assert child_argv(["--auto-resume"], "r", restart=True) == ["--auto-resume", "--name", "r"]
+
+
+TRAINING_STACK = ("scorch.trainer", "scorch.build", "scorch.loop", "scorch.data", "scorch.userfiles", "scorch.checkpoint")
+
+
+def test_the_agent_imports_no_training_stack():
+    code = f"import sys, scorch.launch.agent; print([m for m in {TRAINING_STACK!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"  # torch itself it needs: its TCPStore is where the agents meet
 
 
 def config(tmp_path, *flags):
