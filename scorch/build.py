@@ -61,7 +61,7 @@ def _shapes(tensors: list[Any]) -> str:
 
 
 def run_batch_checks(
-    network: torch.nn.Module, socket: Socket, batch: data.Batch, path: str, mode: str
+    network: Callable[[list[Any]], Any], socket: Socket, batch: data.Batch, path: str, mode: str
 ) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
     """Forward, criterion and metrics on one batch; each failure is one line naming the method."""
     inputs, targets = batch

@@ -387,9 +387,8 @@ def _criterion(s: Session) -> str:
     """scorch-train's own batch checks, on the predictions of model.forward."""
     s.metrics_error = None
     try:
-        # build.run_batch_checks only calls its network: the forward's predictions stand in for it
-        # (annotated torch.nn.Module there, Callable[[inputs], preds] in fact).
-        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, _built(s)[1], s.batch, s.model_path, "train")  # type: ignore[arg-type]
+        # build.run_batch_checks only calls its network: the forward's predictions stand in for it.
+        _, loss, metrics = run_batch_checks(lambda _inputs: s.preds, _built(s)[1], s.batch, s.model_path, "train")
     except ScorchError as exc:
         if not str(exc).startswith(f"{s.model_path}: Socket.metrics"):
             raise
