@@ -115,11 +115,16 @@ class TrainingState:
         return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler,
                 "loop": self.loop, "cursor": self.cursor}
 
-    def state_dict(self, strategy: Any) -> dict[str, Any] | None:
+    def state_dict(self, strategy: Any = None) -> dict[str, Any] | None:
         """Every object's state (the model's on the CPU) on rank 0, None on the other ranks; called on
-        every rank (the strategy may gather). Raises if a weight is not finite."""
-        weights = strategy.model_state_dict(self.network)
-        optimizer = strategy.optimizer_state_dict(self.optimizer)
+        every rank (the ``strategy`` that placed the model may gather; None: one process). Raises if
+        a weight is not finite."""
+        if strategy is None:
+            weights = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+            optimizer = self.optimizer.state_dict()
+        else:
+            weights = strategy.model_state_dict(self.network)
+            optimizer = strategy.optimizer_state_dict(self.optimizer)
         if weights is None:
             return None
         bad = [k for k, v in weights.items() if v.is_floating_point() and not finite(v)]
@@ -130,15 +135,18 @@ class TrainingState:
         state["epoch"], state["step"] = self.cursor.epoch, self.cursor.step
         return state
 
-    def load_state_dict(self, state: dict[str, Any], where: str, strategy: Any) -> None:
+    def load_state_dict(self, state: dict[str, Any], where: str, strategy: Any = None) -> None:
         """Restore every object (every rank has read the same checkpoint); ``where`` names the model
         file in the error of a misfit."""
         check_fits(self.network, state["model"], where)
-        strategy.load_model_state_dict(self.network, state["model"])
+        if strategy is None:
+            self.network.load_state_dict(state["model"])
+        else:
+            strategy.load_model_state_dict(self.network, state["model"])
         for key, obj in self.objects().items():
             if obj is None or state.get(key) is None:
                 continue
-            if key == "optimizer":
+            if key == "optimizer" and strategy is not None:
                 strategy.load_optimizer_state_dict(obj, state[key])
             else:
                 obj.load_state_dict(state[key])
