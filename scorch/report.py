@@ -19,7 +19,8 @@ from typing import Any
 from ._atomic import atomic_open
 from .config import MONITOR_MODES, NOT_SWEEPABLE, monitor_direction
 from .errors import ScorchError
-from .rundir import read_settings
+from .layout import HISTORY, RunLayout
+from .overrides import read_saved
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,12 @@ def load_run(path: str | os.PathLike) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise ScorchError(f"RUN_DIR {path}: no such directory")
-    config_path, history_path = path / "config.json", path / "history.csv"
+    layout = RunLayout(path)
+    config_path, history_path = layout.config, layout.history
     for required in (config_path, history_path):
         if not required.is_file():
             raise ScorchError(f"RUN_DIR {path}: no {required.name}; expected a run directory written by scorch-train")
-    config = read_settings(config_path)
+    config = read_saved(config_path)
     if config.get("monitor_mode", "auto") not in MONITOR_MODES:
         raise ScorchError(f"{config_path}: monitor_mode {config['monitor_mode']!r} is not one of {', '.join(MONITOR_MODES)}")
     try:
@@ -118,13 +120,13 @@ def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
     out: list[Path] = []
     for given in map(Path, paths):
-        if (given / SWEEP_FILE).is_file() and not (given / "history.csv").is_file():
+        if (given / SWEEP_FILE).is_file() and not RunLayout(given).history.is_file():
             root, plans = load_sweep(given)
-            found = [root / p.name for p in plans if (root / p.name / "history.csv").is_file()]
+            found = [root / p.name for p in plans if RunLayout(root / p.name).history.is_file()]
             if not found:
-                raise ScorchError(f"RUN_DIR {given}: a sweep none of whose {len(plans)} runs has a history.csv yet")
+                raise ScorchError(f"RUN_DIR {given}: a sweep none of whose {len(plans)} runs has a {HISTORY} yet")
             out += found
-        elif (given.parent / SWEEP_FILE).is_file() and not (given / "config.json").is_file():
+        elif (given.parent / SWEEP_FILE).is_file() and not RunLayout(given).config.is_file():
             log.debug("left out %s: part of the sweep %s, not a run", given, given.parent)
         else:
             out.append(given)
@@ -247,7 +249,7 @@ def figure(runs: Sequence[Run]) -> tuple[Any, list[str]]:
                 bases.append(_base(metric)[1])
     bases.sort(key=lambda b: b != "loss")
     if not bases:
-        raise ScorchError("no run has a finished epoch in its history.csv; nothing to plot")
+        raise ScorchError(f"no run has a finished epoch in its {HISTORY}; nothing to plot")
     ncols = min(len(bases), 3)
     nrows = math.ceil(len(bases) / ncols)
     fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows), layout="constrained")
