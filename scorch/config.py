@@ -128,7 +128,7 @@ class TrainConfig:
     clip_grad: float | None = setting(None, help="clip the gradient norm of the trainable parameters to this",
                                       more_than=0, trajectory=True)
     monitor: str | None = setting(None, help=f"metric for {BEST} and early stopping, e.g. valid/accuracy",
-                                  default_text="valid/loss")
+                                  default_text="valid/main when the model has a metric main, else valid/loss")
     monitor_mode: str = setting("auto", help="auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
     patience: int | None = setting(None, help="stop after this many epochs without improvement of --monitor",
                                    at_least=1)

@@ -1,8 +1,9 @@
 """Compare run directories: a table of settings and metrics, and a PNG of the training curves.
 
 A run directory is what scorch-train leaves: ``config.json`` (every setting) and
-``history.csv`` (one row per epoch). "Best" follows the run's own ``--monitor``: its
-``monitor`` (None: ``valid/loss``, or ``train/loss`` without validation) and ``monitor_mode``.
+``history.csv`` (one row per epoch). "Best" follows the run's own ``--monitor``, as training did: its
+``monitor`` (None: training's default, :func:`scorch.monitor.default_monitor`: ``valid/main`` when the
+model has a metric ``main``, else ``valid/loss``; ``train/...`` without validation) and ``monitor_mode``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ._atomic import atomic_open
 from .config import MONITOR_MODES, NOT_SWEEPABLE, monitor_direction
 from .errors import ScorchError
 from .layout import HISTORY, RunLayout
+from .monitor import default_monitor
 from .overrides import read_saved
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class Run:
         if self.config.get("monitor"):
             return str(self.config["monitor"])
         has_valid = any(r.get("valid/loss") is not None for r in self.rows)
-        return "valid/loss" if has_valid else "train/loss"
+        return default_monitor(self.columns, has_valid)
 
     @property
     def monitor_mode(self) -> str:
