@@ -18,6 +18,7 @@ from ._backends.base import Backend
 from .config import TrainConfig
 from .errors import ScorchError
 from .evaluation import SplitOutputs
+from .monitor import default_monitor
 from .userfiles import DatasetFile, ModelFile, Socket, call_user, check_loss, check_preds
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,7 @@ def resolve_monitor(config: TrainConfig, metric_names: list[str], has_valid: boo
     valid = [f"train/{m}" for m in ["loss", *metric_names]]
     if has_valid:
         valid += [f"valid/{m}" for m in ["loss", *metric_names, *(split_names or [])]]
-    split = "valid" if has_valid else "train"
-    monitor = config.monitor or (f"{split}/main" if f"{split}/main" in valid else f"{split}/loss")
+    monitor = config.monitor or default_monitor(valid, has_valid)
     if monitor not in valid:
         raise ScorchError(f"--monitor: unknown metric {monitor!r}; expected one of {', '.join(valid)}")
     return monitor

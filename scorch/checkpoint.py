@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_open
-from .errors import ScorchError
+from .errors import NonFiniteWeights, ScorchError  # NonFiniteWeights: importable from here too (trainer.py)
+from .layout import CheckpointFiles
 from .state import Cursor, LoopState
 
 FORMAT = 2
@@ -169,12 +170,6 @@ def finite(tensor: torch.Tensor) -> bool:
     return math.isfinite(float(low)) and math.isfinite(float(high))
 
 
-class NonFiniteWeights(ValueError):
-    def __init__(self, names: list[str]):
-        super().__init__(", ".join(names[:3]))
-        self.names = names
-
-
 def check_fits(network: torch.nn.Module, weights: dict[str, Any], where: str) -> None:
     """One line naming the first key that is missing, unexpected or of another shape."""
     own = network.state_dict()
@@ -234,20 +229,22 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 class CheckpointDir:
     """``checkpoints/``: ``last.pt``, ``best.pt`` and, with ``keep`` > 1, the newest ``keep``
     checkpoints as ``step-NNNNNNNNN.pt`` (last.pt and best.pt are hard links to them, so each
-    checkpoint is written once). Only rank 0 writes; every rank may load."""
+    checkpoint is written once; the names are :class:`scorch.layout.CheckpointFiles`'). Only rank 0
+    writes; every rank may load."""
 
     def __init__(self, directory: str | os.PathLike, keep: int = 1):
-        self.dir = Path(directory)
+        self.files = CheckpointFiles(Path(directory))
+        self.dir = self.files.dir
         self.keep = keep
-        self.last = self.dir / "last.pt"
-        self.best = self.dir / "best.pt"
+        self.last = self.files.last
+        self.best = self.files.best
 
     def kept(self) -> list[Path]:
-        return sorted(self.dir.glob("step-*.pt"), reverse=True)
+        return self.files.kept()
 
     def write(self, state: dict[str, Any], step: int, best: bool) -> None:
         if self.keep > 1:
-            path = self.dir / f"step-{step:09d}.pt"
+            path = self.files.step(step)
             save(path, state)
             _link_or_copy(path, self.last)
             for old in self.kept()[self.keep:]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScorchError
+from .layout import BEST, CHECKPOINTS, EVAL, HISTORY, LAST
 from .loggers.choose import check_spec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -107,10 +108,10 @@ class TrainConfig:
                                 choices=START_METHODS)
     run_root: str = _run_dir_setting("runs", "directory holding run directories")
     name: str | None = _run_dir_setting(None, "run name (default: a timestamp); the run lives in RUN_ROOT/NAME")
-    resume: bool = _run_dir_setting(False, "continue RUN_ROOT/NAME from checkpoints/last.pt, with its saved settings unless "
-                            "overridden")
-    auto_resume: bool = _run_dir_setting(False, "resume RUN_ROOT/NAME when it has checkpoints/last.pt, else start it (for "
-                                 "jobs that are requeued)")
+    resume: bool = _run_dir_setting(False, f"continue RUN_ROOT/NAME from {CHECKPOINTS}/{LAST}, with its saved settings "
+                                    "unless overridden")
+    auto_resume: bool = _run_dir_setting(False, f"resume RUN_ROOT/NAME when it has {CHECKPOINTS}/{LAST}, else start it "
+                                         "(for jobs that are requeued)")
     overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
     break_lock: bool = _run_dir_setting(False, "take over the run's lock (RUN_ROOT/.NAME.lock) from a scorch-train on "
                                         "another host that is gone (one on this host is checked, and taken over "
@@ -127,17 +128,17 @@ class TrainConfig:
                               trajectory=True)
     clip_grad: float | None = setting(None, help="clip the gradient norm of the trainable parameters to this",
                                       more_than=0, trajectory=True)
-    monitor: str | None = setting(None, help="metric for best.pt and early stopping, e.g. valid/accuracy",
-                                  default_text="valid/loss")
+    monitor: str | None = setting(None, help=f"metric for {BEST} and early stopping, e.g. valid/accuracy",
+                                  default_text="valid/main when the model has a metric main, else valid/loss")
     monitor_mode: str = setting("auto", help="auto: min for losses/errors, max otherwise", choices=MONITOR_MODES)
     patience: int | None = setting(None, help="stop after this many epochs without improvement of --monitor",
                                    at_least=1)
     keep_checkpoints: int = setting(1, help="keep this many newest checkpoints (a resume falls back to the newest "
                                     "good one)", group="run directory", at_least=1)
     nan_policy: str = setting("stop", help="on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer "
-                              "step and count it in history.csv", choices=NAN_POLICIES)
-    test: bool = setting(False, help="when training ends, evaluate best.pt on the test split (what scorch-test RUN_DIR "
-                         "does): RUN_DIR/eval/test-best.json", invocation=True, sweepable=False)
+                              f"step and count it in {HISTORY}", choices=NAN_POLICIES)
+    test: bool = setting(False, help=f"when training ends, evaluate {BEST} on the test split (what scorch-test RUN_DIR "
+                         f"does): RUN_DIR/{EVAL}/test-best.json", invocation=True, sweepable=False)
     find_unused_parameters: bool = setting(False, help="some trainable parameters get no gradient in some steps (a "
                                            "branch, an auxiliary head): DistributedDataParallel then looks for them "
                                            "in every step (slower; found automatically when the first batch shows it)")

@@ -80,6 +80,15 @@ class TrainingError(ScorchError):
     the user's (learning rate, data, ``--nan-policy skip``)."""
 
 
+class NonFiniteWeights(TrainingError):
+    """Weights that are not finite, found when a checkpoint was about to be written (the message: the
+    first names, ``names``: all of them); scorch-train says at which epoch and step."""
+
+    def __init__(self, names: list[str]):
+        super().__init__(", ".join(names[:3]))
+        self.names = names
+
+
 class Failure(Error):
     """A failure that is not the user's input (a rank, a job, the launch environment): exit code 1."""
 

@@ -4,7 +4,8 @@ The Network, Socket and DataSet are rebuilt from the copies of the model and dat
 run directory and its ``config.json`` (settings, seed, batch size, workers, AMP); the split is
 evaluated on every rank of the launch (single process, mpirun, torchrun, srun) with exact
 distributed metrics, and rank 0 writes ``RUN_DIR/eval/<split>-<checkpoint>.json`` (and, with
-``predictions``, ``<split>-<checkpoint>-predictions.pt``).
+``predictions``, ``<split>-<checkpoint>-predictions.pt``; the names: :mod:`scorch.layout`).
+``--checkpoint`` is chosen as :func:`scorch.load_run` chooses (:func:`scorch.layout.choose_checkpoint`).
 """
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import distributed as dist, overrides
+from . import distributed as dist
 from .build import autocast_factory, seed_everything
 from .config import BACKENDS, DEVICES, TrainConfig, check_path
 from .errors import ScorchError
 from .evaluation import SPLITS, Evaluation, evaluate_checkpoint
+from .layout import CHOICES, RunLayout, choose_checkpoint
+from .overrides import saved_config
 from .rundir import source_names
 from .userfiles import load_dataset_file, load_model_file
 
@@ -31,7 +34,7 @@ class TestOptions:
     """What scorch-test evaluates; None takes the run's own setting. Errors name the flag."""
 
     run_dir: str
-    checkpoint: str = "best"  # best, last or a checkpoint file
+    checkpoint: str = "best"  # best, last or a checkpoint file (scorch.layout.choose_checkpoint)
     split: str = "test"
     predictions: bool = False
     dataset_path: str | None = None
@@ -50,39 +53,7 @@ class TestOptions:
             if number is not None and number < least:
                 raise ScorchError(f"{flag}: expected a whole number >= {least}, got {number!r}")
         if not self.checkpoint:
-            raise ScorchError("--checkpoint: expected best, last or a checkpoint file, got ''")
-
-
-def run_config(run_dir: Path) -> TrainConfig:
-    """The run's saved settings (``config.json``), checked: one line when ``run_dir`` is not a run."""
-    expected = "expected a run directory as scorch-train writes it (RUN_ROOT/NAME with config.json)"
-    if not run_dir.is_dir():
-        raise ScorchError(f"RUN_DIR: {run_dir} is not a directory; {expected}")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ScorchError(f"RUN_DIR: {run_dir} is not a run (no config.json in it); {expected}")
-    saved = overrides.load_config_file(str(path), "")
-    values = overrides.apply({}, overrides.flatten(saved), str(path), TrainConfig)
-    missing = [k for k in ("model", "dataset") if not values.get(k)]
-    if missing:
-        raise ScorchError(f"{path} names no {missing[0]} file; {expected}")
-    try:
-        return TrainConfig(**values)
-    except ScorchError as exc:
-        raise ScorchError(f"{path}: {exc}") from exc
-
-
-def checkpoint_path(run_dir: Path, which: str) -> tuple[Path, str]:
-    """``best``, ``last`` or a file: its path, and the label of the files the evaluation writes."""
-    if which in ("best", "last"):
-        path = run_dir / "checkpoints" / f"{which}.pt"
-        if not path.is_file():
-            raise ScorchError(f"--checkpoint {which}: {path} not found; expected the checkpoint scorch-train writes there")
-        return path, which
-    path = Path(which)
-    if not path.is_file():
-        raise ScorchError(f"--checkpoint: {which!r} is not a file; expected best, last or a checkpoint file")
-    return path, path.stem if path.suffix == ".pt" else path.name
+            raise ScorchError(f"--checkpoint: expected {', '.join(CHOICES)} or a checkpoint file, got ''")
 
 
 def dataset_path(config: TrainConfig, run_dir: Path, given: str | None) -> str | None:
@@ -101,7 +72,7 @@ def dataset_path(config: TrainConfig, run_dir: Path, given: str | None) -> str |
 def meta_cwd(run_dir: Path) -> str | None:
     """The directory scorch-train ran in (meta.json), for the run's relative paths."""
     try:
-        cwd = json.loads((run_dir / "meta.json").read_text()).get("cwd")
+        cwd = json.loads(RunLayout(run_dir).meta.read_text()).get("cwd")
     except (OSError, ValueError, AttributeError):
         return None
     return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else None
@@ -111,13 +82,14 @@ def test_run(options: TestOptions) -> dict[str, Any]:
     """Evaluate the checkpoint on the split on every rank; rank 0 writes the files. Returns the
     results (``SPLIT/loss``, ``SPLIT/NAME``, checkpoint, epoch, ...), the same on every rank."""
     run_dir = Path(options.run_dir)
-    config = run_config(run_dir)
+    config = saved_config(run_dir, "RUN_DIR")
     copies = [run_dir / name for name in source_names(config.model, config.dataset)]
     for role, copy in zip(("model", "dataset"), copies):
         if not copy.is_file():
             raise ScorchError(f"RUN_DIR: {run_dir} has no copy of the {role} file ({copy.name}); expected the copies "
                               "scorch-train keeps in the run directory")
-    path, label = checkpoint_path(run_dir, options.checkpoint)
+    chosen = choose_checkpoint(run_dir, options.checkpoint, "--checkpoint")
+    path = chosen.path
     backend = dist.init(options.backend, options.device, config.dist_timeout, config.join_timeout)
     model_file, dataset_file = load_model_file(str(copies[0])), load_dataset_file(str(copies[1]))
     index = dataset_file.build_index(dataset_path(config, run_dir, options.dataset_path),
@@ -134,4 +106,4 @@ def test_run(options: TestOptions) -> dict[str, Any]:
     ev = Evaluation(backend, network, socket, dataset, options.split, str(copies[0]), str(copies[1]),
                     options.batch_size or config.batch_size,
                     config.workers if options.workers is None else options.workers, autocast_factory(config, backend.device))
-    return evaluate_checkpoint(ev, path, label, run_dir / "eval", options.predictions)
+    return evaluate_checkpoint(ev, chosen, run_dir, options.predictions)

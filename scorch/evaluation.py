@@ -24,6 +24,7 @@ from . import checkpoint, data, distributed as dist
 from ._atomic import atomic_open, user_facing, write_json
 from ._backends.base import Backend
 from .errors import ScorchError
+from .layout import Chosen, RunLayout, choose_checkpoint
 from .state import MetricTotals
 from .userfiles import Socket
 
@@ -148,14 +149,16 @@ class Evaluation:
     autocast: Callable[[], Any]
 
 
-def evaluate_checkpoint(ev: Evaluation, path: Path, label: str, out_dir: Path, predictions: bool) -> dict[str, Any]:
-    """Load ``path`` into the Network, evaluate the split on every rank (exact metrics: per-batch
-    means over every sample once, and Socket.split_metrics on the whole split), and have rank 0
-    write ``out_dir/<split>-<label>.json`` (and, with ``predictions``, ``-predictions.pt``)."""
+def evaluate_checkpoint(ev: Evaluation, chosen: Chosen, run_dir: Path, predictions: bool) -> dict[str, Any]:
+    """Load the ``chosen`` checkpoint into the Network, evaluate the split on every rank (exact metrics:
+    per-batch means over every sample once, and Socket.split_metrics on the whole split), and have
+    rank 0 write ``RUN_DIR/eval/<split>-<label>.json`` (and, with ``predictions``,
+    ``<split>-<label>-predictions.pt``)."""
     from .build import eval_metric_names
     from .loop import evaluate
     from .preempt import StopSignal
 
+    path, layout = chosen.path, RunLayout(run_dir)
     state = checkpoint.load(path)
     checkpoint.check_fits(ev.network, state["model"], f"{ev.model_path}: Network (checkpoint {path})")
     ev.network.load_state_dict(state["model"])
@@ -168,15 +171,14 @@ def evaluate_checkpoint(ev: Evaluation, path: Path, label: str, out_dir: Path, p
     means = evaluate(ev.backend, ev.network, ev.socket, loader, ev.autocast, totals, StopSignal(), 0, ev.split,
                      outputs=outputs)
     assert means is not None  # nothing polls for a stop here
-    stem = out_dir / f"{ev.split}-{label}"
     result: dict[str, Any] = {"split": ev.split, "checkpoint": str(path), "epoch": int(state["epoch"]),
                               "step": int(state["step"]), "samples": len(ev.dataset), "world_size": ev.backend.world_size,
-                              **means, "file": f"{stem}.json"}
+                              **means, "file": str(layout.eval_file(ev.split, chosen.label))}
     if outputs is not None:
-        result["predictions"] = f"{stem}-predictions.pt"
+        result["predictions"] = str(layout.predictions_file(ev.split, chosen.label))
     if ev.backend.rank == 0:
-        with user_facing(out_dir):
-            out_dir.mkdir(parents=True, exist_ok=True)
+        with user_facing(layout.eval_dir):
+            layout.eval_dir.mkdir(parents=True, exist_ok=True)
         if outputs is not None:
             _save_predictions(Path(result["predictions"]), outputs.preds)
         with user_facing(result["file"]):
@@ -193,15 +195,12 @@ def _save_predictions(path: Path, preds: list[torch.Tensor]) -> None:
 
 
 def test_after_training(ev: Evaluation, run_dir: Path) -> dict[str, Any]:
-    """``scorch-train --test``: best.pt (last.pt if no epoch was ever the best) on the test split."""
+    """``scorch-train --test``: "best" on the test split, chosen as scorch-test and load_run choose it
+    (:func:`scorch.layout.choose_checkpoint`: best.pt, or last.pt, saying so, if no epoch was ever the best)."""
     ev.backend.barrier()  # rank 0 has written the last checkpoints before any rank reads them
-    best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
-    path, label = (best, "best") if best.is_file() else (last, "last")
-    if label == "last":
-        log.warning("--test: no best.pt (no epoch was ever the best, e.g. a monitored value that was always NaN); "
-                    "testing last.pt")
-    result = evaluate_checkpoint(ev, path, label, run_dir / "eval", predictions=False)
-    log.info("test (%s, epoch %d, %d samples): %s", path.name, result["epoch"], result["samples"],
+    chosen = choose_checkpoint(run_dir, "best", "--test")
+    result = evaluate_checkpoint(ev, chosen, run_dir, predictions=False)
+    log.info("test (%s, epoch %d, %d samples): %s", chosen.path.name, result["epoch"], result["samples"],
              "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("test/")))
     log.info("wrote %s", result["file"])
     return result

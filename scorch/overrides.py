@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import logging
 import os
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,12 @@ from typing import Any
 
 from .config import INVOCATION_KEYS, TrainConfig, check_file_name, check_path, check_value, type_name, value_fits
 from .errors import ScorchError
+from .layout import RunLayout, is_checkpoint
+
+log = logging.getLogger(__name__)
 
 SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings"}
+_warned: set[tuple[str, tuple[str, ...]]] = set()  # (file, unknown keys) already warned about in this process
 
 
 def parse_value(text: str) -> Any:
@@ -115,6 +120,54 @@ def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: 
     return out
 
 
+def read_saved(file: str | os.PathLike) -> dict[str, Any]:
+    """A run's saved settings (its ``config.json``), the one reader of them: ``{field: value}`` of the
+    TrainConfig fields it holds, their types checked (ranges are checked where a TrainConfig is
+    built). Keys this scorch does not know (written by another scorch version) are left out, with one
+    warning naming them; a file that cannot be read, is no JSON object, or holds a known setting of
+    another type is one ScorchError line naming the file."""
+    file = Path(file)
+    try:
+        data = json.loads(file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ScorchError(f"{file}: not readable JSON ({exc}); expected the settings scorch-train writes") from exc
+    if not isinstance(data, dict):
+        raise ScorchError(f"{file}: expected a JSON object of settings, found {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name not in SETTINGS_PREFIXES.values()}
+    flat = flatten(data)
+    unknown = tuple(k for k in flat if k not in fields and k.partition(".")[0] not in SETTINGS_PREFIXES)
+    if unknown and (str(file), unknown) not in _warned:
+        _warned.add((str(file), unknown))
+        log.warning("%s: left out setting(s) this scorch does not know: %s (written by another scorch version?)",
+                    file, ", ".join(unknown))
+    values = apply({}, {k: v for k, v in flat.items() if k not in unknown}, str(file), TrainConfig)
+    for prefix, name in SETTINGS_PREFIXES.items():  # an empty {} of settings is kept as saved
+        if isinstance(data.get(name, data.get(prefix)), dict):
+            values.setdefault(name, {})
+    return values
+
+
+def saved_config(run_dir: str | os.PathLike, who: str) -> TrainConfig:
+    """Run ``run_dir``'s TrainConfig from its config.json (:func:`read_saved`), as that run trained:
+    ``resume``, ``auto_resume`` and ``overwrite`` (how its last invocation ran) are off. ``who``
+    (``load_run``, ``RUN_DIR``) starts the one-line ScorchError when ``run_dir`` is no run."""
+    layout = RunLayout(run_dir)
+    expected = f"expected a run directory as scorch-train writes it (RUN_ROOT/NAME with {layout.config.name})"
+    if not layout.path.is_dir():
+        raise ScorchError(f"{who}: {layout.path} is not a directory; {expected}")
+    if not layout.config.is_file():
+        raise ScorchError(f"{who}: {layout.path} has no {layout.config.name}; {expected}")
+    values = read_saved(layout.config)
+    missing = [k for k in ("model", "dataset") if not values.get(k)]
+    if missing:
+        raise ScorchError(f"{layout.config} names no {missing[0]} file; {expected}")
+    values.update(resume=False, auto_resume=False, overwrite=False)
+    try:
+        return TrainConfig(**values)
+    except ScorchError as exc:
+        raise ScorchError(f"{layout.config}: {exc}") from exc
+
+
 def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> TrainConfig:
     """The run's config from the flags given (``{field: value}``, only those given) and ``--set`` items
     (``(where, "KEY=VALUE")``, in command-line order). Precedence, lowest first: defaults, ``--config``
@@ -129,16 +182,15 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     if isinstance(name, str) and isinstance(root, str):  # checked before the file system is asked about them
         check_file_name(name, "--name")
         check_path(root, "--run-root")
-    run = Path(str(root), str(name))
+    run = RunLayout(Path(str(root), str(name)))
     if peek.get("auto_resume") and peek.get("name"):
-        peek["resume"] = (run / "checkpoints" / "last.pt").is_file()
+        peek["resume"] = is_checkpoint(run.checkpoints.last)
         layers.append(({"resume": peek["resume"]}, "--auto-resume"))
     values: dict[str, Any] = {}
     resuming = bool(peek.get("resume") and peek.get("name"))
-    if resuming and (run / "config.json").is_file():
-        saved = {k: v for k, v in load_config_file(str(run / "config.json"), "").items() if k not in INVOCATION_KEYS}
-        values = apply(values, flatten(saved), str(run / "config.json"), TrainConfig)
-        _check_saved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run / "config.json")
+    if resuming and run.config.is_file():
+        values = {k: v for k, v in read_saved(run.config).items() if k not in INVOCATION_KEYS}
+        _check_saved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run.config)
     for layer, where in layers:
         values = apply(values, layer, where, TrainConfig)
     empty = next((k for k in ("model", "dataset") if peek.get(k) == ""), None)
@@ -148,7 +200,7 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     if missing and peek.get("resume") and not name:
         raise ScorchError("--resume needs --name: the run to continue is <run-root>/<name>")
     if missing and resuming:
-        raise ScorchError(f"--resume: there is no run {run} (no config.json in it); check --run-root and --name, "
+        raise ScorchError(f"--resume: there is no run {run.path} (no {run.config.name} in it); check --run-root and --name, "
                           "or start the run without --resume")
     if missing:
         raise ScorchError(f"{missing[0]} is required (or '{missing[0][2:]}:' in --config)")

@@ -1,8 +1,9 @@
 """Compare run directories: a table of settings and metrics, and a PNG of the training curves.
 
 A run directory is what scorch-train leaves: ``config.json`` (every setting) and
-``history.csv`` (one row per epoch). "Best" follows the run's own ``--monitor``: its
-``monitor`` (None: ``valid/loss``, or ``train/loss`` without validation) and ``monitor_mode``.
+``history.csv`` (one row per epoch). "Best" follows the run's own ``--monitor``, as training did: its
+``monitor`` (None: training's default, :func:`scorch.monitor.default_monitor`: ``valid/main`` when the
+model has a metric ``main``, else ``valid/loss``; ``train/...`` without validation) and ``monitor_mode``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import Any
 from ._atomic import atomic_open
 from .config import MONITOR_MODES, NOT_SWEEPABLE, monitor_direction
 from .errors import ScorchError
-from .rundir import read_settings
+from .layout import HISTORY, RunLayout
+from .monitor import default_monitor
+from .overrides import read_saved
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ class Run:
         if self.config.get("monitor"):
             return str(self.config["monitor"])
         has_valid = any(r.get("valid/loss") is not None for r in self.rows)
-        return "valid/loss" if has_valid else "train/loss"
+        return default_monitor(self.columns, has_valid)
 
     @property
     def monitor_mode(self) -> str:
@@ -88,11 +91,12 @@ def load_run(path: str | os.PathLike) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise ScorchError(f"RUN_DIR {path}: no such directory")
-    config_path, history_path = path / "config.json", path / "history.csv"
+    layout = RunLayout(path)
+    config_path, history_path = layout.config, layout.history
     for required in (config_path, history_path):
         if not required.is_file():
             raise ScorchError(f"RUN_DIR {path}: no {required.name}; expected a run directory written by scorch-train")
-    config = read_settings(config_path)
+    config = read_saved(config_path)
     if config.get("monitor_mode", "auto") not in MONITOR_MODES:
         raise ScorchError(f"{config_path}: monitor_mode {config['monitor_mode']!r} is not one of {', '.join(MONITOR_MODES)}")
     try:
@@ -118,13 +122,13 @@ def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
     out: list[Path] = []
     for given in map(Path, paths):
-        if (given / SWEEP_FILE).is_file() and not (given / "history.csv").is_file():
+        if (given / SWEEP_FILE).is_file() and not RunLayout(given).history.is_file():
             root, plans = load_sweep(given)
-            found = [root / p.name for p in plans if (root / p.name / "history.csv").is_file()]
+            found = [root / p.name for p in plans if RunLayout(root / p.name).history.is_file()]
             if not found:
-                raise ScorchError(f"RUN_DIR {given}: a sweep none of whose {len(plans)} runs has a history.csv yet")
+                raise ScorchError(f"RUN_DIR {given}: a sweep none of whose {len(plans)} runs has a {HISTORY} yet")
             out += found
-        elif (given.parent / SWEEP_FILE).is_file() and not (given / "config.json").is_file():
+        elif (given.parent / SWEEP_FILE).is_file() and not RunLayout(given).config.is_file():
             log.debug("left out %s: part of the sweep %s, not a run", given, given.parent)
         else:
             out.append(given)
@@ -247,7 +251,7 @@ def figure(runs: Sequence[Run]) -> tuple[Any, list[str]]:
                 bases.append(_base(metric)[1])
     bases.sort(key=lambda b: b != "loss")
     if not bases:
-        raise ScorchError("no run has a finished epoch in its history.csv; nothing to plot")
+        raise ScorchError(f"no run has a finished epoch in its {HISTORY}; nothing to plot")
     ncols = min(len(bases), 3)
     nrows = math.ceil(len(bases) / ncols)
     fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows), layout="constrained")

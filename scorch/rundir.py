@@ -16,11 +16,9 @@ from typing import Any
 
 from . import _atomic
 from .errors import ScorchError
+from .layout import CheckpointFiles, RunLayout, is_checkpoint
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-TENSORBOARD = "tensorboard"
 
 
 def check_target(path: Path, resume: bool, overwrite: bool, auto_resume: bool = False) -> str | None:
@@ -30,8 +28,9 @@ def check_target(path: Path, resume: bool, overwrite: bool, auto_resume: bool = 
     a SLURM job's own files live there, and a requeued job may have crashed before its first
     checkpoint."""
     if resume:
-        if not (path / CHECKPOINTS / "last.pt").is_file() and not any((path / CHECKPOINTS).glob("step-*.pt")):
-            return f"--resume: no checkpoint to resume from at {path / CHECKPOINTS / 'last.pt'}"
+        checkpoints = RunLayout(path).checkpoints
+        if not checkpoints.has_any():
+            return f"--resume: no checkpoint to resume from at {checkpoints.last}"
         return None
     if path.exists() and not path.is_dir():
         return f"run directory {path} exists and is not a directory"
@@ -62,7 +61,7 @@ def recover(path: Path) -> None:
     if not aside.is_dir():
         return
     try:
-        if (path / CHECKPOINTS / "last.pt").is_file():
+        if is_checkpoint(RunLayout(path).checkpoints.last):
             shutil.rmtree(aside)
             return
         if path.exists():
@@ -81,21 +80,18 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, rank0: bool):
         self.path = Path(path)
+        self.layout = RunLayout(self.path)
         self.rank0 = rank0
         self._log_handler: logging.Handler | None = None
         self._replaced: Path | None = None
 
     @property
+    def checkpoints(self) -> CheckpointFiles:
+        return self.layout.checkpoints
+
+    @property
     def last_checkpoint(self) -> Path:
-        return self.path / CHECKPOINTS / "last.pt"
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / CHECKPOINTS / "best.pt"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / TENSORBOARD
+        return self.layout.checkpoints.last
 
     def create(self, overwrite: bool) -> None:
         if not self.rank0:
@@ -104,7 +100,7 @@ class RunDir:
             if overwrite and self.path.is_dir() and any(self.path.iterdir()):
                 os.rename(self.path, replaced_path(self.path))
                 self._replaced = replaced_path(self.path)
-            (self.path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+            self.layout.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self.restore()
             raise ScorchError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from exc
@@ -125,8 +121,8 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any]) -> None:
         if self.rank0:
-            with _atomic.user_facing(self.path / "config.json"):
-                _atomic.write_json(self.path / "config.json", config)
+            with _atomic.user_facing(self.layout.config):
+                _atomic.write_json(self.layout.config, config)
 
     def copy_sources(self, *files: str) -> None:
         """Keep copies of the model and dataset files; on resume keep the first copies."""
@@ -144,12 +140,12 @@ class RunDir:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         if self.rank0:
-            with _atomic.user_facing(self.path / "meta.json"):
-                _atomic.write_json(self.path / "meta.json", meta)
+            with _atomic.user_facing(self.layout.meta):
+                _atomic.write_json(self.layout.meta, meta)
 
     def read_meta(self) -> dict[str, Any]:
         """The saved meta.json ({} when there is none); a damaged one is one line naming it."""
-        path = self.path / "meta.json"
+        path = self.layout.meta
         if not path.is_file():
             return {}
         try:
@@ -164,8 +160,8 @@ class RunDir:
         """Rank 0's console log also goes to ``log.txt`` (appended on resume)."""
         if not self.rank0:
             return
-        with _atomic.user_facing(self.path / "log.txt"):
-            handler = logging.FileHandler(self.path / "log.txt", mode="a", encoding="utf-8")
+        with _atomic.user_facing(self.layout.log):
+            handler = logging.FileHandler(self.layout.log, mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("scorch").addHandler(handler)
         self._log_handler = handler
@@ -180,17 +176,6 @@ class RunDir:
             logging.getLogger("scorch").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
-
-
-def read_settings(file: Path) -> dict[str, Any]:
-    """A run's ``config.json`` as a dict, or a ScorchError naming the file and what is wrong."""
-    try:
-        saved = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ScorchError(f"{file}: not readable JSON ({exc})") from exc
-    if not isinstance(saved, dict):
-        raise ScorchError(f"{file}: expected a JSON object of settings, found {type(saved).__name__}")
-    return saved
 
 
 def source_names(*files: str) -> list[str]:

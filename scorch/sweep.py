@@ -30,6 +30,7 @@ from typing import Any
 from . import _atomic, jobs, overrides, report, slurm
 from .config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path
 from .errors import ScorchError
+from .layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +239,13 @@ def load(path: str | os.PathLike) -> tuple[Path, list[RunPlan]]:
 def status(run_dir: Path) -> str:
     """``finished`` (its loop ended: all epochs, or early stopping), ``new`` (nothing trained) or
     the status in its meta.json (``preempted``, ``failed``, ``running``)."""
+    layout = RunLayout(run_dir)
     try:
-        meta = json.loads((run_dir / "meta.json").read_text())
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
+        meta = json.loads(layout.meta.read_text())
+        config = overrides.read_saved(layout.config)
+    except (OSError, ValueError, ScorchError):
+        return "new"
+    if not isinstance(meta, dict):
         return "new"
     state = str(meta.get("status") or "running")
     if state == "finished" and (int(meta.get("epochs_done") or 0) >= int(config.get("epochs") or 0)

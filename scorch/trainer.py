@@ -83,7 +83,7 @@ def train(config: TrainConfig) -> RunResult:
 
 def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
-    resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.path / "checkpoints").load_latest()) if config.resume else None
+    resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir).load_latest()) if config.resume else None
     if resumed is not None:
         parts.config = dist.each(lambda: resume.adapt(config, resumed, parts.backend.world_size, parts.socket.has_optimizer,
                                                       parts.socket.has_scheduler, len(parts.train_set)))
@@ -210,7 +210,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     run.strategy, run.params = strategy, socket.trainable_params
     socket.attach(run)
     where = f"{config.model}: Socket.metrics"
-    saver = Saver(checkpoint.CheckpointDir(run_dir.path / "checkpoints", config.keep_checkpoints), run_dir, config, state,
+    saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir, config, state,
                   strategy, None)
     callbacks = Callbacks([
         ProgressBar(config.progress),

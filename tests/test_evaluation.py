@@ -254,14 +254,16 @@ def scorch_test_fails(argv, capsys):
 
 
 def test_scorch_test_on_bad_input_is_one_line_and_writes_nothing(runs, finished, tmp_path, capsys):
-    assert "is not a run (no config.json in it)" in scorch_test_fails([str(tmp_path)], capsys)
+    assert "RUN_DIR: " + str(tmp_path) + " has no config.json" in scorch_test_fails([str(tmp_path)], capsys)
     assert "is not a directory" in scorch_test_fails([str(tmp_path / "nothing")], capsys)
     line = scorch_test_fails([str(finished), "--checkpoint", str(runs / "one" / "checkpoints" / "best.pt")], capsys)
     assert "checkpoint does not fit" in line and "mlp_model.py: Network" in line and "no 'frozen.weight'" in line
-    assert "--checkpoint: 'nope.pt' is not a file" in scorch_test_fails([str(finished), "--checkpoint", "nope.pt"], capsys)
+    assert "--checkpoint: checkpoint 'nope.pt' not found" in scorch_test_fails([str(finished), "--checkpoint", "nope.pt"],
+                                                                                capsys)
     (finished / "checkpoints" / "best.pt").unlink()
+    (finished / "checkpoints" / "last.pt").unlink()  # without best.pt "best" is last.pt (tests/test_layout.py)
     before = snapshot(finished)
-    assert "--checkpoint best" in scorch_test_fails([str(finished)], capsys)
+    assert "--checkpoint best: " in scorch_test_fails([str(finished)], capsys)
     assert "--batch-size: expected a whole number >= 1" in scorch_test_fails([str(finished), "--batch-size", "0"], capsys)
     assert snapshot(finished) == before  # nothing written, no eval/
 

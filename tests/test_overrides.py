@@ -68,3 +68,81 @@ def test_assignments_split_at_the_first_equals_sign(item):
     else:
         key, _ = overrides.parse_assignment(item)
         assert key == item.partition("=")[0].strip()
+
+
+# ---- a run's saved settings (config.json): one reader, one strictness -------------------------
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    from scorch.cli.train import main as train
+    from tests.helpers import base_args
+
+    root = tmp_path_factory.mktemp("saved")
+    assert train(base_args(root, "r", "--epochs", "1", "--batch-size", "16")) == 0
+    return root / "r"
+
+
+def readers(run, tmp_path):
+    """Every command that reads a run's config.json: (name, call returning an exit code)."""
+    import scorch
+    from scorch import sweep
+    from scorch.cli.report import main as report
+    from scorch.cli.test import main as scorch_test
+    from scorch.cli.train import main as train
+    from tests.helpers import base_args
+
+    def load_run():
+        scorch.load_run(run)
+        return 0
+
+    def sweep_status():
+        return 0 if sweep.status(run) == "finished" else 1
+
+    return {"load_run": load_run, "scorch-test": lambda: scorch_test([str(run)]),
+            "scorch-report": lambda: report([str(run), "--out", str(tmp_path / "r.png")]),
+            "sweep status": sweep_status,
+            "scorch-train --resume": lambda: train(base_args(run.parent, run.name, "--resume", "--epochs", "2"))}
+
+
+@pytest.mark.parametrize("reader", ["load_run", "scorch-test", "scorch-report", "sweep status", "scorch-train --resume"])
+def test_a_setting_of_another_scorch_version_is_left_out_with_one_warning_everywhere(reader, saved_run, tmp_path, capsys, caplog):
+    import json
+    import shutil
+
+    run = tmp_path / "runs" / "r"
+    shutil.copytree(saved_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "color": "blue", "model_settings": {}}))
+    capsys.readouterr()
+    assert readers(run, tmp_path)[reader]() == 0
+    said = capsys.readouterr().err + caplog.text
+    assert said.count("left out setting(s) this scorch does not know: color") == 1, said
+    assert str(run / "config.json") in said
+
+
+@pytest.mark.parametrize("damage, words", [("{", "not readable JSON"), ("[1]", "expected a JSON object of settings, found list"),
+                                           ('{"epochs": "two"}', "epochs = 'two' is a str, expected int")])
+def test_a_broken_config_json_is_one_line_naming_it_everywhere(damage, words, saved_run, tmp_path, capsys):
+    import shutil
+
+    from scorch import sweep
+
+    run = tmp_path / "runs" / "r"
+    shutil.copytree(saved_run, run)
+    (run / "config.json").write_text(damage)
+    with pytest.raises(ScorchError, match=words) as info:
+        overrides.read_saved(run / "config.json")
+    assert str(info.value).startswith(f"{run / 'config.json'}: ") and "\n" not in str(info.value)
+    for name, call in readers(run, tmp_path).items():
+        if name == "sweep status":
+            assert sweep.status(run) == "new"  # a sweep runs (resumes) it, and scorch-train says what is wrong
+            continue
+        if name == "load_run":
+            with pytest.raises(ScorchError, match=words) as info:
+                call()
+            assert str(run / "config.json") in str(info.value)
+            continue
+        capsys.readouterr()
+        assert call() == 2, name
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorch-")]
+        assert len(lines) == 1 and words in lines[0] and str(run / "config.json") in lines[0], (name, lines)

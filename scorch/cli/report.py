@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import report
+from ..layout import HISTORY
 from ._runner import Command, Parser
 
 
@@ -11,7 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="scorch-report",
         description="Print the settings that differ between runs with each run's best (by its --monitor) and final "
-        "metrics, and plot the training curves from history.csv, one panel per metric.",
+        f"metrics, and plot the training curves from {HISTORY}, one panel per metric.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by scorch-train, or sweep "
                    "directories (scorch-sweep): every run of the sweep")

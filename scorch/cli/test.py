@@ -9,7 +9,10 @@ from .. import distributed as dist, launch
 from ..config import BACKENDS, DEVICES
 from ..eval_run import TestOptions, test_run
 from ..evaluation import SPLITS
+from ..layout import BEST, CHECKPOINTS, CONFIG, LAST, RunLayout
 from ._runner import Command, Parser
+
+_SHOWN = RunLayout("RUN_DIR")  # the run directory's names, as --help shows them
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,15 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scorch-test",
         description="Evaluate a checkpoint of RUN_DIR on a split with exact distributed metrics (Socket.metrics as "
         "means over every sample once, Socket.split_metrics on the whole split), rebuilding Network, Socket and "
-        "DataSet from the run's copies of its files and its config.json; print the metrics and write "
-        "RUN_DIR/eval/SPLIT-CHECKPOINT.json. Distributed when started by mpirun, torchrun or srun.",
+        f"DataSet from the run's copies of its files and its {CONFIG}; print the metrics and write "
+        f"{_SHOWN.eval_file('SPLIT', 'CHECKPOINT')}. Distributed when started by mpirun, torchrun or srun.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of scorch-train (RUN_ROOT/NAME)")
-    p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint file")
+    p.add_argument("--checkpoint", default="best", help=f"best, last, or a checkpoint file (best: {BEST}, or {LAST} when "
+                   f"no epoch was ever the best; a file: as given, else in RUN_DIR or RUN_DIR/{CHECKPOINTS})")
     p.add_argument("--split", default="test", choices=SPLITS, help="the DataSet mode to evaluate")
     p.add_argument("--predictions", action="store_true",
-                   help="also write RUN_DIR/eval/SPLIT-CHECKPOINT-predictions.pt: every output of the Network, one row "
-                   "per sample in dataset order, and their index")
+                   help=f"also write {_SHOWN.predictions_file('SPLIT', 'CHECKPOINT')}: every output of the Network, one "
+                   "row per sample in dataset order, and their index")
     p.add_argument("--dataset-path", help="passed to DataSetIndex(path) instead of the run's --dataset-path")
     p.add_argument("--batch-size", type=int, help="batch size per process (default: the run's)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank (default: the run's)")

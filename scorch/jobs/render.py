@@ -5,6 +5,7 @@ import shlex
 from collections.abc import Sequence
 
 from ..errors import EXIT_PREEMPTED
+from ..layout import LAST
 from .spec import JobSpec, sbatch_option
 
 
@@ -51,7 +52,7 @@ def _about(spec: JobSpec) -> list[str]:
     if spec.requeue:
         lines += [
             f"# SLURM sends USR1 {spec.signal_seconds} s before the time limit; the ranks then checkpoint at the next",
-            f"# step boundary and exit {EXIT_PREEMPTED}, and the job requeues itself; --auto-resume continues from last.pt.",
+            f"# step boundary and exit {EXIT_PREEMPTED}, and the job requeues itself; --auto-resume continues from {LAST}.",
             "# scancel (TERM) also makes them checkpoint and stop, but the job is not requeued.",
         ]
     return lines

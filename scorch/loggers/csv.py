@@ -7,9 +7,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .. import layout_names as names
 from .._atomic import user_facing, write_text
 from ..errors import ScorchError
+from ..layout import HISTORY
 from .base import Logger, Resume
 
 FIRST = ("epoch", "step", "lr", "time")
@@ -64,10 +64,10 @@ class CSVLogger(Logger):
         self.rows: list[dict[str, Any]] = []  # the resumed epochs' rows, then this session's
 
     def check(self, run_dir: Path, resume: Resume | None) -> None:
-        self.rows = resumed_rows(run_dir / names.HISTORY, resume.epoch if resume else 0)
+        self.rows = resumed_rows(run_dir / HISTORY, resume.epoch if resume else 0)
 
     def open(self, run_dir: Path, resume: Resume | None) -> None:
-        self.path = run_dir / names.HISTORY
+        self.path = run_dir / HISTORY
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         assert self.path is not None, "CSVLogger.open comes first"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import layout_names as names
+from ..layout import TENSORBOARD
 from .base import Logger, Resume
 
 STEPS = "steps"  # the subdirectory of the per-step scalars (--log-every)
@@ -31,7 +31,7 @@ class TensorBoardLogger(Logger):
         # tensorboardX is imported here, not at the top: most commands never write TensorBoard.
         from tensorboardX import SummaryWriter
 
-        self.logdir, self.resume = str(run_dir / names.TENSORBOARD), resume
+        self.logdir, self.resume = str(run_dir / TENSORBOARD), resume
         self.writer = SummaryWriter(logdir=self.logdir, purge_step=resume.epoch + 1 if resume else None, flush_secs=30,
                                     filename_suffix=_unique())
 

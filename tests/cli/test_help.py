@@ -39,7 +39,8 @@ def test_train_help_shows_the_real_defaults_and_no_default_for_the_files(capsys:
     text = help_text(train, [], capsys)
     for shown in ("--epochs EPOCHS epochs to train in total (a resume continues up to this) (default: 10)",
                   "--lr LR learning rate (default: 0.001)", "--monitor MONITOR metric for best.pt and early stopping, "
-                  "e.g. valid/accuracy (default: valid/loss)", "--run-root RUN_ROOT directory holding run directories "
+                  "e.g. valid/accuracy (default: valid/main when the model has a metric main, else valid/loss)",
+                  "--run-root RUN_ROOT directory holding run directories "
                   "(default: runs)", "--dist-timeout DIST_TIMEOUT seconds a collective may wait for the other ranks "
                   "(default: 1800.0)"):
         assert shown in text, shown

@@ -1,3 +1,0 @@
-"""TEMPORARY: replaced by scorch/layout.py at merge."""
-TENSORBOARD = "tensorboard"
-HISTORY = "history.csv"
