@@ -17,8 +17,8 @@ from . import compiling, data, userfiles
 from ._backends.base import Backend
 from .config import TrainConfig
 from .errors import ScorchError
-from .evaluation import SplitOutputs
 from .monitor import default_monitor
+from .outputs import SplitOutputs
 from .userfiles import DatasetFile, ModelFile, Socket, call_user, check_loss, check_preds
 
 log = logging.getLogger(__name__)

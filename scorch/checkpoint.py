@@ -10,24 +10,27 @@ the stateful objects among them in one place.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
 import random
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
 
 from ._atomic import atomic_open
-from .errors import NonFiniteWeights, ScorchError  # NonFiniteWeights: importable from here too (trainer.py)
+from .errors import NonFiniteWeights, ScorchError  # NonFiniteWeights: importable from here too (the checkpoint policy)
 from .layout import CheckpointFiles
 from .state import Cursor, LoopState
 
 FORMAT = 2
+log = logging.getLogger(__name__)
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -38,7 +41,7 @@ def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     with atomic_open(path, "wb") as f:
         recorder = _WriteErrors(f)
         try:
-            torch.save({"format": FORMAT, **state}, recorder)  # type: ignore[arg-type]  # file-like enough: write/flush
+            torch.save({"format": FORMAT, **state}, cast(IO[bytes], recorder))  # torch only writes and flushes it
         except RuntimeError:
             if recorder.error is not None:
                 raise recorder.error from None
@@ -220,8 +223,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:
-        import shutil
-
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
@@ -256,9 +257,6 @@ class CheckpointDir:
 
     def load_latest(self) -> dict[str, Any]:
         """``last.pt``, or else the newest kept checkpoint that loads (saying so)."""
-        import logging
-
-        log = logging.getLogger(__name__)
         candidates = [self.last, *[p for p in self.kept() if not (self.last.exists() and p.samefile(self.last))]]
         errors = []
         for path in candidates:

@@ -16,7 +16,7 @@ from . import data
 from ._backends.base import Backend
 from .callbacks.base import BatchEnd, Callbacks
 from .errors import TrainingError
-from .evaluation import SplitOutputs, split_results
+from .outputs import SplitOutputs, split_results
 from .preempt import StopSignal
 from .state import MetricTotals
 from .strategies.base import Strategy

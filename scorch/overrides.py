@@ -62,11 +62,11 @@ def load_config_file(path: str, what: str = "--config") -> dict[str, Any]:
         if ext == ".json":
             data = json.loads(raw)
         elif ext == ".toml":
-            import tomllib
+            import tomllib  # only for a TOML config file (Python 3.11+)
 
             data = tomllib.loads(raw.decode())
         elif ext in (".yaml", ".yml"):
-            import yaml
+            import yaml  # only for a YAML config file
 
             data = yaml.safe_load(raw)
         else:

@@ -23,6 +23,7 @@ from .errors import ScorchError
 from .layout import HISTORY, RunLayout
 from .monitor import default_monitor
 from .overrides import read_saved
+from .sweepfile import SWEEP_FILE, load as load_sweep
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,6 @@ def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The run directories ``paths`` name: a sweep directory (with sweep.json) stands for its runs that
     have a history, in the sweep's order; what a shell's ``SWEEP/*`` adds besides them (``configs/``,
     ``logs/``, ``sweep.json``, ...) is left out."""
-    from .sweep import SWEEP_FILE, load as load_sweep  # sweep imports this module
-
     out: list[Path] = []
     for given in map(Path, paths):
         if (given / SWEEP_FILE).is_file() and not RunLayout(given).history.is_file():

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _atomic
+from . import __version__, _atomic
 from .errors import ScorchError
 from .layout import CheckpointFiles, RunLayout, is_checkpoint
 
@@ -185,12 +185,16 @@ def source_names(*files: str) -> list[str]:
     return [f"{Path(f).parent.name}_{name}" if names.count(name) > 1 else name for f, name in zip(files, names)]
 
 
+def default_name() -> str:
+    """A run's name when --name is not given: the start time, e.g. 20261202-211530."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def session_meta(world_size: int, backend: str, device: str, launcher: str, placements: list[dict[str, Any]]) -> dict[str, Any]:
     """``placements``: every rank's ``dist.placement()`` (rank, host, node, local rank), in rank order."""
+    # numpy and torch here, not at the top: scorch-report and --slurm import this module without torch.
     import numpy
     import torch
-
-    from . import __version__
 
     return {
         "command": sys.argv,

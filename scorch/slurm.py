@@ -158,7 +158,7 @@ def job_spec(options: SlurmOptions, **what: Any) -> JobSpec:
     """The :class:`scorch.jobs.JobSpec` of a job laid out by ``options`` (``what``: its commands,
     name, directories); a value no script may hold is a ScorchError."""
     try:
-        return JobSpec(**options.resources(), **what)  # type: ignore[arg-type]  # Resources' own fields
+        return JobSpec(**options.resources(), **what)
     except ValueError as exc:
         raise ScorchError(str(exc)) from None
 

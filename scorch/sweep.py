@@ -31,10 +31,10 @@ from . import _atomic, jobs, overrides, report, slurm
 from .config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path
 from .errors import ScorchError
 from .layout import RunLayout
+from .sweepfile import SWEEP_FILE, RunPlan, load
 
 log = logging.getLogger(__name__)
 
-SWEEP_FILE = "sweep.json"
 SUMMARY_FILE = "summary.csv"
 SWEEP_SCRIPT = "sweep.sbatch"
 NPROC_FOR_SLURM = "--nproc-per-node does not apply to SLURM jobs: give --ntasks-per-node (and --nodes)"
@@ -45,18 +45,6 @@ class Axis:
     key: str  # as given, e.g. "lr" or "model.n_filters"
     texts: tuple[str, ...]  # each value as given, passed on as --set KEY=TEXT
     values: tuple[Any, ...]  # each value parsed as a literal
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    index: int
-    name: str
-    settings: dict[str, Any]  # grid key -> value
-    sets: tuple[str, ...]  # "KEY=TEXT" for --set
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "settings": self.settings, "set": list(self.sets),
-                "config": f"configs/{self.name}.json"}
 
 
 def split_values(text: str) -> list[str]:
@@ -220,20 +208,6 @@ def _as_grid_error(exc: ScorchError, keys: Sequence[str]) -> ScorchError:
             if text.startswith(said):
                 return ScorchError(f"--grid {key}{' = ' if said.endswith(' = ') else ''}{text[len(said):]}")
     return exc
-
-
-def load(path: str | os.PathLike) -> tuple[Path, list[RunPlan]]:
-    """The runs a sweep directory holds, from its sweep.json."""
-    path = Path(path)
-    sweep_file = path / SWEEP_FILE
-    if not sweep_file.is_file():
-        raise ScorchError(f"{path}: no {SWEEP_FILE}; expected a sweep directory written by scorch-sweep")
-    try:
-        record = json.loads(sweep_file.read_text())
-        runs = [RunPlan(r["index"], r["name"], r["settings"], tuple(r["set"])) for r in record["runs"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ScorchError(f"{sweep_file}: not a sweep record ({exc})") from exc
-    return path, runs
 
 
 def status(run_dir: Path) -> str:

@@ -35,7 +35,7 @@ from .evaluation import Evaluation, test_after_training
 from .loggers import CSVLogger, Loggers, Resume
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
-from .rundir import RunDir, prepare_target, session_meta
+from .rundir import RunDir, default_name, prepare_target, session_meta
 from .runlock import RunLock
 from .state import Cursor, LoopState, MetricTotals
 from .strategies import Strategy, for_backend
@@ -52,10 +52,6 @@ class RunResult:
     best: float | None = None
     monitor: str = ""
     stopped_early: bool = False
-
-
-def default_name() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def train(config: TrainConfig) -> RunResult:

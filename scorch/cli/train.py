@@ -15,6 +15,7 @@ from .. import distributed as dist, launch, overrides, slurm
 from ..config import GROUPS, TrainConfig, hints, settings
 from ..errors import EXIT_PREEMPTED, ScorchError, on_every_rank
 from ..launch import agent
+from ..rundir import default_name
 from ..runlock import RunLock
 from ..userfiles import load_dataset_file, load_model_file
 from ._runner import Command, Parser
@@ -120,7 +121,6 @@ def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -
     """--slurm: write <run>/job.sbatch and job_config.json; --submit: also sbatch it. Under the run's
     lock (a scorch-train on that run refuses it, one line); with --overwrite the old run is deleted
     only once the job is written (and submitted), and put back when that fails."""
-    from ..trainer import default_name  # the training stack: a --slurm job only writes the script
 
     name = config.name or default_name()
     lock = RunLock(Path(os.path.abspath(config.run_root)) / name, config.break_lock)

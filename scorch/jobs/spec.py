@@ -13,6 +13,7 @@ import shlex
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 LAUNCHERS = ("srun", "mpirun")
 TIME_FORMATS = "MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
@@ -134,7 +135,7 @@ class Resources:
     def ntasks(self) -> int:
         return self.nodes * self.ntasks_per_node
 
-    def resources(self) -> dict[str, object]:
+    def resources(self) -> dict[str, Any]:
         """The :class:`Resources` fields of this object, by name (for ``JobSpec(**...)``)."""
         return {f.name: getattr(self, f.name) for f in fields(Resources)}
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, STOP_SIGNALS, DistributedError, RankFailed, ScorchError
+from ..rundir import default_name
 from . import network, rendezvous
 from .base import LaunchEnvironment, free_port
 from .rendezvous import Meeting, plural
@@ -128,7 +129,6 @@ class Agent:
         self.world = self.nnodes * self.nproc
         self.first_rank = self.node * self.nproc
         self.host = socket.gethostname()
-        from ..trainer import default_name  # here, not at the top: the agent must not import the training stack
 
         self.default_name = default_name()  # node 0's is the run's, unless a node was given --name
         self.first_meeting: Meeting | None = None
