@@ -65,7 +65,7 @@ ALLOCATOR = [
     "| Lightning, glibc defaults (its threshold raised dynamically) | 17.23 | 10 | — |",
     "| Lightning, `MALLOC_MMAP_THRESHOLD_=131072` (glibc's start value, fixed) | 23.69 | 4,511 | — |",
     "",
-    "So scorch sets glibc's thresholds for its process (`scorch/_malloc.py`: blocks up to 32 MB from the",
+    "So scorch sets glibc's thresholds for its process (`scorch/training/_malloc.py`: blocks up to 32 MB from the",
     "heap, the heap's top kept up to 1 GiB) unless the user chose the allocator (`MALLOC_*_` variables,",
     "`GLIBC_TUNABLES`, jemalloc/tcmalloc/mimalloc in `LD_PRELOAD`, or `SCORCH_MALLOC=system`). Memory",
     "freed in one step is reused by the next; the peak does not change (+3 MB). `zero_grad` placement,",
@@ -296,9 +296,9 @@ def _ckpt(s: dict[str, Any]) -> list[str]:
     out += ["| operation | seconds (median) | ratio |", "|---|---|---|"]
     out.append(f"| torch.save | {med['torch.save']:.3f} | 1.000 |")
     out.append(f"| torch.save + fsync | {med['torch.save+fsync']:.3f} | {med['torch.save+fsync'] / med['torch.save']:.3f} |")
-    out.append(f"| scorch.checkpoint.save | {med['scorch.save']:.3f} | {s['save_ratio']:.3f} ({s['save_ratio_to_fsync']:.3f} to save + fsync) |")
+    out.append(f"| scorch.rundir.checkpoint.save | {med['scorch.save']:.3f} | {s['save_ratio']:.3f} ({s['save_ratio_to_fsync']:.3f} to save + fsync) |")
     out.append(f"| torch.load(weights_only=True) | {med['torch.load']:.3f} | 1.000 |")
-    out.append(f"| scorch.checkpoint.load | {med['scorch.load']:.3f} | {s['load_ratio']:.3f} |")
+    out.append(f"| scorch.rundir.checkpoint.load | {med['scorch.load']:.3f} | {s['load_ratio']:.3f} |")
     return out + [""]
 
 

@@ -236,8 +236,8 @@ def _fsync_save(state: dict[str, Any], path: Path) -> None:
 
 
 def checkpoint(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Item 3: scorch.checkpoint.save/load against torch.save/torch.load of the same dict."""
-    from scorch import checkpoint as ckpt
+    """Item 3: scorch.rundir.checkpoint.save/load against torch.save/torch.load of the same dict."""
+    from scorch.rundir import checkpoint as ckpt
 
     n = p.checkpoint_mb * 2**20 // 4
     g = torch.Generator().manual_seed(0)

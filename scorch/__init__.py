@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .callbacks import Callback
     from .config import TrainConfig
+    from .contract.userfiles import load_dataset_file, load_model_file
     from .loggers import Logger
-    from .run import LoadedRun, load_run
-    from .trainer import RunResult, train
+    from .rundir.load_run import LoadedRun, load_run
     from .training.run import Run
-    from .userfiles import load_dataset_file, load_model_file
+    from .training.trainer import RunResult, train
 
 # Lazy, so that `import scorch.distributed` in a user file stays cheap: public name -> its module.
 _PUBLIC = {
@@ -20,12 +20,12 @@ _PUBLIC = {
     "Callback": "callbacks",
     "Logger": "loggers",
     "Run": "training.run",
-    "train": "trainer",
-    "RunResult": "trainer",
-    "load_run": "run",
-    "LoadedRun": "run",
-    "load_model_file": "userfiles",
-    "load_dataset_file": "userfiles",
+    "train": "training.trainer",
+    "RunResult": "training.trainer",
+    "load_run": "rundir.load_run",
+    "LoadedRun": "rundir.load_run",
+    "load_model_file": "contract.userfiles",
+    "load_dataset_file": "contract.userfiles",
 }
 
 

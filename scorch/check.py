@@ -9,9 +9,9 @@ The checks run in groups, in order: :func:`check_dataset`, :func:`check_model`,
 is skipped, naming it. The :class:`Session` keeps what the checks built (datasets, sample
 items, batches, the Network, the overfit loss curve) so that notebooks can show it.
 
-The checks reuse scorch-train's own: :mod:`scorch.userfiles` loads the files and checks the
-Socket, items and losses, :func:`scorch.build.run_batch_checks` the criterion and metrics,
-:class:`scorch.data.ListCollate` the batching and :mod:`scorch.checkpoint` the round trip.
+The checks reuse scorch-train's own: :mod:`scorch.contract.userfiles` loads the files and checks the
+Socket, items and losses, :func:`scorch.training.build.run_batch_checks` the criterion and metrics,
+:class:`scorch.data.ListCollate` the batching and :mod:`scorch.rundir.checkpoint` the round trip.
 """
 from __future__ import annotations
 
@@ -29,11 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint, data
-from .build import SPLIT_SAMPLE, first_batch, forked_rngs, make_optimizer, run_batch_checks, seed_everything, split_preflight
+from . import data
 from .config import SEED_LIMIT, TrainConfig
-from .errors import Failure, ScorchError
-from .userfiles import (
+from .contract.userfiles import (
     MODES,
     DatasetFile,
     ModelFile,
@@ -47,6 +45,9 @@ from .userfiles import (
     load_dataset_file,
     load_model_file,
 )
+from .errors import Failure, ScorchError
+from .rundir import checkpoint
+from .training.build import SPLIT_SAMPLE, first_batch, forked_rngs, make_optimizer, run_batch_checks, seed_everything, split_preflight
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Session:
     @functools.cached_property
     def train_config(self) -> TrainConfig:
         """The settings scorch-train would run these files with (``--lr`` of the options, adam, no weight
-        decay), built once: :func:`scorch.build.make_optimizer` reads them."""
+        decay), built once: :func:`scorch.training.build.make_optimizer` reads them."""
         return TrainConfig(model=self.model_path, dataset=self.dataset_file.path, lr=self.options.lr, optimizer="adam",
                            seed=self.options.seed)
 
@@ -600,7 +601,7 @@ def check_checkpoint(s: Session) -> list[CheckResult]:
 
 
 def _roundtrip(s: Session) -> str:
-    """Save with scorch.checkpoint.save, load with weights_only into a fresh Network: same weights, same outputs."""
+    """Save with scorch.rundir.checkpoint.save, load with weights_only into a fresh Network: same weights, same outputs."""
     assert s.network is not None and s.model_file is not None
     state = s.network.state_dict()
     with tempfile.TemporaryDirectory(prefix="scorch-check-") as tmp:

@@ -5,7 +5,7 @@ Each field declares what the rest of scorch needs to know about it once, in its 
 allowed values, and whether it is invocation-only, changes the trajectory of training, or may
 vary in a sweep. :data:`INVOCATION_KEYS`, :data:`TRAJECTORY_KEYS` and :data:`NOT_SWEEPABLE` are
 derived from it. Nothing here touches a file: files are checked where they are loaded
-(:mod:`scorch.userfiles`, :mod:`scorch.overrides`).
+(:mod:`scorch.contract.userfiles`, :mod:`scorch.contract.overrides`).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScorchError
-from .layout import BEST, CHECKPOINTS, EVAL, HISTORY, LAST
 from .loggers.choose import check_spec
+from .rundir.layout import BEST, CHECKPOINTS, EVAL, HISTORY, LAST
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BACKENDS = ("auto", "torch", "horovod")

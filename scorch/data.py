@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
+from .contract.userfiles import USER_MODULES, check_item, import_user_modules
 from .errors import STOP_SIGNALS, ScorchError
-from .userfiles import USER_MODULES, check_item, import_user_modules
 
 Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
 
@@ -241,7 +241,7 @@ class SampleError(ScorchError):
 
 class _UserModules:
     """Pickled ahead of a user's dataset: unpickling it imports the user's files by path in a process
-    that does not have them (:func:`scorch.userfiles.import_user_modules`)."""
+    that does not have them (:func:`scorch.contract.userfiles.import_user_modules`)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _imported, (dict(USER_MODULES),)

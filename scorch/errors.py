@@ -42,7 +42,7 @@ EXIT_PREEMPTED = 3
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 """The signals that stop a scorch command after it saves its work (exit code 3): SLURM's warning before a
 time limit (SIGUSR1), ``scancel`` or a launcher's stop (SIGTERM), Ctrl-C (SIGINT). The one definition:
-the training ranks' :class:`~scorch.preempt.StopSignal`, the DataLoader workers that must not see them
+the training ranks' :class:`~scorch.training.preempt.StopSignal`, the DataLoader workers that must not see them
 (:class:`~scorch.data.Loader`), the launch agent and the local job pool that forward them, and the
 generator jobs all use it."""
 EXIT_INTERRUPTED = 130

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from scorch import checkpoint
 from scorch.errors import ScorchError
+from scorch.rundir import checkpoint
 
 
 def state(step):
@@ -48,7 +48,7 @@ def test_load_latest_without_any_good_checkpoint_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_finite_finds_any_nan_or_inf_in_one_pass(dtype):
-    from scorch.checkpoint import finite
+    from scorch.rundir.checkpoint import finite
     t = torch.randn(1000).to(dtype)
     assert finite(t) and finite(torch.empty(0, dtype=dtype)) and finite(t.reshape(10, 100))
     for bad in (float("nan"), float("inf"), -float("inf")):

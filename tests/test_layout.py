@@ -1,4 +1,4 @@
-"""scorch.layout: the names of a run directory, and one rule for "best" / "last" / a checkpoint file that
+"""scorch.rundir.layout: the names of a run directory, and one rule for "best" / "last" / a checkpoint file that
 load_run, scorch-test and scorch-train --test share."""
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 import scorch
-from scorch import checkpoint, errors, layout
+from scorch import errors
 from scorch.cli.test import main as scorch_test_main
 from scorch.cli.train import main
 from scorch.errors import ScorchError
+from scorch.rundir import checkpoint, layout
 from tests.helpers import base_args
 
 

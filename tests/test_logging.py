@@ -46,14 +46,14 @@ def test_console_level(monkeypatch):
 def test_quiet_loggers_say_warnings_only_for_the_command(monkeypatch):
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)
-    build = logging.getLogger("scorch.build")
+    build = logging.getLogger("scorch.training.build")
     before = build.level
-    with _logging.configured(0, False, quiet=("scorch.build",)):
+    with _logging.configured(0, False, quiet=("scorch.training.build",)):
         build.info("speaks of scorch-train's flags")
         build.warning("worth saying")
         logging.getLogger("scorch.check").info("checked")
     assert out.getvalue() == "scorch: worth saying\nscorch: checked\n"
     assert build.level == before
-    with _logging.configured(0, True, quiet=("scorch.build",)):  # --debug shows everything
+    with _logging.configured(0, True, quiet=("scorch.training.build",)):  # --debug shows everything
         build.info("now shown")
     assert out.getvalue().endswith("scorch: now shown\n")

@@ -1,4 +1,4 @@
-"""scorch/_malloc.py: glibc keeps the memory a step frees for the next step, unless the user chose."""
+"""scorch/training/_malloc.py: glibc keeps the memory a step frees for the next step, unless the user chose."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 from bench._sections import MLP_MEDIUM
 from bench._work import Work, scorch_args
-from scorch import _malloc
+from scorch.training import _malloc
 
 REPO = Path(__file__).resolve().parents[1]
 

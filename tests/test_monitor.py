@@ -1,4 +1,4 @@
-"""The default monitor is one rule (scorch.monitor.default_monitor): scorch-report and the sweep summary
+"""The default monitor is one rule (scorch.training.monitor.default_monitor): scorch-report and the sweep summary
 name the epoch of training's best.pt, also for a model file whose 'main' metric (maximised, the original
 scorch's convention) disagrees with valid/loss about the best epoch."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from scorch.cli.report import main as report_main
 from scorch.cli.sweep import main as sweep_main
 from scorch.cli.train import main
-from scorch.monitor import default_monitor
+from scorch.training.monitor import default_monitor
 from tests.helpers import FIXTURES, base_args
 
 MODEL = str(FIXTURES / "main_model.py")  # 'main': the predictions' entropy, which falls while valid/loss falls

@@ -2,8 +2,8 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scorch import overrides
 from scorch.config import TrainConfig
+from scorch.contract import overrides
 from scorch.errors import ScorchError
 
 literals = st.recursive(
@@ -85,10 +85,10 @@ def saved_run(tmp_path_factory):
 def readers(run, tmp_path):
     """Every command that reads a run's config.json: (name, call returning an exit code)."""
     import scorch
-    from scorch import sweep
     from scorch.cli.report import main as report
     from scorch.cli.test import main as scorch_test
     from scorch.cli.train import main as train
+    from scorch.experiments import sweep
     from tests.helpers import base_args
 
     def load_run():
@@ -125,7 +125,7 @@ def test_a_setting_of_another_scorch_version_is_left_out_with_one_warning_everyw
 def test_a_broken_config_json_is_one_line_naming_it_everywhere(damage, words, saved_run, tmp_path, capsys):
     import shutil
 
-    from scorch import sweep
+    from scorch.experiments import sweep
 
     run = tmp_path / "runs" / "r"
     shutil.copytree(saved_run, run)

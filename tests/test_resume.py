@@ -153,7 +153,7 @@ def test_a_run_resumed_on_another_world_size_is_the_same_run(tmp_path):
 ])
 def test_fit_global_batch(global_batch, world, batch, accumulate, given, expected):
     from scorch.errors import ScorchError
-    from scorch.resume import fit_global_batch
+    from scorch.training.resume import fit_global_batch
     if expected is None:
         with pytest.raises(ScorchError):
             fit_global_batch(global_batch, world, batch, accumulate, given)

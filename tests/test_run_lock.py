@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scorch.cli.train import main
-from scorch.runlock import RunLock, lock_path, me
+from scorch.rundir.lock import RunLock, lock_path, me
 from tests.helpers import BIN, base_args, env, snapshot
 from tests.test_preempt import args as slow_args
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from scorch import schedule
 from scorch.config import TrainConfig
 from scorch.errors import ScorchError
+from scorch.training import schedule
 
 
 @pytest.mark.parametrize("sched, warmup, epochs, expected", [

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from scorch import data, userfiles
+from scorch import data
 from scorch.cli.train import main
+from scorch.contract import userfiles
 from tests.helpers import MODEL, base_args
 
 # In the parent only: a fork inherits it, a spawned or forkserver worker does not.

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from scorch import checkpoint
 from scorch.errors import ScorchError
-from scorch.state import Cursor, LoopState, MetricTotals
+from scorch.rundir import checkpoint
+from scorch.training.state import Cursor, LoopState, MetricTotals
 
 NAN, INF = float("nan"), float("inf")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scorch import userfiles
+from scorch.contract import userfiles
 from tests.helpers import FIXTURES, MODEL
 
 OTHER_MODEL = str(FIXTURES / "bn_model.py")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import checkpoint
 from ..errors import ScorchError, TrainingError
+from ..rundir import checkpoint
 from .base import Callback
 
 

@@ -2,7 +2,7 @@
 optimizer step, to the loggers' ``log_step`` (TensorBoard: ``steps/``, x axis: the global step).
 
 Only the logged steps cost anything: their micro-batches' loss and metrics are summed on the device
-like the epoch's (:class:`~scorch.state.MetricTotals`), and after the step one all-reduce over the
+like the epoch's (:class:`~scorch.training.state.MetricTotals`), and after the step one all-reduce over the
 ranks (every rank runs every step, so every rank takes part) turns them into the means over exactly
 that step's samples; reading that result is the one device sync. The main rank writes (the
 loggers check the rank themselves).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..state import MetricTotals
+from ..training.state import MetricTotals
 from .base import BatchEnd, Callback
 
 

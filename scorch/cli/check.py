@@ -51,8 +51,8 @@ def run(ns: argparse.Namespace) -> int:
     return check.exit_code(results)
 
 
-# scorch.build's INFO line about Socket.optimizer speaks of scorch-train's flags.
-COMMAND = Command("scorch-check", build_parser, run, quiet=("scorch.build",))
+# scorch.training.build's INFO line about Socket.optimizer speaks of scorch-train's flags.
+COMMAND = Command("scorch-check", build_parser, run, quiet=("scorch.training.build",))
 main, console_main = COMMAND.main, COMMAND.console_main
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from scorch.gen import (
+from ..gen import (
     UNASSIGNED,
     GenerateRequest,
     GenError,
@@ -34,7 +34,6 @@ from scorch.gen import (
     parse_params_literal,
     resolve,
 )
-
 from ._runner import Command, Parser
 
 PROG = "scorch-gen"

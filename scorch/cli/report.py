@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import report
-from ..layout import HISTORY
+from ..experiments import report
+from ..rundir.layout import HISTORY
 from ._runner import Command, Parser
 
 

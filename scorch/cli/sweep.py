@@ -6,9 +6,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from .. import slurm, sweep
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, ScorchError
+from ..experiments import slurm, sweep
 from . import train as train_cli
 from ._runner import Command, Parser
 

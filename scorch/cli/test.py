@@ -1,5 +1,5 @@
 """``scorch-test RUN_DIR``: evaluate a run's checkpoint on its test (or valid) split, launched like
-scorch-train (one process, mpirun, torchrun, srun); see :mod:`scorch.eval_run`."""
+scorch-train (one process, mpirun, torchrun, srun); see :mod:`scorch.evaluate.eval_run`."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from .. import distributed as dist, launch
 from ..config import BACKENDS, DEVICES
-from ..eval_run import TestOptions, test_run
-from ..evaluation import SPLITS
-from ..layout import BEST, CHECKPOINTS, CONFIG, LAST, RunLayout
+from ..evaluate.eval_run import TestOptions, test_run
+from ..evaluate.evaluation import SPLITS
+from ..rundir.layout import BEST, CHECKPOINTS, CONFIG, LAST, RunLayout
 from ._runner import Command, Parser
 
 _SHOWN = RunLayout("RUN_DIR")  # the run directory's names, as --help shows them

@@ -1,4 +1,4 @@
-"""``scorch-train``: the command line over :func:`scorch.trainer.train`."""
+"""``scorch-train``: the command line over :func:`scorch.training.trainer.train`."""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import distributed as dist, launch, overrides, slurm
+from .. import distributed as dist, launch
 from ..config import GROUPS, TrainConfig, hints, settings
+from ..contract import overrides
+from ..contract.userfiles import load_dataset_file, load_model_file
 from ..errors import EXIT_PREEMPTED, ScorchError, on_every_rank
+from ..experiments import slurm
 from ..launch import agent
-from ..rundir import default_name
-from ..runlock import RunLock
-from ..userfiles import load_dataset_file, load_model_file
+from ..rundir.directory import default_name
+from ..rundir.lock import RunLock
 from ._runner import Command, Parser
 
 SET_HELP = ("KEY=VALUE override, repeatable, parsed as a literal: e.g. lr=0.01, model.n_filters=16, "
@@ -96,7 +98,7 @@ def run(ns: argparse.Namespace) -> int:
     if environment.name == "none" and agent.wanted(config):
         _require_files(config)
         return agent.launch(config, ns.argv)
-    from ..trainer import train  # the whole training stack: not for --help, a --slurm job or the launch agent
+    from ..training.trainer import train  # the whole training stack: not for --help, a --slurm job or the launch agent
 
     train(config)
     return 0

@@ -5,7 +5,7 @@ import shlex
 from collections.abc import Sequence
 
 from ..errors import EXIT_PREEMPTED
-from ..layout import LAST
+from ..rundir.layout import LAST
 from .spec import JobSpec, sbatch_option
 
 

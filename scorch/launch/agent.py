@@ -30,7 +30,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, STOP_SIGNALS, DistributedError, RankFailed, ScorchError
-from ..rundir import default_name
+from ..rundir.directory import default_name
 from . import network, rendezvous
 from .base import LaunchEnvironment, free_port
 from .rendezvous import Meeting, plural

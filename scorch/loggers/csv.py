@@ -9,7 +9,7 @@ from typing import Any
 
 from .._atomic import user_facing, write_text
 from ..errors import ScorchError
-from ..layout import HISTORY
+from ..rundir.layout import HISTORY
 from .base import Logger, Resume
 
 FIRST = ("epoch", "step", "lr", "time")

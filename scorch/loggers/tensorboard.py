@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..layout import TENSORBOARD
+from ..rundir.layout import TENSORBOARD
 from .base import Logger, Resume
 
 STEPS = "steps"  # the subdirectory of the per-step scalars (--log-every)

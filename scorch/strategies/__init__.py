@@ -4,7 +4,7 @@ A strategy sets the model and its optimizer up together (the model is wrapped fi
 optimizer is built over the wrapped model's parameters), and owns everything that depends on the
 placement: gradient synchronisation (``no_sync`` of an accumulation window), the optimizer step,
 clipping by the global gradient norm, and the model's and optimizer's state for a checkpoint
-(called on every rank; rank 0 writes). The communication backend (:mod:`scorch._backends`) keeps
+(called on every rank; rank 0 writes). The communication backend (:mod:`scorch.distributed.backends`) keeps
 the collectives and the failure protocol only.
 
 - :class:`~scorch.strategies.base.Single`: one process, the Network as it is.
@@ -15,8 +15,10 @@ Adding a strategy is one new module here, one entry in :func:`for_backend`, and 
 """
 from __future__ import annotations
 
-from .._backends.base import Backend
+from ..distributed.backends.base import Backend
 from .base import Single, Strategy
+from .ddp import DDP
+from .horovod import Horovod
 
 
 def for_backend(backend: Backend) -> Strategy:
@@ -24,12 +26,8 @@ def for_backend(backend: Backend) -> Strategy:
     if backend.world_size == 1:
         return Single(backend)
     if backend.name == "horovod":
-        from .horovod import Horovod
-
         return Horovod(backend)
-    from .ddp import DDP
-
     return DDP(backend)
 
 
-__all__ = ["Single", "Strategy", "for_backend"]
+__all__ = ["DDP", "Horovod", "Single", "Strategy", "for_backend"]

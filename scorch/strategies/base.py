@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .._backends.base import Backend
+from ..distributed.backends.base import Backend
 
 OptimizerFactory = Callable[[], torch.optim.Optimizer]
 

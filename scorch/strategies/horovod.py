@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .._backends.horovod import HorovodBackend
+from ..distributed.backends.horovod import HorovodBackend
 from .base import Strategy
 
 

@@ -120,7 +120,7 @@ class Run:
         self.epoch, self.step = 0, 0
         self.should_stop: str | None = None
         self.monitor = ""  # the monitored value (--monitor), e.g. valid/loss
-        self.loop: Any = None  # its record: best, best_epoch, bad_epochs (scorch.state.LoopState)
+        self.loop: Any = None  # its record: best, best_epoch, bad_epochs (scorch.training.state.LoopState)
         self.improved = False  # whether the epoch that just ended was the best so far
         self.plan: Any = None  # this rank's plan of the current training epoch (scorch.data.EpochPlan)
         self.scalars = Scalars()

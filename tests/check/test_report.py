@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from scorch import report
 from scorch.cli.report import main
+from scorch.experiments import report
 from tests.check.conftest import ONE_THREAD
 from tests.helpers import BIN, base_args, env, scorch_train
 

@@ -124,7 +124,7 @@ def test_the_package_names_what_it_exports_from_modules_that_exist() -> None:
                 importlib.import_module(f"scorch.{alias.name}")
             else:
                 assert hasattr(importlib.import_module(f"scorch.{node.module}"), alias.name), (node.module, alias.name)
-    from scorch.trainer import RunResult, train
+    from scorch.training.trainer import RunResult, train
 
     assert scorch.RunResult is RunResult and scorch.train is train
     for name in scorch.__all__:

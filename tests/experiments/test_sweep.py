@@ -13,7 +13,7 @@ import torch
 
 from scorch.cli.sweep import main
 from scorch.errors import EXIT_PREEMPTED
-from scorch.sweep import parse_grid, split_values
+from scorch.experiments.sweep import parse_grid, split_values
 from tests.helpers import BIN, DATASET, FIXTURES, MODEL, env, scorch_train, snapshot
 
 pytestmark = pytest.mark.slow
@@ -137,8 +137,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
 
 def test_another_sweep_in_the_same_directory_is_refused(tmp_path, capsys):
     base = ["--model", MODEL, "--dataset", DATASET, "--run-root", str(tmp_path), "--name", "s", "--epochs", "1"]
-    from scorch import sweep as sweep_mod
     from scorch.cli.train import parse_config
+    from scorch.experiments import sweep as sweep_mod
 
     sweep_mod.prepare(tmp_path / "s", base[:4] + base[-2:], ["lr=0.1,0.2"], parse_config)
     assert main([*base, "--grid", "lr=0.3"]) == 2

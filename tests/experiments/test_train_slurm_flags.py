@@ -59,7 +59,7 @@ def test_refuses_a_used_run_dir_and_leaves_it_unchanged(tmp_path, capsys):
 
 
 def test_overwrite_keeps_the_old_run_until_the_job_is_submitted_and_respects_the_lock(tmp_path, capsys, monkeypatch):
-    from scorch.runlock import RunLock
+    from scorch.rundir.lock import RunLock
     run = tmp_path / "r"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.pt").write_bytes(b"weights")
@@ -112,8 +112,8 @@ def test_help_lists_the_slurm_flags(capsys):
 
 def test_options_reach_the_script():
     """Every SlurmOptions field, through slurm.job_spec, into the one render()."""
+    from scorch.experiments.slurm import SlurmOptions, job_spec
     from scorch.jobs import render
-    from scorch.slurm import SlurmOptions, job_spec
 
     opts = SlurmOptions(nodes=3, ntasks_per_node=2, time="10", mem="2G", partition="p", account="a", launcher="mpirun",
                         sbatch_args=("--qos=low",), setup=("true",), signal_seconds=30)
@@ -133,7 +133,7 @@ def test_options_reach_the_script():
 ])
 def test_options_check_themselves_and_name_the_flag(kwargs, flag):
     from scorch.errors import ScorchError
-    from scorch.slurm import SlurmOptions
+    from scorch.experiments.slurm import SlurmOptions
 
     with pytest.raises(ScorchError, match=f"^{flag}") as info:
         SlurmOptions(**kwargs)

@@ -28,7 +28,8 @@ def test_a_restart_resumes_instead_of_starting_over():
     assert child_argv(["--auto-resume"], "r", restart=True) == ["--auto-resume", "--name", "r"]
 
 
-TRAINING_STACK = ("scorch.trainer", "scorch.build", "scorch.loop", "scorch.data", "scorch.userfiles", "scorch.checkpoint")
+TRAINING_STACK = ("scorch.training.trainer", "scorch.training.build", "scorch.training.loop", "scorch.data",
+                  "scorch.contract.userfiles", "scorch.rundir.checkpoint")
 
 
 def test_the_agent_imports_no_training_stack():

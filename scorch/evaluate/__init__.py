@@ -1,0 +1,3 @@
+"""Evaluation: whole-split outputs gathered in dataset order (``outputs``), a checkpoint on a split
+(``evaluation``), and scorch-test's run rebuilt from its directory (``eval_run``).
+"""

@@ -1,0 +1,233 @@
+"""One training epoch and one evaluation pass. No rank checks here; what writes files (checkpoints,
+loggers) hangs off the callbacks this loop fires."""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Sized
+from contextlib import AbstractContextManager as ContextManager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import data
+from ..callbacks.base import BatchEnd, Callbacks
+from ..contract.userfiles import Socket
+from ..distributed.backends.base import Backend
+from ..errors import TrainingError
+from ..evaluate.outputs import SplitOutputs, split_results
+from ..strategies.base import Strategy
+from .preempt import StopSignal
+from .run import TRAIN, VALID, Run
+from .state import MetricTotals
+
+
+class NanGuard:
+    """Stops on a non-finite loss. On CUDA the check lags one step so it does not stall the GPU queue.
+    With ``skip`` it stops nothing: the step is skipped where the gradients are checked."""
+
+    def __init__(self, lag: bool, skip: bool = False):
+        self.lag, self.skip = lag, skip
+        self.pending: tuple[torch.Tensor, int, int] | None = None
+
+    def push(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        if self.skip:
+            return
+        if self.lag:
+            self.flush()
+            self.pending = (loss.detach(), epoch, step)
+        else:
+            self._check(loss.detach(), epoch, step)
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self._check(*pending)
+
+    @staticmethod
+    def _check(loss: torch.Tensor, epoch: int, step: int) -> None:
+        if not math.isfinite(loss.item()):
+            raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {step}; stopping "
+                                "(no checkpoint is written with these weights)")
+
+
+@dataclass
+class StepContext:
+    """What a training epoch needs besides the data."""
+
+    backend: Backend
+    strategy: Strategy
+    model: torch.nn.Module  # wrapped for training (by the strategy)
+    socket: Socket
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], ContextManager[Any]]
+    clip_grad: float | None
+    skip_nonfinite: bool = False
+
+
+class StepCheck:
+    """Run before each optimizer step (after unscaling): clip; with --nan-policy skip, refuse a
+    step whose gradients are not finite (they are averaged already, so every rank agrees)."""
+
+    def __init__(self, strategy: Strategy, params: list[torch.nn.Parameter], clip_grad: float | None, skip_nonfinite: bool):
+        self.strategy, self.params, self.clip_grad, self.skip_nonfinite = strategy, params, clip_grad, skip_nonfinite
+        self.skipped = 0
+
+    def __call__(self) -> bool:
+        norm = None
+        if self.clip_grad is not None:
+            norm = self.strategy.clip_grad_norm(self.params, self.clip_grad)
+        if not self.skip_nonfinite:
+            return True
+        if norm is None:
+            norm = self.strategy.grad_norm(self.params)
+        if bool(torch.isfinite(norm)):
+            return True
+        self.skipped += 1
+        return False
+
+
+@dataclass
+class EpochResult:
+    """Where a training epoch got to: all of its plan, or ``steps`` steps when a signal stopped it."""
+
+    step: int  # optimizer steps of the run so far
+    steps: int  # steps of this plan done
+    stopped: bool
+    skipped: int = 0
+
+
+def train_epoch(
+    ctx: StepContext,
+    loader: DataLoader,
+    plan: data.EpochPlan,
+    run: Run,
+    totals: MetricTotals,
+    callbacks: Callbacks,
+    guard: NanGuard,
+    stop: StopSignal,
+) -> EpochResult:
+    """This rank's micro-batches of ``plan``; stops early at a step boundary all ranks agree on.
+    ``run.step`` counts the optimizer steps; ``callbacks`` hear of each micro-batch and each step."""
+    device = ctx.backend.device
+    non_blocking = device.type == "cuda"
+    model, socket, optimizer, strategy = ctx.model, ctx.socket, ctx.optimizer, ctx.strategy
+    strategy.zero_grad(optimizer)
+    check = StepCheck(strategy, socket.trainable_params, ctx.clip_grad, ctx.skip_nonfinite)
+    epoch, steps, micro = run.epoch, 0, 0
+    batch_end = callbacks.wants("on_train_batch_end")
+
+    with data.batches(loader) as batches:
+        for slot, batch in zip(plan.slots, batches):
+            inputs, targets = data.to_device(batch, device, non_blocking)
+            run.batch(TRAIN, slot.count)  # what run.log weighs a value logged in this micro-batch
+            # Gradients of a step's earlier micro-batches stay local until its last one.
+            with (strategy.no_sync(model) if not slot.last else contextlib.nullcontext()):
+                with ctx.autocast():
+                    preds = model(inputs)
+                    loss = socket.criterion(preds, targets)
+                if loss.dim():
+                    loss = loss.reshape(())  # a one-element loss of shape (1,)
+                guard.push(loss, epoch, run.step + 1)
+                # The slot's share of its step's samples: the step's gradient is the mean over them.
+                ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
+            if slot.last:
+                strategy.optimizer_step(optimizer, ctx.scaler, check)
+                run.step += 1
+                steps += 1
+            metrics = None
+            if slot.count:
+                with torch.no_grad():
+                    if not ctx.skip_nonfinite or bool(torch.isfinite(loss)):
+                        metrics = socket.metrics(preds, targets)
+                        totals.add(slot.count, loss.detach(), metrics)
+            run.batch(TRAIN, None)
+            if batch_end:
+                callbacks.fire("on_train_batch_end", run, BatchEnd(slot.count, inputs, preds, targets, loss.detach(),
+                                                                   metrics, micro))
+            micro = 0 if slot.last else micro + 1
+            if slot.last:
+                callbacks.on_step_end(run)  # the step's gradients are still there (averaged, unscaled, clipped)
+                strategy.zero_grad(optimizer)
+                # Stop only where no gradient is half accumulated, and not after the last step
+                # (the end of the epoch has its own, complete checkpoint).
+                if steps < plan.steps and stop.poll(ctx.backend):
+                    guard.flush()
+                    return EpochResult(run.step, steps, True, check.skipped)
+    guard.flush()
+    return EpochResult(run.step, steps, False, check.skipped)
+
+
+def reduce_totals(backend: Backend, totals: MetricTotals, prefix: str) -> dict[str, float]:
+    """Means over every sample of every rank: one all-reduce, called by all ranks."""
+    return totals.means(backend.all_reduce(totals.packed(), "sum"), prefix)
+
+
+@torch.no_grad()
+def evaluate(
+    backend: Backend,
+    network: torch.nn.Module,
+    socket: Socket,
+    loader: DataLoader,
+    autocast: Callable[[], ContextManager[Any]],
+    totals: MetricTotals,
+    stop: StopSignal,
+    common: int,
+    prefix: str = "valid",
+    outputs: SplitOutputs | None = None,
+    run: Run | None = None,
+    callbacks: Callbacks | None = None,
+) -> dict[str, float] | None:
+    """Every sample of the split counted once over all ranks; sample-weighted means of the loss and
+    Socket.metrics, and Socket.split_metrics of the whole split. None when a stop signal ended it
+    (polled after each of the ``common`` batches every rank has).
+
+    ``run``: a training run, whose ``run.log`` values logged meanwhile weigh the batch's samples;
+    ``callbacks``: fired ``on_validation_batch_end`` after each of this rank's batches.
+    ``outputs``: keeps every sample's outputs, on rank 0 in dataset order after the call (one is
+    made when the Socket has split_metrics).
+
+    Uses the unwrapped Network: a DDP forward would issue collectives, and ranks may
+    hold different numbers of batches here.
+    """
+    device = backend.device
+    if outputs is None and socket.has_split_metrics:
+        outputs = SplitOutputs(targets=True)
+    batch_end = callbacks is not None and run is not None and callbacks.wants("on_validation_batch_end")
+    was_training = network.training
+    network.eval()
+    try:
+        with data.batches(loader) as batches:
+            for i, batch in enumerate(batches):
+                inputs, targets = data.to_device(batch, device, device.type == "cuda")
+                n = data.batch_len((inputs, targets))
+                if run is not None:
+                    run.batch(VALID, n)
+                with autocast():
+                    preds = network(inputs)
+                    loss = socket.criterion(preds, targets)
+                metrics = socket.metrics(preds, targets)
+                totals.add(n, loss.detach().reshape(()), metrics)
+                if run is not None:
+                    run.batch(VALID, None)
+                if batch_end:
+                    assert callbacks is not None and run is not None
+                    callbacks.fire("on_validation_batch_end", run, BatchEnd(n, inputs, preds, targets,
+                                                                            loss.detach().reshape(()), metrics, i))
+                if outputs is not None:
+                    outputs.add(preds, targets)
+                if i < common and stop.poll(backend):
+                    return None
+    finally:
+        network.train(was_training)
+    means = reduce_totals(backend, totals, prefix)
+    if outputs is not None:
+        # A map-style dataset with a sampler of indices: what scorch's evaluation loaders are built over.
+        length = len(cast(Sized, loader.dataset))
+        outputs.gather(backend, list(cast(Iterable[int], loader.sampler)), length, socket.path)
+        if socket.has_split_metrics:
+            means.update(split_results(backend, socket, outputs, prefix, totals.names))
+    return means

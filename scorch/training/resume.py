@@ -1,0 +1,123 @@
+"""A resumed run goes on as the same run: a setting given anew takes effect or is refused.
+
+- The global batch (samples per optimizer step over all ranks) is kept on any world size: the
+  per-rank batch and the gradient accumulation are fitted to it (said in the log), unless the
+  user changed ``--accumulate``, which changes the global batch on purpose.
+- ``--lr``, ``--weight-decay`` and ``--momentum`` given anew are written into the restored
+  optimizer's parameter groups when scorch built the optimizer; with ``Socket.optimizer`` they
+  are refused (they would be ignored), as is ``--lr`` with ``Socket.scheduler`` (it owns the
+  rate) and another ``--optimizer`` (its state cannot carry over).
+- ``--seed`` and the dataset's settings change the epoch's order: refused in the middle of an
+  epoch, taking effect from the next epoch otherwise.
+
+Everything else (``clip_grad``, ``amp``, ``lr_schedule``, ``warmup_epochs``, model settings
+whose weights still fit) simply takes effect.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import ScorchError
+
+log = logging.getLogger(__name__)
+
+OPTIMIZER_SETTINGS = ("lr", "weight_decay", "momentum")
+
+
+def saved_global_batch(state: dict[str, Any]) -> int:
+    """Samples per optimizer step of the run in ``state`` (older checkpoints: from its config)."""
+    cursor = state.get("cursor") or {}
+    if cursor.get("global_batch"):
+        return int(cursor["global_batch"])
+    saved = state.get("config", {})
+    return int(saved.get("batch_size", 1)) * int(saved.get("accumulate", 1)) * max(1, len(state.get("rng", [None])))
+
+
+def fit_global_batch(global_batch: int, world_size: int, batch_size: int, accumulate: int,
+                     batch_given: bool) -> tuple[int, int]:
+    """``(batch_size, accumulate)`` with ``batch_size * accumulate * world_size == global_batch``.
+
+    Keeps ``batch_size`` and changes the accumulation where it can; otherwise (unless the batch
+    size was given anew) the smallest accumulation whose per-rank batch is at most the old one."""
+    if global_batch % world_size:
+        raise ScorchError(f"--resume: the run's global batch is {global_batch} samples per step, which {world_size} "
+                          "ranks cannot share equally; resume on a number of ranks that divides it")
+    per_rank = global_batch // world_size
+    if per_rank % batch_size == 0:
+        return batch_size, per_rank // batch_size
+    if batch_given:
+        raise ScorchError(f"--batch-size {batch_size}: the run's global batch is {global_batch} samples per step, "
+                          f"{per_rank} per rank on {world_size} rank(s); give a --batch-size that divides {per_rank}")
+    for acc in range(1, per_rank + 1):
+        if per_rank % acc == 0 and per_rank // acc <= batch_size:
+            return per_rank // acc, acc
+    return 1, per_rank  # pragma: no cover - acc == per_rank always fits
+
+
+def adapt(config: TrainConfig, state: dict[str, Any], world_size: int, custom_optimizer: bool,
+          custom_scheduler: bool, train_length: int) -> TrainConfig:
+    """``config`` made to continue the run saved in ``state`` on ``world_size`` ranks (or refused)."""
+    saved = state.get("config", {})
+    cursor = state.get("cursor") or {}
+    mid_epoch = bool(cursor.get("samples") or cursor.get("trained"))
+    changed = {k for k in saved if k in TrainConfig.__dataclass_fields__ and saved[k] != getattr(config, k)}
+    if "optimizer" in changed and not custom_optimizer:
+        raise ScorchError(f"--optimizer {config.optimizer}: the run was trained with {saved['optimizer']}, whose state "
+                          "cannot carry over; resume with the same optimizer or start a new run")
+    if custom_optimizer:
+        given = [k for k in (*OPTIMIZER_SETTINGS, "optimizer") if k in changed]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ScorchError(f"{flag}: {config.model} builds the optimizer in Socket.optimizer, so {flag} has no "
+                              "effect; change it there (its restored state is used as saved)")
+    if custom_scheduler and "lr" in changed and not custom_optimizer:
+        raise ScorchError(f"--lr: {config.model} defines Socket.scheduler, which owns the learning rate of a "
+                          "resumed run; change the rate there (or start a new run)")
+    if mid_epoch and cursor.get("length") and int(cursor["length"]) != train_length:
+        raise ScorchError(f"--resume: the training split has {train_length} samples, but the run stopped in the middle "
+                          f"of an epoch of {int(cursor['length'])}; resume with the same data")
+    if mid_epoch:
+        for key in ("seed", "dataset_settings"):
+            if key in changed:
+                raise ScorchError(f"--resume: {key} changed in the middle of epoch {int(cursor.get('epoch', 0)) + 1}, "
+                                  "which would change that epoch's order; resume with the saved value (it can change "
+                                  "at an epoch boundary)")
+    batch_size, accumulate = config.batch_size, config.accumulate
+    old_global = saved_global_batch(state)
+    if "accumulate" in changed:
+        new_global = batch_size * accumulate * world_size
+        if new_global != old_global:
+            log.info("resume: --accumulate %d changes the global batch from %d to %d samples per step",
+                     accumulate, old_global, new_global)
+    else:
+        batch_size, accumulate = fit_global_batch(old_global, world_size, batch_size, accumulate, "batch_size" in changed)
+        if (batch_size, accumulate) != (config.batch_size, config.accumulate):
+            log.info("resume on %d rank(s): --batch-size %d --accumulate %d keeps the global batch of %d samples per step",
+                     world_size, batch_size, accumulate, old_global)
+    described = sorted(changed & set(TRAJECTORY_DESCRIBED))
+    if described:
+        log.warning("resuming with changed settings (they take effect): %s",
+                    ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}" for k in described))
+    return config.replace(batch_size=batch_size, accumulate=accumulate)
+
+
+# Changes worth a line in the log when they take effect on resume.
+TRAJECTORY_DESCRIBED = ("lr", "weight_decay", "momentum", "seed", "clip_grad", "amp", "lr_schedule",
+                        "warmup_epochs", "model_settings", "dataset_settings", "accumulate", "batch_size")
+
+
+def apply_optimizer_settings(optimizer: torch.optim.Optimizer, config: TrainConfig, saved: dict[str, Any]) -> None:
+    """Write the --lr/--weight-decay/--momentum given anew into every parameter group of an optimizer
+    scorch built (after its state was restored, so that the values given now are the ones that
+    train). A rate set by a Socket.scheduler is its own: --lr is refused before this."""
+    for group in optimizer.param_groups:
+        if config.lr != saved.get("lr", config.lr):
+            group["lr"] = group["initial_lr"] = config.lr
+        if config.weight_decay != saved.get("weight_decay", config.weight_decay):
+            group["weight_decay"] = config.weight_decay
+        if "momentum" in group and config.momentum != saved.get("momentum", config.momentum):
+            group["momentum"] = config.momentum

@@ -1,0 +1,486 @@
+"""``train(config)``: the whole run, from process group to the last checkpoint.
+
+Rank facts are worked out once, here; rank-0-only side effects live in objects built on every
+rank (RunDir, the loggers, the Saver). The run is a loop of named steps: train an epoch, validate
+it, end it, and stop where a signal says so; everything optional hangs off the callbacks it fires
+(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own,
+early stopping, the checkpoint policy), the numbers go to the loggers (:mod:`scorch.loggers`), and
+the strategy (:mod:`scorch.strategies`) places the model on the ranks.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from .. import data, distributed as dist, loggers as loggers_
+from ..callbacks.base import Callback, Callbacks
+from ..callbacks.checkpointing import Checkpointing, Saver
+from ..callbacks.early_stopping import EarlyStopping
+from ..callbacks.progress import ProgressBar
+from ..callbacks.steplog import StepLog
+from ..callbacks.visualize import Visualize
+from ..config import TrainConfig
+from ..distributed.backends.base import Backend
+from ..errors import Preempted, ScorchError, TrainingError, on_every_rank
+from ..evaluate.evaluation import Evaluation, test_after_training
+from ..loggers import CSVLogger, Loggers, Resume
+from ..rundir import checkpoint
+from ..rundir.directory import RunDir, default_name, prepare_target, session_meta
+from ..rundir.lock import RunLock
+from ..strategies import Strategy, for_backend
+from . import _malloc, compiling, outcome, resume, schedule
+from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
+from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
+from .preempt import StopSignal
+from .run import TRAIN, VALID, Run
+from .state import Cursor, LoopState, MetricTotals
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs_done: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    monitor: str = ""
+    stopped_early: bool = False
+
+
+def train(config: TrainConfig) -> RunResult:
+    """Train as configured; every rank of the job calls this.
+
+    Everything that can be checked is checked before the run directory changes: the user's
+    files, the target directory, a resumed checkpoint, history.csv and meta.json. Problems found
+    by rank 0 alone are broadcast, so every rank stops alike."""
+    _malloc.tune()  # no page faults for what each step frees and allocates again (scorch/training/_malloc.py)
+    backend = dist.init(config.backend, config.device, config.dist_timeout, config.join_timeout)
+    rank0 = backend.rank == 0
+    if config.name is None:
+        config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
+
+    parts = dist.each(lambda: build_parts(config, backend))  # checks the user's files: nothing is written before this
+    run_dir = RunDir(parts.config.run_dir, rank0)
+    lock = RunLock(run_dir.path, config.break_lock)  # one writer per run directory
+    dist.decide(lock.acquire)
+    try:
+        return _locked(config, parts, run_dir)
+    finally:
+        if rank0:
+            lock.abandon()
+
+
+def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
+    dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
+    resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir).load_latest()) if config.resume else None
+    if resumed is not None:
+        parts.config = dist.each(lambda: resume.adapt(config, resumed, parts.backend.world_size, parts.socket.has_optimizer,
+                                                      parts.socket.has_scheduler, len(parts.train_set)))
+    strategy = for_backend(parts.backend)
+    clock = compiling.apply(parts.network) if config.compile else None  # in place: the state_dict keys stay the Network's
+    model, optimizer = _setup(parts, strategy)
+    state = dist.each(lambda: _state(parts, strategy, optimizer, resumed))
+    strategy.broadcast_training_state(parts.network, state.optimizer)
+    callbacks, loggers = dist.each(lambda: _extensions(parts, run_dir))
+    where = Resume(state.cursor.epoch, state.cursor.step) if resumed is not None else None
+    dist.decide(lambda: loggers.check(run_dir.path, where))
+    csv_rows = dist.decide(lambda: csv.rows if (csv := loggers.get(CSVLogger)) is not None else [])
+    previous_meta = dist.decide(run_dir.read_meta) if resumed is not None else {}
+
+    placements = dist.all_gather(dist.placement())  # every rank's host, node and local rank
+    run_dir.create(overwrite=config.overwrite)
+    run_dir.attach_log()
+    try:
+        session = _open(parts, run_dir, state, resumed, placements, previous_meta or {}, strategy, model, callbacks, loggers)
+        session.rows, session.compiled = list(csv_rows or []), clock
+        return _fit(session)
+    except BaseException:
+        run_dir.restore()  # an --overwrite that failed before its first checkpoint gives the old run back
+        raise
+    finally:
+        run_dir.detach_log()
+
+
+def _setup(parts: Parts, strategy: Strategy) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model placed by the strategy first, then the optimizer (the model file's or scorch's)
+    built over its parameters; a problem with the optimizer stops every rank alike."""
+    config, socket = parts.config, parts.socket
+    find_unused = parts.unused_parameters or config.find_unused_parameters
+    return strategy.setup(parts.network, lambda: dist.each(lambda: make_optimizer(config, socket)),
+                          socket.named_trainable_parameters, config.accumulate, find_unused)
+
+
+def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
+           resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
+    """The optimizer's scheduler and the loop's state, restored from ``resumed`` and with the
+    settings of this run applied; nothing is written."""
+    config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
+    scheduler = socket.scheduler(optimizer)
+    schedule.check_owner(config, scheduler is not None)
+    check_scheduler(socket, scheduler, parts.monitor, parts.monitor_mode)
+    cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
+                    world_size=backend.world_size, length=len(parts.train_set))
+    state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
+    if resumed is not None:
+        state.load_state_dict(resumed, f"{config.model}: Network", strategy)
+        if not socket.has_optimizer:
+            resume.apply_optimizer_settings(optimizer, config, resumed.get("config", {}))
+        cursor.global_batch = config.batch_size * config.accumulate * backend.world_size
+        cursor.world_size, cursor.length = backend.world_size, len(parts.train_set)
+    return state
+
+
+def _extensions(parts: Parts, run_dir: RunDir) -> tuple[list[Callback], Loggers]:
+    """The model file's callbacks and the loggers (--logger, then the model file's), checked."""
+    config, socket = parts.config, parts.socket
+    chosen = loggers_.build(config.logger) + socket.loggers()
+    return socket.callbacks(), Loggers(chosen, parts.backend.rank == 0)
+
+
+@dataclass
+class Session:
+    """Everything a run holds while it trains."""
+
+    config: TrainConfig
+    parts: Parts
+    run_dir: RunDir
+    state: checkpoint.TrainingState
+    ctx: StepContext
+    loader: Any
+    valid_loader: Any
+    run: Run
+    callbacks: Callbacks
+    loggers: Loggers
+    saver: Saver
+    guard: NanGuard
+    meta: dict[str, Any]
+    saved_totals: list[dict[str, Any]] | None = None  # a resumed epoch's metric sums, one per saved rank
+    saved_scalars: list[dict[str, Any]] | None = None  # and its run.log sums
+    started: float = 0.0  # when the current epoch started (perf_counter)
+    compiled: compiling.Clock | None = None  # --compile: what has been compiled so far
+    rows: list[dict[str, Any]] = field(default_factory=list)  # history: the resumed epochs', then this session's
+
+    @property
+    def backend(self) -> Backend:
+        return self.parts.backend
+
+    @property
+    def cursor(self) -> Cursor:
+        return self.state.cursor
+
+    @property
+    def loop(self) -> LoopState:
+        return self.state.loop
+
+    def totals(self) -> MetricTotals:
+        return MetricTotals(self.parts.metric_names, self.backend.device, f"{self.config.model}: Socket.metrics")
+
+
+def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resumed: dict[str, Any] | None,
+          placements: list[dict[str, Any]], previous_meta: dict[str, Any], strategy: Strategy, model: torch.nn.Module,
+          user_callbacks: list[Callback], loggers: Loggers) -> Session:
+    """Write the run's files, restore this rank's RNG, open the loggers, build the loaders and the
+    callbacks."""
+    config, backend, socket = parts.config, parts.backend, parts.socket
+    cursor = state.cursor
+    meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
+    run_dir.write_config(config.to_dict())
+    run_dir.copy_sources(config.model, config.dataset)
+    run_dir.write_meta(meta)
+    if resumed is not None:
+        _restore_rng(resumed, config.seed, backend.rank)
+        log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
+                 cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
+    loggers.open(run_dir.path, Resume(cursor.epoch, cursor.step) if resumed is not None else None, config.to_dict())
+
+    run = Run(backend.rank, backend.world_size, run_dir.path, parts.network, state.optimizer, config, backend)
+    run.step, run.epoch = cursor.step, cursor.epoch
+    run.loop, run.monitor = state.loop, parts.monitor
+    run.strategy, run.params = strategy, socket.trainable_params
+    socket.attach(run)
+    where = f"{config.model}: Socket.metrics"
+    saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir, config, state,
+                  strategy, None)
+    callbacks = Callbacks([
+        ProgressBar(config.progress),
+        *([Visualize(socket, loggers)] if socket.has_visualize else []),
+        *user_callbacks,
+        *([StepLog(config.log_every, parts.metric_names, loggers, where)] if config.log_every else []),
+        *([EarlyStopping(config.patience)] if config.patience is not None else []),
+        Checkpointing(saver),
+    ], f"{config.model}: Socket.callbacks()")
+    saver.callbacks = callbacks
+    if resumed is not None:
+        callbacks.load_state_dict(resumed.get("callbacks") or {})
+    ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
+    loader, valid_loader = _loaders(config, parts)
+    log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)%s",
+             run_dir.path, backend.device, backend.world_size, backend.name, backend.reason, len(parts.train_set),
+             len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
+             parts.monitor_mode, ", torch.compile (the first steps compile)" if config.compile else "")
+    return Session(config, parts, run_dir, state, ctx, loader, valid_loader, run, callbacks, loggers, saver,
+                   NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta,
+                   resumed.get("totals") if resumed is not None else None,
+                   resumed.get("scalars") if resumed is not None else None)
+
+
+def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
+    """This rank's saved RNG states; a rank the saved run did not have is seeded afresh."""
+    rngs = resumed.get("rng") or []
+    if rank < len(rngs):
+        checkpoint.set_rng_state(rngs[rank])
+    else:
+        data.reseed(data.batch_seed(seed, rank))
+        log.info("rank %d has no saved RNG state (the run was saved by %d rank(s)): seeded afresh", rank, len(rngs))
+
+
+def _fit(s: Session) -> RunResult:
+    config, backend = s.config, s.backend
+    status, stopped_early = "failed", False
+    try:
+        s.callbacks.on_fit_start(s.run)
+        with StopSignal() as stop:
+            while s.cursor.epoch < config.epochs:
+                epoch = s.cursor.epoch + 1
+                totals = _train(s, epoch, stop)
+                row = _validate(s, epoch, totals, stop)
+                if _end_epoch(s, row):
+                    stopped_early = True
+                    break
+                if epoch < config.epochs and stop.settle(backend):
+                    raise Preempted(f"stopped by {stop.describe()} after epoch {epoch}; checkpoint written to "
+                                    f"{s.run_dir.last_checkpoint}; continue with --resume")
+            status = "finished"
+        s.callbacks.on_fit_end(s.run)
+        if config.test:
+            test_after_training(_test_setup(s), s.run_dir.path)
+    except BaseException as exc:
+        status = "preempted" if isinstance(exc, Preempted) else "failed"
+        s.callbacks.on_exception(s.run, exc)
+        _record_ending(s, exc)
+        raise
+    finally:
+        _finish_meta(s, status)
+    return RunResult(s.run_dir.path, s.cursor.epoch, s.rows, s.loop.best, s.parts.monitor, stopped_early)
+
+
+def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
+    """Train epoch ``epoch`` (the rest of it, on a resume); a stop signal saves and raises Preempted."""
+    s.started = time.perf_counter()
+    config, backend, cursor = s.config, s.backend, s.cursor
+    _set_lr(s, epoch)
+    totals = s.totals()
+    _take_saved_totals(s, totals)
+    run = s.run
+    run.epoch, run.step = epoch, cursor.step
+    if cursor.trained:  # stopped during this epoch's validation
+        return totals
+    plan = data.EpochPlan(len(s.parts.train_set), cursor.global_batch, config.batch_size, backend.rank,
+                          backend.world_size, config.seed, epoch, start=cursor.samples)
+    data.set_plan(s.loader, plan)
+    s.parts.train_mode()
+    run.plan = plan
+    s.callbacks.on_train_epoch_start(run)
+    try:
+        with compiling.failures(config.model, s.compiled is not None):
+            done = train_epoch(s.ctx, s.loader, plan, run, totals, s.callbacks, s.guard, stop)
+    except RuntimeError as exc:
+        if "find_unused_parameters" not in str(exc):
+            raise
+        raise ScorchError(f"{config.model}: a trainable parameter got no gradient in a step of epoch {epoch} on rank "
+                          f"{backend.rank} (a branch not taken?), which DistributedDataParallel cannot average; "
+                          "pass --find-unused-parameters, or keep such modules out of Socket.trainable_modules") from exc
+    cursor.step = done.step
+    s.loop.skipped_steps += done.skipped
+    if done.stopped:
+        cursor.samples = plan.samples_after(done.steps)
+        _stop(s, totals, f"stopped by {stop.describe()} at epoch {epoch}, step {cursor.step}")
+    cursor.samples, cursor.trained = len(s.parts.train_set), True
+    return totals
+
+
+def _stop(s: Session, totals: MetricTotals, what: str, then: str = "") -> NoReturn:
+    """Save where every rank got to and raise Preempted; nobody leaves before rank 0 has written
+    (a launcher ends the whole job when the first rank exits)."""
+    s.saver.save(s.run, False, totals)
+    s.backend.barrier()
+    raise Preempted(f"{what}; checkpoint written to {s.run_dir.last_checkpoint}; continue with --resume{then}")
+
+
+def _take_saved_totals(s: Session, totals: MetricTotals) -> None:
+    """A resumed epoch starts from the metric sums saved with it: each rank its own when the world
+    size is the same (so the sums are bitwise those of an uninterrupted run), else rank 0 all."""
+    saved, s.saved_totals = s.saved_totals, None
+    scalars, s.saved_scalars = s.saved_scalars, None
+    if not saved:
+        return
+    if len(saved) == s.backend.world_size:
+        totals.load_state_dict(saved[s.backend.rank])
+        if scalars:
+            s.run.scalars.load_state_dict(scalars[s.backend.rank])
+    elif s.backend.rank == 0:
+        totals.absorb(saved)
+        if scalars:
+            s.run.scalars.absorb(scalars)
+
+
+def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) -> dict[str, Any]:
+    """The epoch's row: train means, then the validation of the model that is checkpointed
+    (every rank evaluates with rank 0's buffers). A stop signal saves and raises Preempted; the
+    resumed run redoes this validation."""
+    backend, parts = s.backend, s.parts
+    lr = s.state.optimizer.param_groups[0]["lr"]
+    row: dict[str, Any] = {"epoch": epoch, "step": s.cursor.step, "lr": lr, **reduce_totals(backend, totals, "train")}
+    means: dict[str, float] | None = {}
+    if s.valid_loader is not None and parts.valid_set is not None:
+        s.ctx.strategy.broadcast_buffers(parts.network)
+        common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
+        with compiling.failures(s.config.model, s.compiled is not None):
+            means = evaluate(backend, s.ctx.strategy.eval_model(parts.network), parts.socket, s.valid_loader,
+                             s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks)
+        if means is None:
+            s.run.batch(TRAIN, None)
+            _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
+    assert means is not None
+    s.run.batch(VALID, None)
+    s.callbacks.on_validation_end(s.run, means)
+    row.update(means)
+    _add_scalars(s, row)
+    row["time"] = time.perf_counter() - s.started
+    if s.config.nan_policy == "skip":
+        row["skipped_steps"] = s.loop.skipped_steps
+    return row
+
+
+def _add_scalars(s: Session, row: dict[str, Any]) -> None:
+    """The epoch's means of the run.log values (train/NAME, valid/NAME: collective) into ``row``."""
+    scalars = s.run.scalars
+    values = {**scalars.epoch_means(s.backend, TRAIN), **scalars.epoch_means(s.backend, VALID)}
+    s.run.batch(TRAIN, None)
+    clash = next((k for k in values if k in row), None)
+    if clash is not None:
+        raise on_every_rank(ScorchError(f"run.log: {clash!r} is also a column of Socket.metrics (or the loss); give the "
+                                        "logged value a name of its own"))
+    row.update(values)
+
+
+def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
+    """Record the epoch (best, scheduler, history, TensorBoard, checkpoint); True to stop early."""
+    config, parts, loop, epoch = s.config, s.parts, s.loop, row["epoch"]
+    if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
+        raise on_every_rank(TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without "
+                                          "writing this epoch's checkpoint (--nan-policy skip would go on)"))
+    s.run.improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
+    _step_scheduler(s.state.scheduler, row[parts.monitor])
+    s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
+    s.rows.append(row)
+    s.loggers.log_epoch(row)
+    s.callbacks.on_epoch_end(s.run, row)  # the checkpoint policy fires last
+    log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
+    _note_compile(s)
+    if s.run.should_stop is not None:
+        log.info("%s", s.run.should_stop)
+        return True
+    return False
+
+
+def _set_lr(s: Session, epoch: int) -> None:
+    """The epoch's learning rate from --lr/lr_schedule/warmup (unless Socket.scheduler owns it)."""
+    if s.state.scheduler is None:
+        config = s.config
+        base = config.lr if not s.parts.socket.has_optimizer else None
+        schedule.apply(s.state.optimizer, epoch, config.lr_schedule, config.warmup_epochs, config.epochs, base)
+
+
+def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
+    """This rank's training loader (fed an EpochPlan per epoch), and its exact validation shard."""
+    backend = parts.backend
+    pin = parts.device.type == "cuda"
+    where = f"{config.dataset}: DataSet.__getitem__ (mode={{!r}})"
+    loader = data.train_loader(parts.train_set, config.workers, pin, where.format("train"), config.worker_start)
+    valid_loader = None
+    if parts.valid_set is not None:
+        valid_loader = data.eval_loader(parts.valid_set, config.batch_size, backend.rank, backend.world_size,
+                                        config.workers, pin, where.format("valid"), config.worker_start)
+    return loader, valid_loader
+
+
+def _start_meta(backend: Any, placements: list[dict[str, Any]], previous: dict[str, Any], resumed_from: int | None) -> dict[str, Any]:
+    """meta.json for this session; a resumed run keeps the list of its earlier sessions."""
+    meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, placements)
+    meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
+    meta["resumed_from_epoch"] = resumed_from
+    return meta
+
+
+def _record_ending(s: Session, exc: BaseException) -> None:
+    """What ended the run, for meta.json and log.txt (rank 0; another rank leaves rank 0 a note)."""
+    rank = s.backend.rank
+    if rank != 0:
+        if not isinstance(exc, Preempted):
+            outcome.leave_note(s.run_dir.path, exc, rank)
+        return
+    ended = outcome.ending(exc, rank)
+    broken = outcome.broken_collective(exc)
+    notes = outcome.collect_notes(s.run_dir.path, 3.0 if broken else 0.0)
+    if notes and broken:  # another rank failed first; rank 0's own error is the consequence
+        ended = {**notes[0], "then": {"rank": 0, "message": ended["message"]}}
+    s.meta["ended_by"] = ended
+    s.run_dir.note_in_log(f"ended on rank {ended['rank']} ({ended['host']}), exit code {ended['exit_code']}: "
+                          f"{ended['message']}")
+
+
+def _finish_meta(s: Session, status: str) -> None:
+    s.loggers.close()
+    s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
+    try:
+        s.run_dir.write_meta(s.meta)
+    except ScorchError as exc:  # do not hide the error that ended the run
+        log.warning("%s", exc)
+
+
+def _note_compile(s: Session) -> None:
+    """--compile: the graphs compiled and the time it took, in the log (when it grew) and meta.json."""
+    if s.compiled is None:
+        return
+    seen = s.meta.get("compile", {}).get("graphs")
+    graphs, seconds = s.compiled.graphs(), s.compiled.seconds()
+    s.meta["compile"] = {"graphs": graphs, "seconds": seconds}
+    if graphs != seen:
+        log.info("torch.compile: %d graph(s) compiled in %s so far", graphs,
+                 "an unknown time" if seconds is None else f"{seconds:.1f} s")
+
+
+def _summary(row: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
+
+
+def _step_scheduler(scheduler: Any, monitored: float) -> None:
+    if scheduler is None:
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitored)
+        return
+    with warnings.catch_warnings():
+        # A scheduler the model file built on its optimizer before Horovod wrapped it sees no call of
+        # that instance's step() (the wrapper steps): the optimizer has stepped all the same.
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`"))
+        scheduler.step()
+
+
+def _test_setup(s: Session) -> Evaluation:
+    """--test: the run's Network and Socket on its test split."""
+    parts, config = s.parts, s.config
+    test_set = parts.dataset_file.build(parts.index, "test")
+    return Evaluation(parts.backend, parts.network, parts.socket, test_set, "test", config.model, config.dataset,
+                      config.batch_size, config.workers, s.ctx.autocast)
