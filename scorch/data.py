@@ -240,11 +240,17 @@ class SampleError(ScorchError):
 
 
 class _UserModules:
-    """Pickled ahead of a user's dataset: unpickling it imports the user's files by path in a process
-    that does not have them (:func:`scorch.contract.userfiles.import_user_modules`)."""
+    """Pickled ahead of a user's dataset: unpickling it imports, by path, the user's files that the
+    dataset's classes come from (its own and its attributes', e.g. the DataSetIndex), in a process that
+    does not have them (:func:`scorch.contract.userfiles.import_user_modules`). Only those: another
+    file this process loaded before (an earlier run, a load_run) may be gone, and is not the worker's."""
+
+    def __init__(self, dataset: Any):
+        names = {type(dataset).__module__, *(type(v).__module__ for v in getattr(dataset, "__dict__", {}).values())}
+        self.modules = {name: USER_MODULES[name] for name in sorted(names) if name in USER_MODULES}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _imported, (dict(USER_MODULES),)
+        return _imported, (self.modules,)
 
 
 def _imported(modules: dict[str, tuple[str, str]]) -> None:
@@ -267,7 +273,7 @@ class SeededItems(Dataset[Any]):
         # A worker started by spawn or forkserver unpickles the dataset in a fresh interpreter, where
         # the user's file (imported by path under a synthetic name) is unknown. The first argument
         # is unpickled first, and importing the user's files is what unpickling it does.
-        return _seeded_items, (_UserModules(), self.dataset, self.where)
+        return _seeded_items, (_UserModules(self.dataset), self.dataset, self.where)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -66,6 +66,17 @@ def test_workers_under_fork_forkserver_and_spawn_load_the_same_batches(dataset_f
     assert sorted(round(v) for v in first[:, 0].tolist()) == list(range(40))
 
 
+def test_a_worker_imports_only_the_files_its_dataset_comes_from(dataset_file: Path, tmp_path: Path) -> None:
+    # Another dataset file this process loaded earlier (an earlier run, a load_run) and that is gone now
+    # is not the worker's business: a spawned worker must not try to import it again.
+    gone = tmp_path / "gone" / "old data.py"
+    gone.parent.mkdir()
+    gone.write_text(DATASET_TEXT)
+    userfiles.load_dataset_file(str(gone))
+    gone.unlink()
+    assert len(batches(dataset_file, "spawn")) == 5
+
+
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_scorch_train_with_workers_under_a_fresh_interpreter(method: str, dataset_file: Path, tmp_path: Path) -> None:
     args = base_args(tmp_path, method, "--epochs", "1", "--batch-size", "8", "--workers", "2", "--worker-start", method,
@@ -76,7 +87,8 @@ def test_scorch_train_with_workers_under_a_fresh_interpreter(method: str, datase
 
 GROUP_SIGNAL_SCRIPT = '''
 import os, signal, sys, time
-from scorch import data, userfiles
+from scorch import data
+from scorch.contract import userfiles
 
 
 def main():
