@@ -148,13 +148,6 @@ class GroupReader:
         """Seconds spent generating each of the first *n* samples."""
         return self._read(n, ("time",))["time"]
 
-    def dataset_view(self, n: int | None = None, **kwargs: Any) -> Any:
-        """A torch ``Dataset`` over the first *n* samples (see ``CachedDataset``)."""
-        # Here, not at the top: torch takes a second to import and generator jobs never need it
-        # (and _torch imports this module).
-        from ._torch import CachedDataset
-        return CachedDataset.from_arrays(*self.get(n), **kwargs)
-
     def _read(self, n: int | None, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         for _ in range(_RETRIES):  # unassigned chunks may be claimed while we read
             try:

@@ -96,7 +96,7 @@ def test_torch_dataset_adapter(cached: Path):
     assert x.dtype == torch.float32 and x.tolist() == [11.0] and y.item() == 11.0
     loader = torch.utils.data.DataLoader(ds, batch_size=5)
     assert [len(b[0]) for b in loader] == [5, 5, 2]
-    view = Cache(cached)["seq"][0]["train"].dataset_view(3, dtype=None)
+    view = CachedDataset.from_arrays(*Cache(cached)["seq"][0]["train"].get(3), dtype=None)
     assert view[2][0].dtype == torch.float64
 
 
