@@ -141,6 +141,7 @@ def render(r: dict[str, Any]) -> str:
     lines += _startup(r["sections"].get("startup"))
     lines += _gpu(r["sections"].get("gpu"))
     lines += _compile(r["sections"].get("compile"))
+    lines += _sharding(r["sections"].get("sharding"))
     lines += PROFILE + ALLOCATOR + [
         "## How it is measured",
         "",
@@ -241,6 +242,38 @@ def _targets(s: dict[str, Any] | None) -> list[str]:
                      f"{rss['scorch']:.0f} vs {limit:.0f}: {mark(rss['scorch'] <= limit)}")
         out.append(f"| {_label(w)} | " + " | ".join(cells) + " |")
     return out + [""] + TARGET_NOTES
+
+
+_STRATEGY_NAMES = {"strategy-ddp": "ddp", "strategy-fsdp": "fsdp", "strategy-fsdp-ac": "fsdp + --activation-checkpointing"}
+
+
+@_section("## 7. Sharded training (`--strategy fsdp`), CPU and gloo")
+def _sharding(s: dict[str, Any]) -> list[str]:
+    w = s["work"]
+    out = [f"An MLP of {s['params']:,} parameters (width {w['model']['width']}, depth {w['model']['depth']}), Adam, batch "
+           f"{w['batch_size']} per rank, {w['epochs']} epochs, under `mpirun`, 1 thread per rank. Peak RSS: rank 0's "
+           "`ru_maxrss` (the whole process: Python, torch, the model built whole before it is sharded, the data). "
+           "Target: fsdp ≤ 0.6× ddp on 2 ranks, ~1/N of the model's state on N."
+           + (f" (This section: the run of {s['measured']}, `--only sharding`.)" if s.get("measured") else ""), ""]
+    out += ["| ranks | strategy | rank 0 peak RSS MB | × ddp | ms per step | × ddp |", "|---|---|---|---|---|---|"]
+    for world, d in s["worlds"].items():
+        for v in s["variants"]:
+            out.append(f"| {world} | {_STRATEGY_NAMES.get(v, v)} | {_f(d['median_maxrss_mb'][v], '.0f')} | "
+                       f"{_f(d['rss_ratio_to_ddp'][v], '.2f')} | {_f(d['median_step_s'][v] * 1e3, '.0f')} | "
+                       f"{_f(d['step_ratio_to_ddp'][v], '.2f')} |")
+    c = s.get("checkpoint")
+    if c:
+        med = c["median_s"]
+        out += ["", f"Checkpoint of the model and its Adam state ({c['bytes'] / 1e6:.0f} MB) on {c['world']} ranks "
+                "(`bench/sharded_ckpt.py`; median seconds, barrier to barrier):", "",
+                "| operation | seconds |", "|---|---|"]
+        for key, what in (("full save", "one file: rank 0 writes it (DDP, Horovod)"),
+                          ("full load", "one file: every rank reads it whole"),
+                          ("sharded save", "sharded: every rank writes its shards (DCP)"),
+                          ("sharded load", "sharded: every rank reads its shards"),
+                          ("read whole", "sharded, read whole by one process (scorch-test, load_run, export)")):
+            out.append(f"| {what} | {med[key]:.3f} |")
+    return out + [""]
 
 
 @_section("## 6. `--compile` (torch.compile, inductor, CPU)")

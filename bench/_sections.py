@@ -15,11 +15,14 @@ from typing import Any
 
 import torch
 
-from ._work import LIGHTNING_PYTHON, RunFailed, Work, run
+from ._work import LIGHTNING_PYTHON, RunFailed, Work, command, env, run
 
 MLP_SMALL = {"kind": "mlp", "in_features": 32, "width": 128, "depth": 2}
 MLP_MEDIUM = {"kind": "mlp", "in_features": 256, "width": 1024, "depth": 2}
 CNN = {"kind": "cnn", "width": 8}
+# ~88M parameters (16 bytes each with Adam: 1.4 GB of parameters, gradients and moments per DDP rank).
+SHARD_WORK = Work({"kind": "mlp", "in_features": 1024, "width": 4096, "depth": 6},
+                  {"n_train": 256, "n_valid": 64, "in_features": 1024}, batch_size=16, epochs=2)
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Plan:
     gpu_work: Work
     compile_works: dict[str, Work] = field(default_factory=dict)
     compile_reps: int = 1
+    shard_work: Work | None = None  # the sharding section's model (~90M parameters in the full bench)
+    shard_worlds: list[int] = field(default_factory=lambda: [2])
     quick: bool = False
     lightning: bool = True
     notes: list[str] = field(default_factory=list)
@@ -65,6 +70,8 @@ def plan(tiny: bool, reps: int | None = None, quick: bool = False) -> Plan:
             gpu_work=Work({"kind": "resnet18", "classes": 10}, {"n_train": 512, "n_valid": 128, "image_size": 32},
                           batch_size=128, epochs=3, device="cuda", amp="bf16", workers=2),
             compile_works={"small": small.with_(compile=True)},
+            shard_work=Work({"kind": "mlp", "in_features": 64, "width": 256, "depth": 3},
+                            {"n_train": 128, "n_valid": 32, "in_features": 64}, batch_size=16, epochs=2),
             lightning=False, notes=["tiny mode: checks that the bench runs; the numbers mean nothing"],
         )
     if quick:
@@ -77,6 +84,7 @@ def plan(tiny: bool, reps: int | None = None, quick: bool = False) -> Plan:
             gpu_work=Work({"kind": "resnet18", "classes": 10}, {"n_train": 2048, "n_valid": 256, "image_size": 32},
                           batch_size=128, epochs=2, device="cuda", amp="bf16", workers=4),
             compile_works={"small": works["small"].with_(compile=True)}, compile_reps=1,
+            shard_work=SHARD_WORK.with_(dataset={**SHARD_WORK.dataset, "n_train": 128}),
             notes=["quick mode: each section once on shortened work, for checking a change; not for the docs"],
         )
     works = _works(1.0, None)
@@ -91,6 +99,7 @@ def plan(tiny: bool, reps: int | None = None, quick: bool = False) -> Plan:
         gpu_work=Work({"kind": "resnet18", "classes": 10}, {"n_train": 16384, "n_valid": 2048, "image_size": 32},
                       batch_size=128, epochs=4, device="cuda", amp="bf16", workers=4),
         compile_works={name: w.with_(compile=True) for name, w in works.items()}, compile_reps=3,
+        shard_work=SHARD_WORK, shard_worlds=[2, 4],
     )
 
 
@@ -297,9 +306,43 @@ def gpu(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
     }
 
 
+def sharding(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Issue 22.5: peak RSS per rank and step time of --strategy fsdp (and with
+    --activation-checkpointing) against --strategy ddp on the same model, on 2 (and 4) ranks; the
+    save and load time of a sharded checkpoint against a one-file one."""
+    work = p.shard_work
+    assert work is not None
+    variants = ["strategy-ddp", "strategy-fsdp", "strategy-fsdp-ac"]
+    out: dict[str, Any] = {"work": work.__dict__, "params": _params(work), "variants": variants, "worlds": {}}
+    for world in p.shard_worlds:
+        def one(v: str, rep: int, world: int = world) -> dict[str, Any]:
+            t = run(v, work, tmp, f"shard-{world}-{v}-{rep}", world=world, timeout=1800)
+            log(f"sharding np={world} {v} rep {rep}: {t.step_s() * 1e3:.0f} ms/step, rank 0 peak RSS {t.maxrss_mb or 0:.0f} MB")
+            return _one_run(t)
+        got = _interleaved(variants, 1 if p.tiny or p.quick else 2, one)
+        rss, step = _medians(got, "maxrss_mb"), _medians(got, "step_s")
+        out["worlds"][str(world)] = {
+            "runs": got, "median_maxrss_mb": rss, "median_step_s": step,
+            "rss_ratio_to_ddp": {v: rss[v] / rss["strategy-ddp"] for v in variants},  # type: ignore[operator]
+            "step_ratio_to_ddp": {v: step[v] / step["strategy-ddp"] for v in variants},  # type: ignore[operator]
+        }
+    name = "sharded-ckpt"
+    e = env(tmp / "unused.stamps", 1)
+    cmd = [*command(name, work, tmp, name, world=2)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=tmp, timeout=1800)
+    if proc.returncode != 0:
+        raise RunFailed(f"{name} exited {proc.returncode}: {proc.stderr[-1500:]}")
+    import json
+    ckpt = json.loads((tmp / f"{name}.json").read_text())
+    ckpt["median_s"] = {k: _median(v) for k, v in ckpt["runs"].items()}
+    log("sharded checkpoint: " + ", ".join(f"{k} {v:.3f} s" for k, v in ckpt["median_s"].items()))
+    out["checkpoint"] = ckpt
+    return out
+
+
 SECTIONS: dict[str, Callable[[Plan, Path, Callable[[str], None]], dict[str, Any]]] = {
     "loop": loop_overhead, "distributed": distributed, "checkpoint": checkpoint, "startup": startup, "gpu": gpu,
-    "compile": compiled,
+    "compile": compiled, "sharding": sharding,
 }
 
 

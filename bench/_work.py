@@ -99,6 +99,13 @@ def command(variant: str, work: Work, tmp: Path, name: str, world: int = 0) -> l
         cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name)]
     elif variant == "scorch-cli":  # the installed console script
         cmd = [str(BIN / "scorch-train"), *scorch_args(work, tmp, name)]
+    elif variant.startswith("strategy-"):  # scorch-train --strategy ddp|fsdp|fsdp-ac (activation checkpointing)
+        strategy = variant.split("-", 1)[1]
+        extra = ["--strategy", "fsdp", "--activation-checkpointing"] if strategy == "fsdp-ac" else ["--strategy", strategy]
+        cmd = [str(BIN / "scorch-train"), *scorch_args(work, tmp, name), *extra]
+    elif variant == "sharded-ckpt":
+        cmd = [sys.executable, "-m", "bench.sharded_ckpt", "--work", work.to_json(), "--dir", str(tmp / name),
+               "--out", str(tmp / f"{name}.json")]
     elif variant in ("scorch-torch", "scorch-horovod"):
         cmd = [str(BIN / "scorch-train"), *scorch_args(work, tmp, name), "--backend", variant.split("-")[1]]
     else:

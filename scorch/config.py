@@ -25,6 +25,7 @@ from .rundir.layout import BEST, CHECKPOINTS, EVAL, HISTORY, LAST
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BACKENDS = ("auto", "torch", "horovod")
+STRATEGIES = ("auto", "ddp", "fsdp", "hsdp")  # scorch.strategies.CHOICES
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITOR_MODES = ("auto", "min", "max")
@@ -120,6 +121,14 @@ class TrainConfig:
                                 "built for the device (SCORCH_BACKEND=torch|horovod overrides); torch.distributed "
                                 "otherwise", choices=BACKENDS)
     device: str = _dist_setting("auto", "auto: one GPU per local rank when CUDA is available", choices=DEVICES)
+    strategy: str = _dist_setting("auto", "how the model is placed on the ranks: auto (every rank holds it: DDP, or "
+                                  "Horovod's optimizer under Horovod), ddp, fsdp (parameters, gradients and optimizer "
+                                  "state sharded over all ranks: FSDP2) or hsdp (sharded within each node, replicated "
+                                  "over the nodes); fsdp, hsdp and ddp run on torch.distributed (see docs/sharding.md)",
+                                  choices=STRATEGIES)
+    activation_checkpointing: bool = _dist_setting(False, "with --strategy fsdp/hsdp: recompute each shard unit's "
+                                                   "activations in the backward pass instead of keeping them (less "
+                                                   "memory, about a third more compute)")
     amp: str = setting("off", help="automatic mixed precision", choices=AMP_MODES, trajectory=True)
     compile: bool = setting(False, help="torch.compile the Network (inductor: a C++ compiler on the CPU, Triton on "
                             "CUDA); each batch shape compiles once, the first steps take the compile time; checkpoints "
@@ -198,6 +207,15 @@ class TrainConfig:
                 raise ScorchError(f"--monitor: expected train/NAME or valid/NAME, got {self.monitor!r}")
         if self.node_rank >= self.nnodes:
             raise ScorchError(f"--node-rank: {self.node_rank} must be below --nnodes {self.nnodes}")
+        if self.backend == "horovod" and self.strategy != "auto":
+            raise ScorchError(f"--strategy {self.strategy} runs on torch.distributed, not Horovod: pass --backend torch "
+                              "(or leave --backend at auto), or leave --strategy at auto for Horovod's own")
+        if self.amp == "fp16" and self.strategy in ("fsdp", "hsdp"):
+            raise ScorchError(f"--amp fp16 with --strategy {self.strategy}: sharded training runs mixed precision in "
+                              "bf16 (--amp bf16), without a gradient scaler")
+        if self.activation_checkpointing and self.strategy not in ("fsdp", "hsdp"):
+            raise ScorchError("--activation-checkpointing checkpoints the shard units of --strategy fsdp or hsdp; "
+                              f"give one of them (--strategy is {self.strategy})")
         check_lr_schedule(self.lr_schedule)
         check_spec(self.logger)
 

@@ -333,6 +333,22 @@ def batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
         shutdown = getattr(it, "_shutdown_workers", None)  # torch's own, idempotent
         if shutdown is not None:
             shutdown()
+            _join_feeders(it)
+
+
+def _join_feeders(it: Any) -> None:
+    """Wait for the threads that fed the (now closed) queues of the iterator ``it`` to end.
+
+    torch closes them without joining their feeder threads, which then exit on their own. In
+    CPython 3.11 a fork while a thread is exiting can deadlock the child: PyOS_AfterFork_Child waits
+    for the interpreter's thread-state lock, which the exiting thread held at the fork, forever.
+    The next loader's workers are forked right after this one ends (validation after training),
+    so without this about one validation in ten hung a rank at its first batch (seen under mpirun
+    with --workers 2: its worker stuck in os.fork, the rank waiting for it)."""
+    for queue in [*getattr(it, "_index_queues", []), getattr(it, "_worker_result_queue", None)]:
+        thread = getattr(queue, "_thread", None)  # multiprocessing.Queue's feeder, started by its first put
+        if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
 
 
 def worker_context(start_method: str, workers: int) -> multiprocessing.context.BaseContext | None:
@@ -386,6 +402,29 @@ def eval_loader(dataset: Any, batch_size: int, rank: int, world_size: int, worke
 def common_batches(length: int, batch_size: int, world_size: int) -> int:
     """How many evaluation batches every rank has (ranks with a smaller shard have fewer)."""
     return -(-(length // world_size) // batch_size)
+
+
+def most_batches(length: int, batch_size: int, world_size: int) -> int:
+    """How many evaluation batches the ranks with the largest shard have."""
+    largest = -(-length // world_size)
+    return -(-largest // batch_size)
+
+
+def stand_in_batch(loader: DataLoader) -> Batch:
+    """One sample of ``loader``'s split as a batch (sample 0), loaded here with every global RNG
+    left as it was: the input of a forward pass that only keeps step with the other ranks."""
+    import random
+
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        dataset: Any = loader.dataset  # scorch's loaders: SeededItems, which loads a list of indices
+        collate: Any = loader.collate_fn
+        batch: Batch = collate(dataset.__getitems__([0]))
+        return batch
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
 
 
 def to_device(batch: Batch, device: torch.device, non_blocking: bool) -> Batch:

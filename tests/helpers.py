@@ -108,7 +108,12 @@ def base_args(run_root: Path, name: str, *extra: str, model: str = MODEL, datase
 
 
 def weights(run_dir: Path, which: str = "last.pt") -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / which, weights_only=True)["model"]
+    """The Network's weights of a checkpoint; a sharded run's (``last.dcp``) read whole by scorch."""
+    path = run_dir / "checkpoints" / which
+    if not path.exists() and which.endswith(".pt") and (path.with_suffix(".dcp")).exists():
+        from scorch.rundir import checkpoint
+        return checkpoint.load(path.with_suffix(".dcp"))["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

@@ -3,7 +3,7 @@ improved (and ``--keep-checkpoints`` newest ones), through :class:`Saver`, which
 checkpoint of a stop in the middle of an epoch."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import ScorchError, TrainingError
 from ..rundir import checkpoint
@@ -29,21 +29,42 @@ class Saver:
         sums = backend.all_gather_object(totals.state_dict()) if totals is not None else None
         scalars = backend.all_gather_object(run.scalars.state_dict()) if totals is not None else None
         callbacks = self.callbacks.state_dict()
-        cursor = self.state.cursor
+        extra = {"rng": rngs, "totals": sums, "scalars": scalars, "callbacks": callbacks, "config": self.config.to_dict()}
         try:
-            state = self.state.state_dict(self.strategy)
-        except checkpoint.NonFiniteWeights as exc:
-            raise TrainingError(f"weights {exc} are not finite at epoch {cursor.epoch + 1}, step {cursor.step}; "
-                                f"not writing a checkpoint (the last good one stays in {self.dir.dir})") from None
-        if state is None:  # not rank 0
-            return
-        state.update(rng=rngs, totals=sums, scalars=scalars, callbacks=callbacks, config=self.config.to_dict())
-        try:
-            self.dir.write(state, cursor.step, improved)
+            if self.strategy.sharded:
+                self._save_sharded(extra, improved)
+            else:
+                self._save_file(extra, improved)
         except OSError as exc:
             raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
                               "the last complete checkpoint is intact") from exc
-        self.run_dir.proven()
+        if backend.rank == 0:
+            self.run_dir.proven()
+
+    def _save_file(self, extra: dict[str, Any], improved: bool) -> None:
+        try:
+            state = self.state.state_dict(self.strategy)
+        except checkpoint.NonFiniteWeights as exc:
+            self._refuse(str(exc))
+        if state is None:  # not rank 0
+            return
+        state.update(extra)
+        self.dir.write(state, self.state.cursor.step, improved)
+
+    def _save_sharded(self, extra: dict[str, Any], improved: bool) -> None:
+        backend = self.strategy.backend
+        rest = {"format": checkpoint.FORMAT, **self.state.rest_state_dict(), **extra,
+                "sharded": {"strategy": self.strategy.name, "world_size": backend.world_size}}
+        network, optimizer = self.state.network, self.state.optimizer
+        bad = self.dir.write_sharded(backend, lambda path: self.strategy.save_sharded(network, optimizer, path),
+                                     rest if backend.rank == 0 else None, self.state.cursor.step, improved)
+        if bad:
+            self._refuse(", ".join(bad[:3]))
+
+    def _refuse(self, names: str) -> NoReturn:
+        cursor = self.state.cursor
+        raise TrainingError(f"weights {names} are not finite at epoch {cursor.epoch + 1}, step {cursor.step}; "
+                            f"not writing a checkpoint (the last good one stays in {self.dir.dir})") from None
 
 
 class Checkpointing(Callback):

@@ -184,7 +184,7 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
         check_path(root, "--run-root")
     run = RunLayout(Path(str(root), str(name)))
     if peek.get("auto_resume") and peek.get("name"):
-        peek["resume"] = is_checkpoint(run.checkpoints.last)
+        peek["resume"] = is_checkpoint(run.checkpoints.latest())
         layers.append(({"resume": peek["resume"]}, "--auto-resume"))
     values: dict[str, Any] = {}
     resuming = bool(peek.get("resume") and peek.get("name"))

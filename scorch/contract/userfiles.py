@@ -214,10 +214,17 @@ class Socket:
             found = _describe(modules) if modules is not None else "missing"
             raise ScorchError(f"{where} is {found}, expected a torch.nn.ModuleList of the Network's modules (the "
                               "original scorch's name, train_modules, is accepted too)")
-        net_params = {id(p) for p in network.parameters()}
+        self.trainable_modules = modules
+        self.network = network
+        self.trainable_params = self._trainable(where)
+        self.attach(Run.detached())  # outside training (load_run, scorch-test, the pre-flight batch) run.log records nothing
+        self.host_metrics = False  # Socket.metrics gets CPU copies (its numpy code met CUDA tensors)
+
+    def _trainable(self, where: str) -> list[torch.nn.Parameter]:
+        net_params = {id(p) for p in self.network.parameters()}
         params: list[torch.nn.Parameter] = []
         seen: set[int] = set()
-        for p in modules.parameters():
+        for p in self.trainable_modules.parameters():
             if id(p) not in net_params:
                 raise ScorchError(f"{where} holds parameters that are not the Network's")
             if id(p) not in seen:
@@ -225,11 +232,11 @@ class Socket:
                 params.append(p)
         if not params:
             raise ScorchError(f"{where} has no parameters to train")
-        self.trainable_params = params
-        self.trainable_modules = modules
-        self.network = network
-        self.attach(Run.detached())  # outside training (load_run, scorch-test, the pre-flight batch) run.log records nothing
-        self.host_metrics = False  # Socket.metrics gets CPU copies (its numpy code met CUDA tensors)
+        return params
+
+    def refresh_parameters(self) -> None:
+        """Take the trainable modules' parameters anew (a sharded strategy replaced them by sharded ones)."""
+        self.trainable_params = self._trainable(f"{self.path}: Socket.{self.modules_attr}")
 
     @property
     def has_optimizer(self) -> bool:
@@ -375,6 +382,25 @@ class Socket:
     def loggers(self) -> list[Any]:
         """Socket.loggers(): the model file's loggers, beside --logger's ([] without the method)."""
         return self._extensions("loggers")
+
+    def shard_units(self) -> list[torch.nn.Module] | None:
+        """Socket.shard_units(): the Network's modules a sharded strategy shards one by one (None
+        without the method: the strategy's default)."""
+        hook = getattr(self.raw, "shard_units", None)
+        if hook is None:
+            return None
+        where = f"{self.path}: Socket.shard_units()"
+        if not callable(hook):
+            raise ScorchError(f"{where[:-2]} is {_describe(hook)}, expected a method returning a list of the Network's modules")
+        value = call_user(where, hook)
+        if not isinstance(value, (list, tuple, torch.nn.ModuleList)):
+            raise ScorchError(f"{where} returned {_describe(value)}, expected a list of the Network's modules")
+        own = {id(m) for m in self.network.modules()}
+        bad = next((v for v in value if not isinstance(v, torch.nn.Module) or id(v) not in own or v is self.network), None)
+        if bad is not None:
+            what = "the Network itself (always sharded as the root)" if bad is self.network else _describe(bad)
+            raise ScorchError(f"{where} returned {what}, expected modules inside the Network")
+        return list(value)
 
     def _extensions(self, method: str) -> list[Any]:
         hook = getattr(self.raw, method, None)

@@ -88,16 +88,18 @@ def _share_cpu_threads(launch: _launch.LaunchInfo, dev: torch.device) -> None:
     torch.set_num_threads(max(1, cores // launch.local_world_size))
 
 
-def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0, join_timeout_s: float = 600.0) -> Backend:
+def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0, join_timeout_s: float = 600.0,
+         why: str | None = None) -> Backend:
     """Start the process group for this launch; idempotent within a process. ``join_timeout_s``:
-    how long the ranks wait for each other to arrive; ``timeout_s``: for each collective."""
+    how long the ranks wait for each other to arrive; ``timeout_s``: for each collective; ``why``:
+    the reason for a ``backend`` the caller chose (the log says it)."""
     global _backend
     if _backend.name != "none":
         return _backend
     environment = _launch.detect()
     launch = environment.info
     dev = resolve_device(device, launch.local_rank)
-    name, why = choose_backend(backend, environment, dev)
+    name, reason = choose_backend(backend, environment, dev)
     _share_cpu_threads(launch, dev)
     if name == "horovod":
         _backend = HorovodBackend(launch, dev)
@@ -107,7 +109,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
     else:
         _backend = Backend(launch, dev)
         _backend.name = "torch"
-    _backend.reason = why
+    _backend.reason = reason if why is None else why
     return _backend
 
 

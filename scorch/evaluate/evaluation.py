@@ -51,7 +51,7 @@ def evaluate_checkpoint(ev: Evaluation, chosen: Chosen, run_dir: Path, predictio
     rank 0 write ``RUN_DIR/eval/<split>-<label>.json`` (and, with ``predictions``,
     ``<split>-<label>-predictions.pt``)."""
     path, layout = chosen.path, RunLayout(run_dir)
-    state = checkpoint.load(path)
+    state = checkpoint.load(path, optimizer=False)
     checkpoint.check_fits(ev.network, state["model"], f"{ev.model_path}: Network (checkpoint {path})")
     ev.network.load_state_dict(state["model"])
     where = f"{ev.dataset_path}: DataSet.__getitem__ (mode={ev.split!r})"

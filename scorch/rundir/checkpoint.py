@@ -10,6 +10,7 @@ the stateful objects among them in one place.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ import pickle
 import random
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -27,6 +29,7 @@ import torch
 from .._atomic import atomic_open
 from ..errors import NonFiniteWeights, ScorchError  # NonFiniteWeights: importable from here too (the checkpoint policy)
 from ..training.state import Cursor, LoopState
+from . import layout, shards
 from .layout import CheckpointFiles
 
 FORMAT = 2
@@ -70,9 +73,37 @@ class _WriteErrors:
             raise
 
 
-def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint without unpickling arbitrary objects; one clear error if unusable."""
+def load(path: str | os.PathLike, whole: bool = True, optimizer: bool = True) -> dict[str, Any]:
+    """Load a checkpoint without unpickling arbitrary objects; one clear error if unusable.
+
+    A sharded checkpoint (a directory) gives its ``model`` and ``optimizer`` whole (read in this
+    process; ``optimizer=False``: the model's alone, for a reader of the weights), or with
+    ``whole=False`` only ``shards``: its path, for a strategy to load them from (sharded, on any
+    number of ranks)."""
     path = Path(path)
+    if path.is_dir():
+        return _load_sharded(path, whole, optimizer)
+    state = _read(path)
+    if "model" not in state:
+        raise ScorchError(f"checkpoint {path} is not a scorch checkpoint (no 'model'/'epoch' keys)")
+    _check_finite(path, state)
+    return state
+
+
+def _load_sharded(path: Path, whole: bool, optimizer: bool) -> dict[str, Any]:
+    if not layout.is_sharded(path):
+        missing = layout.REST if not (path / layout.REST).is_file() else layout.DCP_METADATA
+        raise ScorchError(f"checkpoint {path} is incomplete: a sharded checkpoint directory without {missing} "
+                          "(a save that did not finish)")
+    state = _read(path / layout.REST)
+    state["shards"] = str(path)
+    if whole:
+        state.update(shards.read_whole(path, optimizer))
+        _check_finite(path, state)
+    return state
+
+
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ScorchError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a text file gives torch a KeyError
@@ -85,16 +116,19 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ScorchError(f"checkpoint {path} is truncated or corrupt ({first})") from exc
-    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+    if not isinstance(state, dict) or "epoch" not in state:
         raise ScorchError(f"checkpoint {path} is not a scorch checkpoint (no 'model'/'epoch' keys)")
     if not isinstance(state.get("format", FORMAT), int) or state.get("format", FORMAT) > FORMAT:
         raise ScorchError(f"checkpoint {path} is of format {state.get('format')!r}, written by a newer scorch; this one "
                           f"reads formats up to {FORMAT} (upgrade scorch)")
+    return state
+
+
+def _check_finite(path: Path, state: dict[str, Any]) -> None:
     bad = _nonfinite(state["model"]) + [f"optimizer state {k}" for k in _nonfinite((state.get("optimizer") or {}).get("state"))]
     if bad:
         raise ScorchError(f"checkpoint {path} holds values that are not finite ({', '.join(bad[:3])}); resume from a good "
                           "checkpoint (--keep-checkpoints keeps older ones) or start again")
-    return state
 
 
 def _refusal(message: str) -> str:
@@ -134,19 +168,26 @@ class TrainingState:
         bad = [k for k, v in weights.items() if v.is_floating_point() and not finite(v)]
         if bad:
             raise NonFiniteWeights(bad)
-        state: dict[str, Any] = {"model": weights, "optimizer": optimizer}
-        state.update({k: obj.state_dict() if obj is not None else None for k, obj in self.objects().items() if k != "optimizer"})
+        return {"model": weights, "optimizer": optimizer, **self.rest_state_dict()}
+
+    def rest_state_dict(self) -> dict[str, Any]:
+        """Every object's state but the model's and the optimizer's (a sharded checkpoint's small file)."""
+        state = {k: obj.state_dict() if obj is not None else None for k, obj in self.objects().items() if k != "optimizer"}
         state["epoch"], state["step"] = self.cursor.epoch, self.cursor.step
         return state
 
     def load_state_dict(self, state: dict[str, Any], where: str, strategy: Any = None) -> None:
         """Restore every object (every rank has read the same checkpoint); ``where`` names the model
         file in the error of a misfit."""
-        check_fits(self.network, state["model"], where)
-        if strategy is None:
-            self.network.load_state_dict(state["model"])
+        if "model" not in state:  # a sharded checkpoint, loaded by the strategy from its directory
+            check_fits(self.network, {k: _Shape(v) for k, v in shards.shapes(state["shards"]).items()}, where)
+            strategy.load_sharded(self.network, self.optimizer, state["shards"])
         else:
-            strategy.load_model_state_dict(self.network, state["model"])
+            check_fits(self.network, state["model"], where)
+            if strategy is None:
+                self.network.load_state_dict(state["model"])
+            else:
+                strategy.load_model_state_dict(self.network, state["model"])
         for key, obj in self.objects().items():
             if obj is None or state.get(key) is None:
                 continue
@@ -154,6 +195,13 @@ class TrainingState:
                 strategy.load_optimizer_state_dict(obj, state[key])
             else:
                 obj.load_state_dict(state[key])
+
+
+class _Shape:
+    """A tensor's shape where only the shape is known (from a sharded checkpoint's metadata)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
 
 
 def _nonfinite(tree: Any, prefix: str = "") -> list[str]:
@@ -230,8 +278,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 class CheckpointDir:
     """``checkpoints/``: ``last.pt``, ``best.pt`` and, with ``keep`` > 1, the newest ``keep``
     checkpoints as ``step-NNNNNNNNN.pt`` (last.pt and best.pt are hard links to them, so each
-    checkpoint is written once; the names are :class:`scorch.rundir.layout.CheckpointFiles`'). Only rank 0
-    writes; every rank may load."""
+    checkpoint is written once); a sharded run's ``step-NNNNNNNNN.dcp`` directories with the links
+    ``last.dcp`` and ``best.dcp`` to them (the names are :class:`scorch.rundir.layout.CheckpointFiles`').
+    Only rank 0 writes files (every rank writes its shards); every rank may load."""
 
     def __init__(self, directory: str | os.PathLike, keep: int = 1):
         self.files = CheckpointFiles(Path(directory))
@@ -248,20 +297,72 @@ class CheckpointDir:
             path = self.files.step(step)
             save(path, state)
             _link_or_copy(path, self.last)
-            for old in self.kept()[self.keep:]:
-                old.unlink()
         else:
             save(self.last, state)
         if best:
             _link_or_copy(self.last, self.best)
+        self._drop(self.files.last_sharded, best and self.files.best_sharded)
+        self._prune()
 
-    def load_latest(self) -> dict[str, Any]:
-        """``last.pt``, or else the newest kept checkpoint that loads (saying so)."""
-        candidates = [self.last, *[p for p in self.kept() if not (self.last.exists() and p.samefile(self.last))]]
+    def write_sharded(self, backend: Any, save_shards: Callable[[Path], list[str]], rest: dict[str, Any] | None,
+                      step: int, best: bool) -> list[str]:
+        """A sharded checkpoint, atomically: every rank writes its shards (``save_shards(directory)``,
+        collective) into a temporary directory, then rank 0 the rest (``rest``) beside them, renames
+        it to a new ``step-*.dcp`` and points ``last.dcp`` (and ``best.dcp``) at it; a crash at any
+        point leaves the previous checkpoint as it was. Called on every rank; returns the names of
+        weights that are not finite (then nothing is written)."""
+        rank0 = backend.rank == 0
+        final = self.files.step(step, sharded=True) if rank0 else None
+        final = Path(backend.broadcast_object(str(final) if final is not None else None))
+        tmp = final.with_name(f".{final.name}.tmp")
+        if rank0:
+            shutil.rmtree(tmp, ignore_errors=True)  # an earlier save of this name that crashed
+            tmp.mkdir(parents=True)
+        backend.barrier()
+        bad = save_shards(tmp)
+        if rank0:
+            if bad:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return bad
+            assert rest is not None
+            save(tmp / layout.REST, rest)
+            os.replace(tmp, final)
+            _fsync_dir(self.dir)
+            _point(self.files.last_sharded, final)
+            if best:
+                _point(self.files.best_sharded, final)
+            self._drop(self.last, best and self.best)
+            self._prune()
+        return bad
+
+    def _drop(self, last: Path, best: Path | bool) -> None:
+        """Remove the other kind's last (and best, where a new best was written): one kind at a time."""
+        for path in (last, best):
+            if isinstance(path, Path) and os.path.lexists(path):
+                path.unlink()
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep`` step checkpoints, and the directories last.dcp and best.dcp point
+        at (last.pt and best.pt are links of their own: their data stays when a step file goes)."""
+        held = {p.resolve() for p in (self.files.last_sharded, self.files.best_sharded) if p.is_symlink()}
+        for stale in self.dir.glob(f".{layout.STEP_PREFIX}*{layout.SHARDED_SUFFIX}.tmp"):  # saves that crashed
+            shutil.rmtree(stale, ignore_errors=True)
+        for old in self.kept()[self.keep:]:
+            if old.resolve() in held:
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+
+    def load_latest(self, whole: bool = True) -> dict[str, Any]:
+        """``last``, or else the newest kept checkpoint that loads (saying so). ``whole``: see :func:`load`."""
+        last = self.files.latest()
+        candidates = [last, *[p for p in self.kept() if not (last.exists() and p.resolve() == last.resolve())]]
         errors = []
         for path in candidates:
             try:
-                state = load(path)
+                state = load(path, whole)
             except ScorchError as exc:
                 errors.append(str(exc))
                 continue
@@ -271,3 +372,23 @@ class CheckpointDir:
         if len(errors) == 1:
             raise ScorchError(errors[0])
         raise ScorchError(f"no usable checkpoint in {self.dir}: " + "; ".join(errors))
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a relative symbolic link to ``target`` (a sibling) atomically."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    if link.is_dir() and not link.is_symlink():  # a copy that followed the link (cp -rL, shutil.copytree)
+        shutil.rmtree(link)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -61,7 +61,7 @@ def recover(path: Path) -> None:
     if not aside.is_dir():
         return
     try:
-        if is_checkpoint(RunLayout(path).checkpoints.last):
+        if is_checkpoint(RunLayout(path).checkpoints.latest()):
             shutil.rmtree(aside)
             return
         if path.exists():
@@ -91,7 +91,7 @@ class RunDir:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.layout.checkpoints.last
+        return self.layout.checkpoints.latest()
 
     def create(self, overwrite: bool) -> None:
         if not self.rank0:

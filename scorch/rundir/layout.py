@@ -7,15 +7,19 @@ This module is the only place that knows them; every other module asks it::
         history.csv      one row per epoch                 log.txt     rank 0's log, appended
         tensorboard/     event files
         checkpoints/     last.pt, best.pt, step-NNNNNNNNN.pt (with --keep-checkpoints > 1)
+                         or, sharded (--strategy fsdp/hsdp): step-NNNNNNNNN.dcp/ directories,
+                         last.dcp and best.dcp links to them
         eval/            <split>-<checkpoint>.json, <split>-<checkpoint>-predictions.pt
 
-A checkpoint is one file today (:data:`CHECKPOINT_IS_DIRECTORY`); a sharded checkpoint that is a
-directory plugs in at :func:`is_checkpoint`.
+A checkpoint is one file (``.pt``) or, written by a sharded strategy, a directory (``.dcp``) of
+every rank's shards (:mod:`scorch.rundir.shards`) and a small ``scorch.pt`` with the rest. A run
+holds one kind at a time: writing one kind's ``last`` removes the other's.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,20 +38,39 @@ SUFFIX = ".pt"
 LAST = f"last{SUFFIX}"
 BEST = f"best{SUFFIX}"
 STEP_PREFIX = "step-"
-STEP_GLOB = f"{STEP_PREFIX}*{SUFFIX}"
+SHARDED_SUFFIX = ".dcp"
+LAST_SHARDED = f"last{SHARDED_SUFFIX}"
+BEST_SHARDED = f"best{SHARDED_SUFFIX}"
+REST = "scorch.pt"  # in a sharded checkpoint: everything but the model's and optimizer's tensors
+DCP_METADATA = ".metadata"  # written last by torch.distributed.checkpoint
 CHOICES = ("best", "last")  # what --checkpoint / load_run(checkpoint=) take besides a file
-CHECKPOINT_IS_DIRECTORY = False
-"""Whether a checkpoint is a directory (a future sharded checkpoint) rather than one file."""
+_STEP = re.compile(rf"^{STEP_PREFIX}(\d+)(?:\.(\d+))?({re.escape(SUFFIX)}|{re.escape(SHARDED_SUFFIX)})$")
+
+
+def is_sharded(path: Path) -> bool:
+    """Whether ``path`` is a complete sharded checkpoint (a directory: its shards' metadata and the rest)."""
+    return path.is_dir() and (path / DCP_METADATA).is_file() and (path / REST).is_file()
 
 
 def is_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a checkpoint as this scorch writes them (one file today)."""
-    return path.is_dir() if CHECKPOINT_IS_DIRECTORY else path.is_file()
+    """Whether ``path`` is a checkpoint as this scorch writes them: a file, or a complete sharded directory."""
+    return path.is_file() or is_sharded(path)
 
 
-def step_name(step: int) -> str:
-    """The name of the checkpoint kept at optimizer step ``step``: ``step-000000176.pt``."""
-    return f"{STEP_PREFIX}{step:09d}{SUFFIX}"
+def step_name(step: int, sharded: bool = False, generation: int = 0) -> str:
+    """The name of the checkpoint kept at optimizer step ``step``: ``step-000000176.pt`` (a sharded
+    one ``step-000000176.dcp``; ``step-000000176.1.dcp`` when that step was saved again)."""
+    return f"{STEP_PREFIX}{step:09d}{f'.{generation}' if generation else ''}{SHARDED_SUFFIX if sharded else SUFFIX}"
+
+
+def _step_key(path: Path) -> tuple[int, int]:
+    m = _STEP.match(path.name)
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else (-1, -1)
+
+
+def label(path: Path) -> str:
+    """What an evaluation of checkpoint ``path`` is called in eval/: its name without the suffix."""
+    return path.name[:-len(path.suffix)] if path.suffix in (SUFFIX, SHARDED_SUFFIX) else path.name
 
 
 @dataclass(frozen=True)
@@ -64,16 +87,45 @@ class CheckpointFiles:
     def best(self) -> Path:
         return self.dir / BEST
 
-    def step(self, step: int) -> Path:
-        return self.dir / step_name(step)
+    @property
+    def last_sharded(self) -> Path:
+        return self.dir / LAST_SHARDED
+
+    @property
+    def best_sharded(self) -> Path:
+        return self.dir / BEST_SHARDED
+
+    def latest(self) -> Path:
+        """``last``: last.pt, or last.dcp where the run is sharded (the newer where both are left)."""
+        found = [p for p in (self.last, self.last_sharded) if is_checkpoint(p)]
+        if len(found) == 2:
+            return max(found, key=lambda p: p.stat().st_mtime_ns)
+        return found[0] if found else self.last
+
+    def best_any(self) -> Path:
+        """``best``: best.pt or best.dcp."""
+        found = [p for p in (self.best, self.best_sharded) if is_checkpoint(p)]
+        if len(found) == 2:
+            return max(found, key=lambda p: p.stat().st_mtime_ns)
+        return found[0] if found else self.best
+
+    def step(self, step: int, sharded: bool = False) -> Path:
+        """Where the checkpoint of step ``step`` goes (a sharded one: a name not taken yet)."""
+        if not sharded:
+            return self.dir / step_name(step)
+        generation = 0
+        while os.path.lexists(self.dir / step_name(step, True, generation)):
+            generation += 1
+        return self.dir / step_name(step, True, generation)
 
     def kept(self) -> list[Path]:
-        """The kept ``step-*.pt`` checkpoints, newest first."""
-        return sorted(self.dir.glob(STEP_GLOB), reverse=True)
+        """The kept ``step-*`` checkpoints (files and sharded directories), newest first."""
+        found = [p for p in self.dir.glob(f"{STEP_PREFIX}*") if _STEP.match(p.name)]
+        return sorted(found, key=_step_key, reverse=True)
 
     def has_any(self) -> bool:
-        """Whether there is a checkpoint to resume from: last.pt or a kept one."""
-        return is_checkpoint(self.last) or any(is_checkpoint(p) for p in self.kept())
+        """Whether there is a checkpoint to resume from: last or a kept one."""
+        return is_checkpoint(self.latest()) or any(is_checkpoint(p) for p in self.kept())
 
 
 @dataclass(frozen=True)
@@ -151,18 +203,18 @@ def choose_checkpoint(run_dir: str | os.PathLike, which: str | os.PathLike, who:
     layout = RunLayout(run_dir)
     files = layout.checkpoints
     if which in CHOICES:
-        path = files.best if which == "best" else files.last
+        path = files.best_any() if which == "best" else files.latest()
         if is_checkpoint(path):
             return Chosen(path, str(which))
-        if which == "best" and is_checkpoint(files.last):
+        if which == "best" and is_checkpoint(files.latest()):
             log.warning("%s: %s has no %s (no epoch was ever the best by its monitor, e.g. a value that was always "
                         "NaN); using %s", who, layout.path, BEST, LAST)
-            return Chosen(files.last, "last", fell_back=True)
+            return Chosen(files.latest(), "last", fell_back=True)
         missing = f"neither {CHECKPOINTS}/{BEST} nor {LAST}" if which == "best" else f"no {CHECKPOINTS}/{LAST}"
         raise ScorchError(f"{who} {which}: {layout.path} has {missing} (has the run written a checkpoint yet?)")
     given = Path(which)
     for candidate in (given, layout.path / given, files.dir / given):
         if is_checkpoint(candidate):
-            return Chosen(candidate, given.stem if given.suffix == SUFFIX else given.name)
+            return Chosen(candidate, label(given))
     raise ScorchError(f"{who}: checkpoint {str(which)!r} not found (expected {', '.join(CHOICES)} or a checkpoint "
                       f"file, such as {files.dir / step_name(176)})")

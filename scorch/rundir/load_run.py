@@ -58,7 +58,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best",
     path = Path(run_dir)
     config = saved_config(path, "load_run")
     file = choose_checkpoint(path, checkpoint, "load_run").path
-    state = ckpt.load(file)
+    state = ckpt.load(file, optimizer=False)
     model_file = load_model_file(str(_model_copy(path, config)))
     network = model_file.build_network(config.model_settings)
     ckpt.check_fits(network, state["model"], f"{model_file.path}: Network")

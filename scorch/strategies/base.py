@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from ..distributed.backends.base import Backend
+from ..rundir import shards
+from . import optim_state
 
 OptimizerFactory = Callable[[], torch.optim.Optimizer]
 
@@ -18,9 +20,11 @@ class Strategy:
     points, so an implementation may use collectives in any of them."""
 
     name = "single"
+    sharded = False  # whether the checkpoint is a directory of every rank's shards (scorch.rundir.shards)
 
     def __init__(self, backend: Backend):
         self.backend = backend
+        self.network: torch.nn.Module | None = None  # the Network placed by setup()
 
     # --- setup ------------------------------------------------------------
     def setup(self, network: torch.nn.Module, make_optimizer: OptimizerFactory,
@@ -31,7 +35,9 @@ class Strategy:
         parameters (``named_parameters``: the trainable ones, asked after the wrap) and wrapped
         in turn where the strategy needs it. ``accumulate``: micro-batches per optimizer step;
         ``find_unused``: some trainable parameters may get no gradient in a step."""
-        return self.wrap_model(network, find_unused), self.wrap_optimizer(make_optimizer(), named_parameters(), accumulate)
+        model = self.wrap_model(network, find_unused)
+        self.network = network
+        return model, self.wrap_optimizer(make_optimizer(), named_parameters(), accumulate)
 
     def wrap_model(self, network: torch.nn.Module, find_unused: bool) -> torch.nn.Module:
         return network
@@ -74,7 +80,8 @@ class Strategy:
     # --- evaluation --------------------------------------------------------
     def eval_model(self, network: torch.nn.Module) -> torch.nn.Module:
         """The module validation runs (the unwrapped Network: a DDP forward would issue
-        collectives, and ranks may hold different numbers of validation batches)."""
+        collectives, and ranks may hold different numbers of validation batches). Where the
+        forward itself is collective (``sharded``), the loop keeps every rank in step."""
         return network
 
     def broadcast_buffers(self, network: torch.nn.Module) -> None:
@@ -96,7 +103,26 @@ class Strategy:
         return optimizer.state_dict() if self.backend.rank == 0 else None
 
     def load_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Load a full state: numbered as ``optimizer.state_dict()`` numbers it, or keyed by parameter
+        name (a sharded checkpoint's)."""
+        if optim_state.is_by_name(state):
+            assert self.network is not None, "setup() first"
+            state = optim_state.by_number(state, optim_state.parameter_names(self.network, optimizer))
         optimizer.load_state_dict(state)
+
+    # --- sharded checkpoints (a directory of every rank's shards) -------------
+    def save_sharded(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Any) -> list[str]:
+        """Every rank writes its shards of the model's and optimizer's state into ``path``; returns
+        the names of weights that are not finite (then nothing is written). Only where ``sharded``."""
+        raise NotImplementedError(f"the {self.name} strategy writes one-file checkpoints")
+
+    def load_sharded(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Any) -> None:
+        """Load the model's and optimizer's state from the sharded checkpoint ``path`` (written on any
+        number of ranks). A strategy that does not shard reads it whole on every rank."""
+        whole = shards.read_whole(path)
+        self.load_model_state_dict(network, whole["model"])
+        if whole.get("optimizer") is not None:
+            self.load_optimizer_state_dict(optimizer, whole["optimizer"])
 
 
 class Single(Strategy):

@@ -180,6 +180,7 @@ def evaluate(
     outputs: SplitOutputs | None = None,
     run: Run | None = None,
     callbacks: Callbacks | None = None,
+    keep_step: int | None = None,
 ) -> dict[str, float] | None:
     """Every sample of the split counted once over all ranks; sample-weighted means of the loss and
     Socket.metrics, and Socket.split_metrics of the whole split. None when a stop signal ended it
@@ -188,7 +189,9 @@ def evaluate(
     ``run``: a training run, whose ``run.log`` values logged meanwhile weigh the batch's samples;
     ``callbacks``: fired ``on_validation_batch_end`` after each of this rank's batches.
     ``outputs``: keeps every sample's outputs, on rank 0 in dataset order after the call (one is
-    made when the Socket has split_metrics).
+    made when the Socket has split_metrics). ``keep_step``: a sharded Network's forward gathers
+    its parameters from every rank, so each rank runs this many forward passes (the most batches
+    any rank has): one with fewer runs the rest on a stand-in sample and counts nothing of them.
 
     Uses the unwrapped Network: a DDP forward would issue collectives, and ranks may
     hold different numbers of batches here.
@@ -199,9 +202,11 @@ def evaluate(
     batch_end = callbacks is not None and run is not None and callbacks.wants("on_validation_batch_end")
     was_training = network.training
     network.eval()
+    done, inputs = 0, None
     try:
         with data.batches(loader) as batches:
             for i, batch in enumerate(batches):
+                done = i + 1
                 inputs, targets = data.to_device(batch, device, device.type == "cuda")
                 n = data.batch_len((inputs, targets))
                 if run is not None:
@@ -221,6 +226,12 @@ def evaluate(
                     outputs.add(preds, targets)
                 if i < common and stop.poll(backend):
                     return None
+        if keep_step is not None and done < keep_step:
+            stand_in = [t[:1] if isinstance(t, torch.Tensor) else t for t in inputs] if inputs is not None else \
+                data.to_device(data.stand_in_batch(loader), device, False)[0]
+            for _ in range(keep_step - done):
+                with autocast():
+                    network(stand_in)
     finally:
         network.train(was_training)
     means = reduce_totals(backend, totals, prefix)

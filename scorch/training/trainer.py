@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from .. import data, distributed as dist, loggers as loggers_
+from .. import data, distributed as dist, loggers as loggers_, strategies
 from ..callbacks.base import Callback, Callbacks
 from ..callbacks.checkpointing import Checkpointing, Saver
 from ..callbacks.early_stopping import EarlyStopping
@@ -35,7 +35,7 @@ from ..loggers import CSVLogger, Loggers, Resume
 from ..rundir import checkpoint
 from ..rundir.directory import RunDir, default_name, prepare_target, session_meta
 from ..rundir.lock import RunLock
-from ..strategies import Strategy, for_backend
+from ..strategies import Strategy
 from . import _malloc, compiling, outcome, resume, schedule
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
@@ -63,7 +63,7 @@ def train(config: TrainConfig) -> RunResult:
     files, the target directory, a resumed checkpoint, history.csv and meta.json. Problems found
     by rank 0 alone are broadcast, so every rank stops alike."""
     _malloc.tune()  # no page faults for what each step frees and allocates again (scorch/training/_malloc.py)
-    backend = dist.init(config.backend, config.device, config.dist_timeout, config.join_timeout)
+    backend = dist.init(*_backend_for(config))
     rank0 = backend.rank == 0
     if config.name is None:
         config = config.replace(name=dist.broadcast(default_name() if rank0 else None))
@@ -79,13 +79,22 @@ def train(config: TrainConfig) -> RunResult:
             lock.abandon()
 
 
+def _backend_for(config: TrainConfig) -> tuple[str, str, float, float, str | None]:
+    """dist.init's arguments: --backend, where auto means torch.distributed when --strategy names one
+    of its strategies."""
+    if config.backend == "auto" and config.strategy != "auto":
+        return "torch", config.device, config.dist_timeout, config.join_timeout, f"--strategy {config.strategy}"
+    return config.backend, config.device, config.dist_timeout, config.join_timeout, None
+
+
 def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
-    resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir).load_latest()) if config.resume else None
+    resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir).load_latest(whole=False)) if config.resume else None
     if resumed is not None:
         parts.config = dist.each(lambda: resume.adapt(config, resumed, parts.backend.world_size, parts.socket.has_optimizer,
                                                       parts.socket.has_scheduler, len(parts.train_set)))
-    strategy = for_backend(parts.backend)
+    strategy = dist.each(lambda: strategies.choose(parts.backend, parts.config.strategy, parts.socket.shard_units(),
+                                                   parts.config.amp == "bf16", parts.config.activation_checkpointing))
     clock = compiling.apply(parts.network) if config.compile else None  # in place: the state_dict keys stay the Network's
     model, optimizer = _setup(parts, strategy)
     state = dist.each(lambda: _state(parts, strategy, optimizer, resumed))
@@ -114,9 +123,18 @@ def _setup(parts: Parts, strategy: Strategy) -> tuple[torch.nn.Module, torch.opt
     """The model placed by the strategy first, then the optimizer (the model file's or scorch's)
     built over its parameters; a problem with the optimizer stops every rank alike."""
     config, socket = parts.config, parts.socket
-    find_unused = parts.unused_parameters or config.find_unused_parameters
-    return strategy.setup(parts.network, lambda: dist.each(lambda: make_optimizer(config, socket)),
-                          socket.named_trainable_parameters, config.accumulate, find_unused)
+    find_unused = any(dist.all_gather(parts.unused_parameters or config.find_unused_parameters))
+    if find_unused and strategy.sharded:
+        raise on_every_rank(ScorchError(
+            f"--strategy {strategy.name}: some trainable parameters of {config.model} get no gradient in a step (found in "
+            "the first batch, or --find-unused-parameters), which fully_shard cannot reduce; keep such modules out of "
+            "Socket.trainable_modules, or train with --strategy ddp"))
+    def build_optimizer() -> torch.optim.Optimizer:
+        socket.refresh_parameters()  # the placed model's (a sharded strategy's are new ones)
+        return make_optimizer(config, socket)
+
+    return strategy.setup(parts.network, lambda: dist.each(build_optimizer), socket.named_trainable_parameters,
+                          config.accumulate, find_unused)
 
 
 def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
@@ -193,6 +211,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     config, backend, socket = parts.config, parts.backend, parts.socket
     cursor = state.cursor
     meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
+    meta["strategy"] = strategy.name
     run_dir.write_config(config.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
@@ -224,8 +243,9 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
                       config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
     loader, valid_loader = _loaders(config, parts)
-    log.info("training %s on %s: %d rank(s), backend %s (%s), %d train / %d valid samples, %d per step, monitor %s (%s)%s",
-             run_dir.path, backend.device, backend.world_size, backend.name, backend.reason, len(parts.train_set),
+    log.info("training %s on %s: %d rank(s), backend %s (%s), strategy %s, %d train / %d valid samples, %d per step, "
+             "monitor %s (%s)%s", run_dir.path, backend.device, backend.world_size, backend.name, backend.reason,
+             strategy.name, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
              parts.monitor_mode, ", torch.compile (the first steps compile)" if config.compile else "")
     return Session(config, parts, run_dir, state, ctx, loader, valid_loader, run, callbacks, loggers, saver,
@@ -345,9 +365,11 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     if s.valid_loader is not None and parts.valid_set is not None:
         s.ctx.strategy.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
+        most = data.most_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
         with compiling.failures(s.config.model, s.compiled is not None):
             means = evaluate(backend, s.ctx.strategy.eval_model(parts.network), parts.socket, s.valid_loader,
-                             s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks)
+                             s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks,
+                             keep_step=most if s.ctx.strategy.sharded else None)
         if means is None:
             s.run.batch(TRAIN, None)
             _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
@@ -482,5 +504,9 @@ def _test_setup(s: Session) -> Evaluation:
     """--test: the run's Network and Socket on its test split."""
     parts, config = s.parts, s.config
     test_set = parts.dataset_file.build(parts.index, "test")
-    return Evaluation(parts.backend, parts.network, parts.socket, test_set, "test", config.model, config.dataset,
+    network, socket = parts.network, parts.socket
+    if s.ctx.strategy.sharded:  # the checkpoint is read whole, into a Network of its own on every rank
+        network = parts.model_file.build_network(config.model_settings).to(parts.backend.device)
+        socket = parts.model_file.build_socket(network)
+    return Evaluation(parts.backend, network, socket, test_set, "test", config.model, config.dataset,
                       config.batch_size, config.workers, s.ctx.autocast)

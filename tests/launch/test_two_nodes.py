@@ -70,6 +70,21 @@ def test_scorch_nnodes_2_on_two_hosts(two_hosts, one_rank, tmp_path, per_node, f
         assert len(meta["sessions"]) == 2 and meta["resumed_from_epoch"] == 1
 
 
+def test_hsdp_shards_within_each_node_and_replicates_across_them(two_hosts, one_rank, tmp_path):
+    # 2 nodes x 2 ranks: each node's ranks hold half of every parameter (sharded over the node),
+    # the two nodes a replica each; the run equals 1 rank x the global batch within 1e-4, and its
+    # sharded checkpoint (each rank's shards) resumes on 1 rank.
+    a, _ = two_hosts
+    common = train_args(tmp_path, "hsdp", GLOBAL_BATCH // 4, "--nnodes", "2", "--nproc-per-node", "2", "--master-addr",
+                        a.addr, "--master-port", "29402", "--join-timeout", "120", "--strategy", "hsdp")
+    results = finish([host.start([SCORCH, *common, "--node-rank", str(n)], env()) for n, host in enumerate(two_hosts)])
+    assert [code for code, _, _ in results] == [0, 0], results
+    check_two_nodes(tmp_path / "hsdp", one_rank, 2)
+    shards = sorted(p.name for p in (tmp_path / "hsdp" / "checkpoints" / "last.dcp").glob("*.distcp"))
+    assert len(shards) == 4, shards  # every rank wrote its own
+    assert "strategy hsdp" in results[0][2]
+
+
 def test_torchrun_two_agents_c10d(two_hosts, one_rank, tmp_path):
     a, _ = two_hosts
     agents = []
