@@ -11,7 +11,7 @@ from tests.helpers import REPO, env
 def test_bench_tiny_writes_json_and_markdown(tmp_path):
     out = tmp_path / "results with space"
     proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--out", str(out)], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     (result_file,) = out.glob("*.json")
@@ -19,7 +19,7 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
     assert result["tiny"] is True
     assert result["machine"]["cpus"] >= 1
     sections = result["sections"]
-    assert set(sections) == {"loop", "distributed", "checkpoint", "startup", "gpu", "compile"}
+    assert set(sections) == {"loop", "distributed", "checkpoint", "startup", "gpu", "compile", "sharding"}
     for name, section in sections.items():
         assert "failed" not in section, (name, section)
 
@@ -39,11 +39,16 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
     assert {"ddp", "scorch-torch"} <= set(dist["median_samples_per_s"])
     assert sections["checkpoint"]["median_s"].keys() == {"torch.save", "torch.save+fsync", "scorch.save", "torch.load", "scorch.load"}
     assert set(sections["startup"]["median_s"]) >= {"raw", "scorch-cli"}
+    sharding = sections["sharding"]["worlds"]["2"]
+    assert set(sharding["median_maxrss_mb"]) == {"strategy-ddp", "strategy-fsdp", "strategy-fsdp-ac"}
+    assert all(v > 50 for v in sharding["median_maxrss_mb"].values())
+    assert set(sections["sharding"]["checkpoint"]["median_s"]) == {"full save", "full load", "sharded save", "sharded load",
+                                                                   "read whole"}
     gpu = sections["gpu"]
     assert "skipped" in gpu or "device_name" in gpu
 
     markdown = (out / "benchmarks.md").read_text()
     for heading in ("## 1. Loop", "## Targets", "## 2. Distributed on CPU", "## 3. Checkpoint", "## 4. Start-up", "## 5. GPU",
-                    "## 6. `--compile`"):
+                    "## 6. `--compile`", "## 7. Sharded training"):
         assert heading in markdown
     assert "| small MLP, batch 64 |" in markdown and "| CNN on 3x32x32 (augmented in __getitem__, 2 workers)" in markdown

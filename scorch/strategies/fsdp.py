@@ -78,7 +78,6 @@ class FSDP(Strategy):
                  activation_checkpointing: bool = False):
         super().__init__(backend)
         self.units, self.bf16, self.activation_checkpointing = units, bf16, activation_checkpointing
-        self.fsdp_modules: list[FSDPModule] = []
 
     def mesh(self) -> DeviceMesh:
         return init_device_mesh(self.backend.device.type, (self.backend.world_size,), mesh_dim_names=("shard",))
@@ -88,7 +87,7 @@ class FSDP(Strategy):
         assert not find_unused, "refused before (scorch.training.trainer._setup)"
         for tensor in [*network.parameters(), *network.buffers()]:  # every rank shards the same (rank 0's) weights
             self.backend.broadcast_tensor(tensor.data)
-        units = self.units if self.units is not None else default_units(network)
+        units = _innermost_first(network, self.units) if self.units is not None else default_units(network)
         if self.activation_checkpointing:
             _checkpoint_forwards(units)
         mesh = self.mesh()
@@ -96,7 +95,6 @@ class FSDP(Strategy):
         for unit in units:
             fully_shard(unit, mesh=mesh, mp_policy=policy)
         fully_shard(network, mesh=mesh, mp_policy=policy)
-        self.fsdp_modules = [m for m in network.modules() if isinstance(m, FSDPModule)]
         return network
 
     # --- one training step -----------------------------------------------
@@ -178,6 +176,13 @@ class HSDP(FSDP):
             raise ScorchError(f"--strategy hsdp: {world} ranks with {per_node} on this node; every node needs the same "
                               "number of ranks")
         return init_device_mesh(self.backend.device.type, (world // per_node, per_node), mesh_dim_names=("replicate", "shard"))
+
+
+def _innermost_first(network: torch.nn.Module, units: list[torch.nn.Module]) -> list[torch.nn.Module]:
+    """``units`` (the model file's, in any order) as fully_shard needs them: a module after those inside it."""
+    depth = {id(m): name.count(".") + 1 for name, m in network.named_modules() if name}
+    unique = list({id(u): u for u in units}.values())
+    return sorted(unique, key=lambda u: -depth.get(id(u), 0))
 
 
 def _whole(norm: torch.Tensor) -> torch.Tensor:
