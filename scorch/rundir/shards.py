@@ -41,8 +41,8 @@ def read_whole(path: str | os.PathLike, optimizer: bool = True) -> dict[str, Any
     from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
     state: dict[str, Any] = {}
     try:
-        _load_state_dict(state, storage_reader=dcp.FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(keys=None if optimizer else {"model"}),
-                         no_dist=True)
+        planner = _EmptyStateDictLoadPlanner(keys=None if optimizer else {"model"})
+        _load_state_dict(state, storage_reader=dcp.FileSystemReader(str(path)), planner=planner, no_dist=True)
     except Exception as exc:  # DCP wraps what went wrong (a missing or truncated shard) in its own exceptions
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ScorchError(f"checkpoint {path} is truncated or corrupt ({first[:300]})") from exc

@@ -95,6 +95,8 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
                                                       parts.socket.has_scheduler, len(parts.train_set)))
     strategy = dist.each(lambda: strategies.choose(parts.backend, parts.config.strategy, parts.socket.shard_units(),
                                                    parts.config.amp == "bf16", parts.config.activation_checkpointing))
+    if strategy.sharded and parts.backend.device.type == "cpu":
+        _malloc.for_sharding()
     clock = compiling.apply(parts.network) if config.compile else None  # in place: the state_dict keys stay the Network's
     model, optimizer = _setup(parts, strategy)
     state = dist.each(lambda: _state(parts, strategy, optimizer, resumed))
