@@ -406,3 +406,11 @@ def test_a_sharded_run_of_an_optimizer_without_state_resumes_on_one_rank(same, t
     assert main(args(tmp_path, "sgd", "--epochs", "3", "--resume")) == 0
     end = torch.load(tmp_path / "sgd" / "checkpoints" / "last.pt", weights_only=True)
     assert end["epoch"] == 3 and end["cursor"]["world_size"] == 1 and end["optimizer"]["state"] == {}
+
+
+def test_compile_under_fsdp_is_the_same_run(same, tmp_path):
+    # --compile (inductor on the CPU) of the sharded Network: the weights of the uncompiled run.
+    train(tmp_path, "compiled", 2, "--batch-size", "18", "--strategy", "fsdp", "--compile", *ADAM, launcher="scorch")
+    assert max_diff(state(same / "fsdp-2")["model"], state(tmp_path / "compiled")["model"]) < 1e-5
+    meta = json.loads((tmp_path / "compiled" / "meta.json").read_text())
+    assert meta["compile"]["graphs"] >= 1
