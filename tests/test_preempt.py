@@ -28,12 +28,13 @@ def history(run_dir):
         return [{k: v for k, v in r.items() if k != "time"} for r in csv.DictReader(f)]
 
 
-def start_and_signal(cmd, run_dir, sig, to_group):
-    """Start training, wait for its first epoch checkpoint, then send ``sig`` mid-epoch 2."""
+def start_and_signal(cmd, run_dir, sig, to_group, last="last.pt"):
+    """Start training, wait for its first epoch checkpoint (``last``: last.dcp for a sharded run),
+    then send ``sig`` mid-epoch 2."""
     e = env()
     e["SCORCH_TEST_SLOW"] = "0.004"  # ~0.4 s per epoch per rank
     proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    last = run_dir / "checkpoints" / "last.pt"
+    last = run_dir / "checkpoints" / last
     deadline = time.time() + 120
     while time.time() < deadline and not last.exists():
         time.sleep(0.02)

@@ -4,7 +4,6 @@ world size and within 1e-4 on another one (or under DDP), and every reader of a 
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 import torch
@@ -160,20 +159,10 @@ def test_frozen_modules_and_batchnorm_under_fsdp_equal_ddp(tmp_path):
     assert not torch.equal(a["head.1.running_mean"], fresh["head.1.running_mean"])
 
 
-def start_and_stop(cmd, run_dir, sig=signal.SIGUSR1):
-    """Start training, wait for its first (epoch 1) sharded checkpoint, then signal it mid-epoch 2."""
-    e = env()
-    e["SCORCH_TEST_SLOW"] = "0.004"
-    proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    last = run_dir / "checkpoints" / "last.dcp"
-    deadline = time.time() + 120
-    while time.time() < deadline and not last.exists():
-        time.sleep(0.02)
-    assert last.exists(), "no checkpoint appeared"
-    time.sleep(0.15)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
-    return proc.returncode, err
+def start_and_stop(cmd, run_dir):
+    """Start training, wait for its first (epoch 1) sharded checkpoint, then SIGUSR1 it mid-epoch 2."""
+    from tests.test_preempt import start_and_signal
+    return start_and_signal(cmd, run_dir, signal.SIGUSR1, False, last="last.dcp")
 
 
 def ws(root, name, *extra, noise=True):

@@ -73,6 +73,15 @@ def label(path: Path) -> str:
     return path.name[:-len(path.suffix)] if path.suffix in (SUFFIX, SHARDED_SUFFIX) else path.name
 
 
+def _newer(file: Path, sharded: Path) -> Path:
+    """The one of a checkpoint file and a sharded checkpoint that exists (the newer of both; the file
+    when neither does)."""
+    found = [p for p in (file, sharded) if is_checkpoint(p)]
+    if len(found) == 2:
+        return max(found, key=lambda p: p.stat().st_mtime_ns)
+    return found[0] if found else file
+
+
 @dataclass(frozen=True)
 class CheckpointFiles:
     """The files of a ``checkpoints/`` directory."""
@@ -97,17 +106,11 @@ class CheckpointFiles:
 
     def latest(self) -> Path:
         """``last``: last.pt, or last.dcp where the run is sharded (the newer where both are left)."""
-        found = [p for p in (self.last, self.last_sharded) if is_checkpoint(p)]
-        if len(found) == 2:
-            return max(found, key=lambda p: p.stat().st_mtime_ns)
-        return found[0] if found else self.last
+        return _newer(self.last, self.last_sharded)
 
     def best_any(self) -> Path:
-        """``best``: best.pt or best.dcp."""
-        found = [p for p in (self.best, self.best_sharded) if is_checkpoint(p)]
-        if len(found) == 2:
-            return max(found, key=lambda p: p.stat().st_mtime_ns)
-        return found[0] if found else self.best
+        """``best``: best.pt or best.dcp (the newer where both are left)."""
+        return _newer(self.best, self.best_sharded)
 
     def step(self, step: int, sharded: bool = False) -> Path:
         """Where the checkpoint of step ``step`` goes (a sharded one: a name not taken yet)."""
