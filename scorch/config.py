@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import types
 import typing
 import unicodedata
@@ -31,6 +32,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 MONITOR_MODES = ("auto", "min", "max")
 NAN_POLICIES = ("stop", "skip")
 START_METHODS = ("fork", "forkserver", "spawn")
+SCHEDULE_UNITS = ("epoch", "step")
 
 # The groups of scorch-train --help, in order.
 GROUPS = ("files", "settings", "training", "run directory", "distributed", "output")
@@ -175,6 +177,27 @@ class TrainConfig:
                                         "the list of those missing", more_than=0, less_than=MAX_TIMEOUT_S)
     max_restarts: int = _launch_setting(0, "with scorch's own launch: when a rank fails, restart every rank from the "
                                         "last checkpoint up to this many times", at_least=0)
+    checkpoint_every: int | str | None = setting(
+        None, help=f"besides each epoch's end, checkpoint every N optimizer steps, or every DURATION of wall time (90s, "
+        f"30m, 2h, 1h30m: rank 0's clock, every rank saves at the same step); {LAST} is always the newest, "
+        "--keep-checkpoints says how many step checkpoints stay", group="run directory", sweepable=False)
+    val_every: int | None = setting(None, help="validate every N optimizer steps (counted over the run) and at each "
+                                    "epoch's end: a history row, TensorBoard points on a step axis and a checkpoint "
+                                    f"per validation, {BEST} by --monitor over every validation; --patience counts "
+                                    "validations", at_least=1)
+    max_steps: int | None = setting(None, help="end training after this many optimizer steps in all (or at --epochs, "
+                                    "whichever comes first): a validation, a checkpoint, status finished, exit 0; a "
+                                    "later --resume with a larger value goes on", at_least=1)
+    max_time: str | None = setting(None, help="stop this session after this much wall time (e.g. 23h50m; from the "
+                                   "start of training, rank 0's clock) as a stop signal does: a checkpoint at the next "
+                                   "step, exit 3, so a requeued job goes on", group="run directory", invocation=True,
+                                   sweepable=False)
+    warmup_steps: int = setting(0, help="raise the learning rate linearly over the first N optimizer steps (step t <= N "
+                                "trains at t/(N+1) of the rate), on top of any schedule", at_least=0, trajectory=True)
+    schedule_by: str = setting("epoch", help="what lr_schedule counts: epoch (the rate is set at each epoch's start; "
+                               "[[EPOCH, LR], ...]) or step (set before every optimizer step; [[STEP, LR], ...], "
+                               "cosine and linear over --max-steps or the run's steps)", choices=SCHEDULE_UNITS,
+                               trajectory=True)
     lr_schedule: Any = setting(None, trajectory=True)
     warmup_epochs: int = setting(0, at_least=0, trajectory=True)
     model_settings: dict[str, Any] = setting(factory=dict, trajectory=True)
@@ -216,7 +239,13 @@ class TrainConfig:
         if self.activation_checkpointing and self.strategy not in ("fsdp", "hsdp"):
             raise ScorchError("--activation-checkpointing checkpoints the shard units of --strategy fsdp or hsdp; "
                               f"give one of them (--strategy is {self.strategy})")
-        check_lr_schedule(self.lr_schedule)
+        check_lr_schedule(self.lr_schedule, self.schedule_by)
+        every(self.checkpoint_every, "--checkpoint-every")
+        if self.max_time is not None:
+            duration(self.max_time, "--max-time")
+        if self.warmup_epochs and (self.warmup_steps or self.schedule_by == "step"):
+            raise ScorchError("--set warmup_epochs counts epochs; with --warmup-steps or --schedule-by step give the "
+                              "warm-up in optimizer steps (--warmup-steps) instead")
         check_spec(self.logger)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -351,9 +380,10 @@ def check_file_name(name: str, what: str) -> None:
                           f"most {MAX_NAME_BYTES}")
 
 
-def check_lr_schedule(schedule: Any) -> None:
-    """None/"constant", "cosine", or [[EPOCH, LR], ...] with increasing epochs (LR until EPOCH, inclusive)."""
-    if schedule is None or schedule in ("constant", "cosine"):
+def check_lr_schedule(schedule: Any, unit: str = "epoch") -> None:
+    """None/"constant", "cosine", "linear", or [[EPOCH, LR], ...] with increasing epochs (LR until EPOCH,
+    inclusive; STEP instead of EPOCH with ``unit`` step)."""
+    if schedule is None or schedule in ("constant", "cosine", "linear"):
         return
     ok = isinstance(schedule, (list, tuple)) and len(schedule) > 0
     last = 0
@@ -365,8 +395,8 @@ def check_lr_schedule(schedule: Any) -> None:
         last = pair[0]
     if not ok:
         raise ScorchError(
-            f"--set lr_schedule: {schedule!r} is not a schedule; expected \"cosine\", \"constant\" or "
-            "[[EPOCH, LR], ...] with increasing epochs and finite LR > 0, e.g. \"[[3, 0.1], [100, 0.01]]\""
+            f"--set lr_schedule: {schedule!r} is not a schedule; expected \"cosine\", \"linear\", \"constant\" or "
+            f"[[{unit.upper()}, LR], ...] with increasing {unit}s and finite LR > 0, e.g. \"[[3, 0.1], [100, 0.01]]\""
         )
 
 
@@ -376,3 +406,36 @@ def _whole(value: Any) -> bool:
 
 def _real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---- durations ------------------------------------------------------------------------------
+
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+
+
+def duration(text: str, what: str) -> float:
+    """Seconds of a wall time written as 90s, 30m, 2h, 1h30m, 1d12h (units d, h, m, s, largest first)."""
+    parts = _DURATION.findall(text.strip()) if isinstance(text, str) else []
+    order = [u for _, u in parts]
+    if not parts or "".join(n + u for n, u in parts) != text.strip() or order != sorted(order, key="dhms".index) \
+            or len(set(order)) != len(order):
+        raise ScorchError(f"{what}: {text!r} is not a duration; expected e.g. 90s, 30m, 2h or 1h30m")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not 0 < seconds < MAX_TIMEOUT_S:
+        raise ScorchError(f"{what}: {text!r} is not a duration above 0 s")
+    return seconds
+
+
+def every(value: int | str | None, what: str) -> tuple[int | None, float | None]:
+    """``(steps, seconds)`` of a cadence given as N optimizer steps (a whole number, or its digits) or a
+    wall time (:func:`duration`); ``(None, None)`` for None."""
+    if value is None:
+        return None, None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ScorchError(f"{what}: expected a whole number of steps >= 1 or a duration (30m), got {value!r}")
+        return value, None
+    return None, duration(str(value), what)

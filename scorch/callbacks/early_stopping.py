@@ -1,4 +1,5 @@
-"""``--patience N``: stop when the monitored value has not improved for N epochs."""
+"""``--patience N``: stop when the monitored value has not improved for N epochs (N validations
+with ``--val-every``)."""
 from __future__ import annotations
 
 import logging
@@ -15,12 +16,13 @@ class EarlyStopping(Callback):
 
     name = "early_stopping"
 
-    def __init__(self, patience: int):
-        self.patience = patience
+    def __init__(self, patience: int, unit: str = "epochs"):
+        self.patience, self.unit = patience, unit
 
-    def on_epoch_end(self, run: Any, row: dict[str, Any]) -> None:
+    def on_validation_end(self, run: Any, metrics: dict[str, float]) -> None:
+        """After the validation is recorded against the best (run.loop), before its checkpoint."""
         loop = run.loop
         if loop.bad_epochs >= self.patience:
             best = f"{loop.best:.6g}" if loop.best is not None else "none"
-            run.stop(f"early stop: {run.monitor} has not improved for {loop.bad_epochs} epochs (best {best} at epoch "
-                     f"{loop.best_epoch})")
+            at = f"epoch {loop.best_epoch}" + (f", step {loop.best_step}" if self.unit == "validations" else "")
+            run.stop(f"early stop: {run.monitor} has not improved for {loop.bad_epochs} {self.unit} (best {best} at {at})")

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, s in settings().items():
         if s.help is None:
             continue
-        kind = next((t for t in (bool, int, float) if t in (hints()[name], *getattr(hints()[name], "__args__", ()))), str)
+        kinds = (hints()[name], *getattr(hints()[name], "__args__", ()))
+        kind = str if str in kinds else next((t for t in (bool, int, float) if t in kinds), str)  # int | str: a cadence
         shown = s.default_text or (defaults[name] if defaults[name] not in (None, dataclasses.MISSING) else None)
         text = f"{s.help} (default: {shown})" if shown is not None and kind is not bool else s.help
         kw: dict[str, Any] = {"dest": name, "help": text}

@@ -249,6 +249,15 @@ class Socket:
         return getattr(self.raw, "scheduler", None) is not None
 
     @property
+    def scheduler_interval(self) -> str:
+        """When Socket.scheduler is stepped: ``"epoch"`` (at each epoch's end, the default) or ``"step"``
+        (after every optimizer step), from the Socket's ``scheduler_interval`` attribute."""
+        interval = getattr(self.raw, "scheduler_interval", "epoch")
+        if interval not in ("epoch", "step"):
+            raise ScorchError(f"{self.path}: Socket.scheduler_interval is {interval!r}, expected \"epoch\" or \"step\"")
+        return str(interval)
+
+    @property
     def has_split_metrics(self) -> bool:
         return callable(getattr(self.raw, "split_metrics", None))
 
@@ -368,6 +377,13 @@ class Socket:
         if sched is not None and not _is_scheduler(sched):
             raise ScorchError(f"{where} returned {_describe(sched)}, expected an LR scheduler or None")
         return sched
+
+    def check_scheduler_interval(self, scheduler: Any) -> None:
+        """A ReduceLROnPlateau needs a monitored value, which only an epoch's end has."""
+        if self.scheduler_interval == "step" and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ScorchError(f"{self.path}: Socket.scheduler_interval is \"step\" but Socket.scheduler is "
+                              "ReduceLROnPlateau, which is stepped with the monitored value of a validation; "
+                              "leave scheduler_interval at \"epoch\"")
 
 
     def attach(self, run: Any) -> None:

@@ -1,5 +1,6 @@
-"""``history.csv``: one row per epoch, rewritten atomically each epoch. On a resume it must hold the
-rows of the epochs the checkpoint has done (checked before the run directory changes), and keeps them."""
+"""``history.csv``: one row per epoch (per validation with --val-every), rewritten atomically at each.
+On a resume it must hold the rows of what the checkpoint has done (checked before the run directory
+changes), and keeps them."""
 from __future__ import annotations
 
 import csv
@@ -27,12 +28,16 @@ def _fmt(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def resumed_rows(path: Path, epochs: int) -> list[dict[str, str]]:
-    """The rows of epochs 1..``epochs`` of a run's history.csv, checked: one line naming the file
-    and what is wrong when it cannot be the history of those epochs."""
-    if epochs == 0:
+def resumed_rows(path: Path, resume: Resume | None) -> list[dict[str, str]]:
+    """The rows of a run's history.csv up to where ``resume`` continues (every row of epochs
+    1..``resume.epoch``, and those of the next epoch up to ``resume.step``: --val-every rows inside it),
+    checked: one line naming the file and what is wrong when it cannot be the history of those epochs."""
+    epochs = resume.epoch if resume else 0
+    if resume is None or (epochs == 0 and resume.step == 0):
         return []
     if not path.is_file():
+        if epochs == 0:
+            return []
         raise ScorchError(f"{path} is missing; the checkpoint is at epoch {epochs}, so expected its {epochs} row(s)")
     try:
         with open(path, newline="") as f:
@@ -43,17 +48,21 @@ def resumed_rows(path: Path, epochs: int) -> list[dict[str, str]]:
         raise ScorchError(f"{path} cannot be read ({exc}); expected the CSV scorch wrote") from exc
     if header[:len(FIRST)] != list(FIRST):
         raise ScorchError(f"{path} has the header {','.join(header)[:80]!r}; expected it to start with {','.join(FIRST)}")
-    epochs_seen = []
+    kept: list[dict[str, str]] = []
+    seen: list[int] = []
     for line, row in enumerate(rows, start=2):
         try:
-            epochs_seen.append(int(row["epoch"]))
+            epoch, step = int(row["epoch"]), int(row["step"])
         except (TypeError, ValueError):
-            raise ScorchError(f"{path}, line {line}: epoch {row['epoch']!r} is not a whole number; "
-                              "expected one row per epoch as scorch wrote it") from None
-    if epochs_seen[:epochs] != list(range(1, epochs + 1)):
-        raise ScorchError(f"{path} holds the rows of epochs {epochs_seen[:8]}; the checkpoint is at epoch {epochs}, "
+            raise ScorchError(f"{path}, line {line}: epoch {row['epoch']!r} or step {row['step']!r} is not a whole "
+                              "number; expected the rows as scorch wrote them") from None
+        if epoch <= epochs or (epoch == epochs + 1 and step <= resume.step):
+            kept.append(row)
+            seen.append(epoch)
+    if sorted(seen) != seen or sorted(set(seen) - {epochs + 1}) != list(range(1, epochs + 1)):
+        raise ScorchError(f"{path} holds the rows of epochs {sorted(set(seen))[:8]}; the checkpoint is at epoch {epochs}, "
                           f"so expected epochs 1 to {epochs}")
-    return rows[:epochs]
+    return kept
 
 
 class CSVLogger(Logger):
@@ -64,7 +73,7 @@ class CSVLogger(Logger):
         self.rows: list[dict[str, Any]] = []  # the resumed epochs' rows, then this session's
 
     def check(self, run_dir: Path, resume: Resume | None) -> None:
-        self.rows = resumed_rows(run_dir / HISTORY, resume.epoch if resume else 0)
+        self.rows = resumed_rows(run_dir / HISTORY, resume)
 
     def open(self, run_dir: Path, resume: Resume | None) -> None:
         self.path = run_dir / HISTORY

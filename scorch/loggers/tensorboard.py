@@ -1,9 +1,10 @@
-"""TensorBoard: epoch scalars (x axis: the epoch), --log-every step scalars in ``steps/`` (x axis: the
-global step), Socket.visualize's images and texts, through tensorboardX.
+"""TensorBoard: history rows' scalars (x axis: the epoch; the optimizer step with --val-every, whose
+rows are validations inside epochs), --log-every step scalars in ``steps/`` (x axis: the global
+step), Socket.visualize's images and texts, through tensorboardX.
 
-On a resume, the events of what the resumed run redoes are dropped: epochs after the checkpoint's
-(``purge_step`` of the epoch writer) and steps after its step (of the step writer, by step: a purge
-by epoch number must not reach them)."""
+On a resume, the events of what the resumed run redoes are dropped: epochs (or steps) after the
+checkpoint's (``purge_step`` of the row writer) and steps after its step (of the step writer, by
+step: a purge by epoch number must not reach them)."""
 from __future__ import annotations
 
 import os
@@ -32,8 +33,20 @@ class TensorBoardLogger(Logger):
         from tensorboardX import SummaryWriter
 
         self.logdir, self.resume = str(run_dir / TENSORBOARD), resume
-        self.writer = SummaryWriter(logdir=self.logdir, purge_step=resume.epoch + 1 if resume else None, flush_secs=30,
-                                    filename_suffix=_unique())
+        self.by_step = False
+        self._writer_class = SummaryWriter
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        self.by_step = bool(params.get("val_every"))
+
+    def _rows(self) -> Any:
+        """The rows' writer, made at first use: log_hparams has said which axis they have."""
+        if self.writer is None:
+            resume = self.resume
+            purge = None if resume is None else (resume.step if self.by_step else resume.epoch) + 1
+            self.writer = self._writer_class(logdir=self.logdir, purge_step=purge, flush_secs=30,
+                                             filename_suffix=_unique())
+        return self.writer
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         if self.step_writer is None:
@@ -46,19 +59,20 @@ class TensorBoardLogger(Logger):
             self.step_writer.add_scalar(f"step/{key}", value, step)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
-        epoch = int(row["epoch"])
+        writer, x = self._rows(), int(row["step"] if self.by_step else row["epoch"])
         for key, value in row.items():
             if key not in SKIPPED:
-                self.writer.add_scalar(key, float(value), epoch)
-        self.writer.flush()
+                writer.add_scalar(key, float(value), x)
+        writer.flush()
 
     def log_visuals(self, epoch: int, visuals: Any) -> None:
         """Images (CHW or HW; floats in [0, 1] or uint8) and texts, at step ``epoch``."""
+        writer = self._rows()
         for tag, image in visuals.images.items():
-            self.writer.add_image(tag, image, epoch, dataformats="HW" if image.dim() == 2 else "CHW")
+            writer.add_image(tag, image, epoch, dataformats="HW" if image.dim() == 2 else "CHW")
         for tag, text in visuals.texts.items():
-            self.writer.add_text(tag, text, epoch)
-        self.writer.flush()
+            writer.add_text(tag, text, epoch)
+        writer.flush()
 
     def close(self) -> None:
         for writer in (self.writer, self.step_writer):

@@ -66,6 +66,8 @@ class StepContext:
     autocast: Callable[[], ContextManager[Any]]
     clip_grad: float | None
     skip_nonfinite: bool = False
+    before_step: Callable[[int], None] | None = None  # given the step's number (from 1) before the optimizer steps
+    after_step: Callable[[int], None] | None = None  # after on_step_end (Socket.scheduler_interval = "step")
 
 
 class StepCheck:
@@ -92,11 +94,11 @@ class StepCheck:
 
 @dataclass
 class EpochResult:
-    """Where a training epoch got to: all of its plan, or ``steps`` steps when a signal stopped it."""
+    """Where a training epoch got to: all of its plan, or ``steps`` steps when ``at_step`` ended it."""
 
     step: int  # optimizer steps of the run so far
     steps: int  # steps of this plan done
-    stopped: bool
+    ended: bool
     skipped: int = 0
 
 
@@ -108,10 +110,12 @@ def train_epoch(
     totals: MetricTotals,
     callbacks: Callbacks,
     guard: NanGuard,
-    stop: StopSignal,
+    at_step: Callable[[int, int], bool],
 ) -> EpochResult:
-    """This rank's micro-batches of ``plan``; stops early at a step boundary all ranks agree on.
-    ``run.step`` counts the optimizer steps; ``callbacks`` hear of each micro-batch and each step."""
+    """This rank's micro-batches of ``plan``. ``run.step`` counts the optimizer steps; ``callbacks``
+    hear of each micro-batch and each step. After every step but the plan's last, ``at_step(steps
+    of the plan done, steps skipped so far)`` (called on every rank: it agrees on stops, validates,
+    checkpoints) may end the epoch there by returning True."""
     device = ctx.backend.device
     non_blocking = device.type == "cuda"
     model, socket, optimizer, strategy = ctx.model, ctx.socket, ctx.optimizer, ctx.strategy
@@ -135,6 +139,8 @@ def train_epoch(
                 # The slot's share of its step's samples: the step's gradient is the mean over them.
                 ctx.scaler.scale(loss * slot.weight if slot.weight != 1.0 else loss).backward()
             if slot.last:
+                if ctx.before_step is not None:
+                    ctx.before_step(run.step + 1)
                 strategy.optimizer_step(optimizer, ctx.scaler, check)
                 run.step += 1
                 steps += 1
@@ -151,10 +157,12 @@ def train_epoch(
             micro = 0 if slot.last else micro + 1
             if slot.last:
                 callbacks.on_step_end(run)  # the step's gradients are still there (averaged, unscaled, clipped)
+                if ctx.after_step is not None:  # after on_step_end: callbacks see the rate the step used
+                    ctx.after_step(run.step)
                 strategy.zero_grad(optimizer)
                 # Stop only where no gradient is half accumulated, and not after the last step
-                # (the end of the epoch has its own, complete checkpoint).
-                if steps < plan.steps and stop.poll(ctx.backend):
+                # (the end of the epoch has its own validation and checkpoint).
+                if steps < plan.steps and at_step(steps, check.skipped):
                     guard.flush()
                     return EpochResult(run.step, steps, True, check.skipped)
     guard.flush()

@@ -28,20 +28,22 @@ class LoopState:
 
     best: float | None = None
     best_epoch: int = 0
-    bad_epochs: int = 0
+    bad_epochs: int = 0  # validations since the best (one per epoch without --val-every)
     skipped_steps: int = 0
+    best_step: int = 0
 
-    def record(self, value: float, epoch: int, mode: str, name: str = "the monitored value") -> bool:
-        """Note this epoch's monitored value; True when it is the best so far.
+    def record(self, value: float, epoch: int, mode: str, name: str = "the monitored value", step: int = 0) -> bool:
+        """Note a validation's monitored value (at the end of ``epoch``, or at ``step`` in it); True
+        when it is the best so far.
 
         A non-finite value is never the best and counts as no improvement."""
         if not math.isfinite(value):
-            log.warning("%s is %s at epoch %d: not counted as an improvement", name, value, epoch)
+            log.warning("%s is %s at epoch %d, step %d: not counted as an improvement", name, value, epoch, step)
             self.bad_epochs += 1
             return False
         improved = self.best is None or (value < self.best if mode == "min" else value > self.best)
         if improved:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            self.best, self.best_epoch, self.bad_epochs, self.best_step = value, epoch, 0, step
         else:
             self.bad_epochs += 1
         return improved
@@ -54,6 +56,7 @@ class LoopState:
         self.best_epoch = int(state.get("best_epoch", 0))
         self.bad_epochs = int(state.get("bad_epochs", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.best_step = int(state.get("best_step", 0))
 
 
 @dataclass
@@ -64,14 +67,17 @@ class Cursor:
     all. ``samples``: samples of epoch ``epoch + 1`` already trained (0 at an epoch boundary;
     the epoch's order does not depend on the world size, so any world size can go on from
     there). ``trained``: epoch ``epoch + 1`` is trained but not yet validated (a stop during
-    validation). ``global_batch``: samples per optimizer step over all ranks; ``world_size``:
-    how many ranks trained them; ``length``: samples in the training split."""
+    validation); ``validating``: the validation at ``step`` inside the epoch (--val-every,
+    --max-steps) is still to run (a stop during it, or at its step). ``global_batch``: samples per
+    optimizer step over all ranks; ``world_size``: how many ranks trained them; ``length``: samples
+    in the training split."""
 
     epoch: int = 0
     step: int = 0
     samples: int = 0
     trained: bool = False
     global_batch: int = 0
+    validating: bool = False
     world_size: int = 1
     length: int = 0
 
@@ -83,6 +89,7 @@ class Cursor:
         self.samples, self.trained = int(state.get("samples", 0)), bool(state.get("trained", False))
         self.global_batch, self.world_size = int(state.get("global_batch", 0)), int(state.get("world_size", 1))
         self.length = int(state.get("length", 0))
+        self.validating = bool(state.get("validating", False))
 
 
 class MetricTotals:
@@ -108,6 +115,12 @@ class MetricTotals:
                 else:
                     self.number_sums[i] += float(v) * n
         self.count += n
+
+    def reset(self) -> None:
+        """Start the sums again (after a history row inside an epoch)."""
+        self.tensor_sums.zero_()
+        self.number_sums = [0.0] * len(self.number_sums)
+        self.count = 0
 
     def packed(self) -> torch.Tensor:
         """Sums then count, as one float64 tensor on the device."""

@@ -38,6 +38,7 @@ from ..rundir.lock import RunLock
 from ..strategies import Strategy
 from . import _malloc, compiling, outcome, resume, schedule
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
+from .cadence import Cadence
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .run import TRAIN, VALID, Run
@@ -147,6 +148,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
     scheduler = socket.scheduler(optimizer)
     schedule.check_owner(config, scheduler is not None)
     check_scheduler(socket, scheduler, parts.monitor, parts.monitor_mode)
+    socket.check_scheduler_interval(scheduler)
     cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
                     world_size=backend.world_size, length=len(parts.train_set))
     state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
@@ -187,6 +189,8 @@ class Session:
     saved_scalars: list[dict[str, Any]] | None = None  # and its run.log sums
     started: float = 0.0  # when the current epoch started (perf_counter)
     compiled: compiling.Clock | None = None  # --compile: what has been compiled so far
+    cadence: Cadence = field(default_factory=Cadence)  # checkpoints, validations and the end inside epochs
+    rates: schedule.StepRates | None = None  # the rate of every step (--schedule-by step, --warmup-steps)
     rows: list[dict[str, Any]] = field(default_factory=list)  # history: the resumed epochs', then this session's
 
     @property
@@ -236,14 +240,23 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
         *([Visualize(socket, loggers)] if socket.has_visualize else []),
         *user_callbacks,
         *([StepLog(config.log_every, parts.metric_names, loggers, where)] if config.log_every else []),
-        *([EarlyStopping(config.patience)] if config.patience is not None else []),
+        *([EarlyStopping(config.patience, "validations" if config.val_every else "epochs")]
+          if config.patience is not None else []),
         Checkpointing(saver),
     ], f"{config.model}: Socket.callbacks()")
     saver.callbacks = callbacks
     if resumed is not None:
         callbacks.load_state_dict(resumed.get("callbacks") or {})
+    rates = None
+    if state.scheduler is None and schedule.per_step(config):
+        rates = schedule.StepRates(state.optimizer, config, config.lr if not socket.has_optimizer else None,
+                                   _total_steps(config, cursor, len(parts.train_set)))
+    after_step = None
+    if state.scheduler is not None and socket.scheduler_interval == "step":
+        def after_step(step: int, scheduler: Any = state.scheduler) -> None:
+            _step_scheduler(scheduler, math.nan)
     ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
-                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip")
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", before_step=rates, after_step=after_step)
     loader, valid_loader = _loaders(config, parts)
     log.info("training %s on %s: %d rank(s), backend %s (%s), strategy %s, %d train / %d valid samples, %d per step, "
              "monitor %s (%s)%s", run_dir.path, backend.device, backend.world_size, backend.name, backend.reason,
@@ -253,7 +266,17 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     return Session(config, parts, run_dir, state, ctx, loader, valid_loader, run, callbacks, loggers, saver,
                    NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta,
                    resumed.get("totals") if resumed is not None else None,
-                   resumed.get("scalars") if resumed is not None else None)
+                   resumed.get("scalars") if resumed is not None else None,
+                   cadence=Cadence.of(config, backend.rank), rates=rates)
+
+
+def _total_steps(config: TrainConfig, cursor: Cursor, length: int) -> int:
+    """The optimizer steps of the whole run at this session's global batch (--max-steps, if fewer):
+    what a by-step cosine or linear schedule spans."""
+    per_epoch = -(-length // cursor.global_batch)
+    left = 0 if cursor.trained else -(-(length - cursor.samples) // cursor.global_batch)
+    total = cursor.step + left + max(0, config.epochs - cursor.epoch - 1) * per_epoch
+    return min(total, config.max_steps) if config.max_steps is not None else total
 
 
 def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
@@ -267,21 +290,26 @@ def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
 
 
 def _fit(s: Session) -> RunResult:
-    config, backend = s.config, s.backend
+    config, backend, cadence = s.config, s.backend, s.cadence
     status, stopped_early = "failed", False
     try:
         s.callbacks.on_fit_start(s.run)
-        with StopSignal() as stop:
-            while s.cursor.epoch < config.epochs:
+        with StopSignal(cadence) as stop:
+            while s.cursor.epoch < config.epochs and (not cadence.done(s.cursor.step) or s.cursor.validating):
                 epoch = s.cursor.epoch + 1
-                totals = _train(s, epoch, stop)
+                totals, ended = _train(s, epoch, stop)
+                if ended:  # --max-steps, or early stopping, at a validation in the epoch (saved)
+                    stopped_early = s.run.should_stop is not None
+                    break
                 row = _validate(s, epoch, totals, stop)
                 if _end_epoch(s, row):
                     stopped_early = True
                     break
-                if epoch < config.epochs and stop.settle(backend):
+                if epoch < config.epochs and not cadence.done(s.cursor.step) and stop.settle(backend):
                     raise Preempted(f"stopped by {stop.describe()} after epoch {epoch}; checkpoint written to "
                                     f"{s.run_dir.last_checkpoint}; continue with --resume")
+            if cadence.done(s.cursor.step) and not stopped_early:
+                log.info("--max-steps %d reached at epoch %d, step %d", cadence.max_steps, s.run.epoch, s.cursor.step)
             status = "finished"
         s.callbacks.on_fit_end(s.run)
         if config.test:
@@ -296,8 +324,9 @@ def _fit(s: Session) -> RunResult:
     return RunResult(s.run_dir.path, s.cursor.epoch, s.rows, s.loop.best, s.parts.monitor, stopped_early)
 
 
-def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
-    """Train epoch ``epoch`` (the rest of it, on a resume); a stop signal saves and raises Preempted."""
+def _train(s: Session, epoch: int, stop: StopSignal) -> tuple[MetricTotals, bool]:
+    """Train epoch ``epoch`` (the rest of it, on a resume); a stop signal saves and raises Preempted.
+    True with the sums when training ended inside the epoch (--max-steps, early stopping)."""
     s.started = time.perf_counter()
     config, backend, cursor = s.config, s.backend, s.cursor
     _set_lr(s, epoch)
@@ -306,16 +335,23 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
     run = s.run
     run.epoch, run.step = epoch, cursor.step
     if cursor.trained:  # stopped during this epoch's validation
-        return totals
+        return totals, False
     plan = data.EpochPlan(len(s.parts.train_set), cursor.global_batch, config.batch_size, backend.rank,
                           backend.world_size, config.seed, epoch, start=cursor.samples)
+    skipped = s.loop.skipped_steps
+    if cursor.validating and _act(s, epoch, plan, totals, stop, 0, 0, skipped, redo=True):
+        return totals, True  # the validation a stop interrupted, done now: it ended training
     data.set_plan(s.loader, plan)
     s.parts.train_mode()
     run.plan = plan
     s.callbacks.on_train_epoch_start(run)
+
+    def at_step(steps: int, skipped_now: int) -> bool:
+        return _act(s, epoch, plan, totals, stop, steps, skipped_now, skipped)
+
     try:
         with compiling.failures(config.model, s.compiled is not None):
-            done = train_epoch(s.ctx, s.loader, plan, run, totals, s.callbacks, s.guard, stop)
+            done = train_epoch(s.ctx, s.loader, plan, run, totals, s.callbacks, s.guard, at_step)
     except RuntimeError as exc:
         if "find_unused_parameters" not in str(exc):
             raise
@@ -323,12 +359,42 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> MetricTotals:
                           f"{backend.rank} (a branch not taken?), which DistributedDataParallel cannot average; "
                           "pass --find-unused-parameters, or keep such modules out of Socket.trainable_modules") from exc
     cursor.step = done.step
-    s.loop.skipped_steps += done.skipped
-    if done.stopped:
-        cursor.samples = plan.samples_after(done.steps)
-        _stop(s, totals, f"stopped by {stop.describe()} at epoch {epoch}, step {cursor.step}")
+    s.loop.skipped_steps = skipped + done.skipped
+    if done.ended:
+        return totals, True
     cursor.samples, cursor.trained = len(s.parts.train_set), True
-    return totals
+    return totals, False
+
+
+def _act(s: Session, epoch: int, plan: data.EpochPlan, totals: MetricTotals, stop: StopSignal, steps: int,
+         skipped: int, skipped_before: int, redo: bool = False) -> bool:
+    """At a step boundary inside an epoch (every rank, after ``steps`` steps of ``plan``): stop on an
+    agreed signal or --max-time, validate (--val-every, --max-steps), checkpoint (those, and
+    --checkpoint-every). True to end training here. ``redo``: the validation a stop interrupted at
+    this step, on a resume (no poll: the step's agreement was made before the stop)."""
+    cadence, run, cursor = s.cadence, s.run, s.cursor
+    stopping = False if redo else stop.poll(s.backend, saves=True)
+    step = run.step
+    validate = redo or cadence.validates_at(step) or cadence.done(step)
+    if not (stopping or validate or stop.save_due or cadence.checkpoints_at(step)):
+        return False
+    s.guard.flush()
+    cursor.step, cursor.samples = step, plan.samples_after(steps)
+    s.loop.skipped_steps = skipped_before + skipped
+    if stopping:
+        cursor.validating = validate  # the resumed run redoes this step's validation first
+        _stop(s, totals, f"stopped by {stop.describe()} at epoch {epoch}, step {step}")
+    improved = False
+    if validate:
+        cursor.validating = True  # a stop while validating saves this: the resumed run redoes it
+        row = _validate(s, epoch, totals, stop)
+        cursor.validating = False
+        improved = bool(s.run.improved)
+        _log_row(s, row, inside=True)
+        totals.reset()
+    s.saver.save(run, improved, totals)
+    cadence.saved()
+    return cadence.done(step) or run.should_stop is not None
 
 
 def _stop(s: Session, totals: MetricTotals, what: str, then: str = "") -> NoReturn:
@@ -357,37 +423,44 @@ def _take_saved_totals(s: Session, totals: MetricTotals) -> None:
 
 
 def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) -> dict[str, Any]:
-    """The epoch's row: train means, then the validation of the model that is checkpointed
-    (every rank evaluates with rank 0's buffers). A stop signal saves and raises Preempted; the
-    resumed run redoes this validation."""
-    backend, parts = s.backend, s.parts
+    """A history row: the train means since the last row, then the validation of the model that is
+    checkpointed (every rank evaluates with rank 0's buffers), recorded against the best so far
+    before ``on_validation_end``. A stop signal saves and raises Preempted; the resumed run redoes
+    this validation."""
+    backend, parts, config = s.backend, s.parts, s.config
     lr = s.state.optimizer.param_groups[0]["lr"]
-    row: dict[str, Any] = {"epoch": epoch, "step": s.cursor.step, "lr": lr, **reduce_totals(backend, totals, "train")}
+    row: dict[str, Any] = {"epoch": epoch, "step": s.run.step, "lr": lr, **reduce_totals(backend, totals, "train")}
     means: dict[str, float] | None = {}
     if s.valid_loader is not None and parts.valid_set is not None:
         s.ctx.strategy.broadcast_buffers(parts.network)
-        common = data.common_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
-        most = data.most_batches(len(parts.valid_set), s.config.batch_size, backend.world_size)
-        with compiling.failures(s.config.model, s.compiled is not None):
+        common = data.common_batches(len(parts.valid_set), config.batch_size, backend.world_size)
+        most = data.most_batches(len(parts.valid_set), config.batch_size, backend.world_size)
+        with compiling.failures(config.model, s.compiled is not None):
             means = evaluate(backend, s.ctx.strategy.eval_model(parts.network), parts.socket, s.valid_loader,
                              s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks,
                              keep_step=most if s.ctx.strategy.sharded else None)
         if means is None:
             s.run.batch(TRAIN, None)
-            _stop(s, totals, f"stopped by {stop.describe()} while validating epoch {epoch}", " (it redoes the validation)")
+            where = f"epoch {epoch}" if s.cursor.trained else f"epoch {epoch} at step {s.run.step}"
+            _stop(s, totals, f"stopped by {stop.describe()} while validating {where}", " (it redoes the validation)")
     assert means is not None
     s.run.batch(VALID, None)
-    s.callbacks.on_validation_end(s.run, means)
     row.update(means)
     _add_scalars(s, row)
+    if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
+        raise on_every_rank(TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}, step {s.run.step}; "
+                                          "stopping without writing this checkpoint (--nan-policy skip would go on)"))
+    s.run.improved = s.loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor, s.run.step)
+    s.callbacks.on_validation_end(s.run, means)
     row["time"] = time.perf_counter() - s.started
-    if s.config.nan_policy == "skip":
+    s.started = time.perf_counter()
+    if config.nan_policy == "skip":
         row["skipped_steps"] = s.loop.skipped_steps
     return row
 
 
 def _add_scalars(s: Session, row: dict[str, Any]) -> None:
-    """The epoch's means of the run.log values (train/NAME, valid/NAME: collective) into ``row``."""
+    """The means of the run.log values since the last row (train/NAME, valid/NAME: collective) into ``row``."""
     scalars = s.run.scalars
     values = {**scalars.epoch_means(s.backend, TRAIN), **scalars.epoch_means(s.backend, VALID)}
     s.run.batch(TRAIN, None)
@@ -398,18 +471,24 @@ def _add_scalars(s: Session, row: dict[str, Any]) -> None:
     row.update(values)
 
 
-def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
-    """Record the epoch (best, scheduler, history, TensorBoard, checkpoint); True to stop early."""
-    config, parts, loop, epoch = s.config, s.parts, s.loop, row["epoch"]
-    if config.nan_policy == "stop" and "valid/loss" in row and not math.isfinite(row["valid/loss"]):
-        raise on_every_rank(TrainingError(f"valid/loss is {row['valid/loss']} at epoch {epoch}; stopping without "
-                                          "writing this epoch's checkpoint (--nan-policy skip would go on)"))
-    s.run.improved = loop.record(row[parts.monitor], epoch, parts.monitor_mode, parts.monitor)
-    _step_scheduler(s.state.scheduler, row[parts.monitor])
-    s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
+def _log_row(s: Session, row: dict[str, Any], inside: bool = False) -> None:
+    """A history row to the loggers (and the log, for a validation ``inside`` an epoch: --val-every)."""
     s.rows.append(row)
     s.loggers.log_epoch(row)
+    if inside:
+        log.info("epoch %d/%d, step %d  %s  (%.1f s)", row["epoch"], s.config.epochs, row["step"], _summary(row),
+                 row["time"])
+
+
+def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
+    """Record the epoch (scheduler, history, TensorBoard, checkpoint); True to stop early."""
+    config, parts, epoch = s.config, s.parts, row["epoch"]
+    if parts.socket.scheduler_interval == "epoch":
+        _step_scheduler(s.state.scheduler, row[parts.monitor])
+    s.cursor.epoch, s.cursor.samples, s.cursor.trained = epoch, 0, False
+    _log_row(s, row)
     s.callbacks.on_epoch_end(s.run, row)  # the checkpoint policy fires last
+    s.cadence.saved()
     log.info("epoch %d/%d  %s  (%.1f s)", epoch, config.epochs, _summary(row), row["time"])
     _note_compile(s)
     if s.run.should_stop is not None:
@@ -419,9 +498,14 @@ def _end_epoch(s: Session, row: dict[str, Any]) -> bool:
 
 
 def _set_lr(s: Session, epoch: int) -> None:
-    """The epoch's learning rate from --lr/lr_schedule/warmup (unless Socket.scheduler owns it)."""
+    """The epoch's learning rate from --lr/lr_schedule/warmup (unless Socket.scheduler owns it); with
+    per-step rates (:class:`schedule.StepRates`), the rate of the epoch's next step."""
     if s.state.scheduler is None:
         config = s.config
+        if s.rates is not None:
+            s.rates.epoch = epoch
+            s.rates(s.cursor.step + 1)
+            return
         base = config.lr if not s.parts.socket.has_optimizer else None
         schedule.apply(s.state.optimizer, epoch, config.lr_schedule, config.warmup_epochs, config.epochs, base)
 
