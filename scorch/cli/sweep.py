@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run scorch-train for every combination of the --grid values, each in its own run directory "
         "under RUN_ROOT/NAME (the sweep directory, with sweep.json). Every other flag (--model, --dataset, "
         "--epochs, --set ...) goes to every run. Running the same command again skips finished runs and "
-        "resumes the others. At the end it prints and writes summary.csv, best run first.",
+        "resumes the others. One scorch-sweep at a time per sweep directory (RUN_ROOT/.NAME.lock); a killed one's "
+        "runs stop with a checkpoint. At the end it prints and writes summary.csv, best run first.",
         allow_abbrev=False,  # flags it does not know go to scorch-train as they are
     )
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
