@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run scorch-train for every combination of the --grid values, each in its own run directory "
         "under RUN_ROOT/NAME (the sweep directory, with sweep.json). Every other flag (--model, --dataset, "
         "--epochs, --set ...) goes to every run. Running the same command again skips finished runs and "
-        "resumes the others. At the end it prints and writes summary.csv, best run first.",
+        "resumes the others. One scorch-sweep at a time per sweep directory (RUN_ROOT/.NAME.lock); a killed one's "
+        "runs stop with a checkpoint. At the end it prints and writes summary.csv, best run first.",
         allow_abbrev=False,  # flags it does not know go to scorch-train as they are
     )
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
@@ -68,8 +69,13 @@ def run(ns: argparse.Namespace) -> int:
     if not ns.grid:
         raise ScorchError("give at least one --grid KEY=V1,V2 (or --summary SWEEP_DIR)")
     name = ns.name if ns.name is not None else sweep.default_name(rest, ns.grid)
-    plan = sweep.prepare(sweep.sweep_dir(ns.run_root, name, ns.slurm), rest, ns.grid, train_cli.parse_config,
-                         for_slurm=ns.slurm)
+    path = sweep.sweep_dir(ns.run_root, name, ns.slurm)
+    with sweep.locked(path):  # one scorch-sweep per sweep directory; a second is refused before it writes
+        return _run_sweep(sweep.prepare(path, rest, ns.grid, train_cli.parse_config, for_slurm=ns.slurm),
+                          ns, options)
+
+
+def _run_sweep(plan: sweep.Sweep, ns: argparse.Namespace, options: slurm.SlurmOptions | None) -> int:
     print(f"scorch-sweep: {len(plan.runs)} runs in {plan.path}")
     if options is not None:
         job, todo = sweep.submit_array(plan, options, ns.parallel, ns.debug)

@@ -10,9 +10,16 @@ Layout of ``<run-root>/<sweep name>/``::
     summary.csv             one row per run, best first by the monitored metric
 
 Running the same sweep again skips finished runs and resumes the others (``--auto-resume``).
+
+One scorch-sweep at a time per sweep directory: :func:`locked` holds ``<run-root>/.<sweep name>.lock``,
+scorch-train's run lock (:mod:`scorch.rundir.lock`: holder pid and host, a dead holder's lock taken
+over) beside the sweep directory. A local sweep's runs get SIGTERM when it dies (SIGKILL included):
+they checkpoint and exit 3, and the next scorch-sweep resumes them, first waiting for the ones still
+stopping.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -22,7 +29,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +41,7 @@ from .. import _atomic, jobs
 from ..config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path
 from ..contract import overrides
 from ..errors import ScorchError
+from ..rundir import lock as run_lock
 from ..rundir.layout import RunLayout
 from . import report, slurm
 from .sweepfile import SWEEP_FILE, RunPlan, load
@@ -40,6 +51,7 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
 SWEEP_SCRIPT = "sweep.sbatch"
 NPROC_FOR_SLURM = "--nproc-per-node does not apply to SLURM jobs: give --ntasks-per-node (and --nodes)"
+LEFT_RUN_WAIT_S = 300.0  # for a run's scorch-train that an earlier, killed scorch-sweep left writing its checkpoint
 
 
 @dataclass(frozen=True)
@@ -238,17 +250,76 @@ def _todo(sweep: Sweep) -> list[RunPlan]:
     return todo
 
 
+class SweepLock(run_lock.RunLock):
+    """One scorch-sweep per sweep directory: scorch-train's run lock (the same file format, holder
+    check and takeover of a dead holder's lock), at ``<run-root>/.<sweep name>.lock``; only the
+    refusals speak of a sweep."""
+
+    def _refusal(self, holder: dict[str, Any], record: dict[str, Any]) -> str:
+        if "unreadable" in holder or not holder:
+            return (f"{self.run_dir} is locked by {self.path}, which is not a lock scorch wrote (or is being "
+                    "written); remove it if no scorch-sweep uses this sweep")
+        if holder.get("host") == record["host"]:
+            return (f"{self.run_dir} is in use by another scorch-sweep ({run_lock.describe(holder)}); wait for "
+                    f"it to end or stop it (lock: {self.path})")
+        return (f"{self.run_dir} is in use by a scorch-sweep on another host ({run_lock.describe(holder)}), "
+                f"which cannot be checked from here; if that process is gone, remove {self.path}")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the sweep directory ``path`` (see :class:`SweepLock`); a live holder is a ScorchError
+    (one line naming it) and nothing is written. Released on the way out, whatever happened."""
+    hold = SweepLock(Path(os.path.abspath(path)))
+    hold.acquire()
+    try:
+        yield
+    finally:
+        hold.abandon()  # also removes a run root made for the lock that stayed empty (a refused sweep)
+
+
+def _stopping_holder(run_dir: Path) -> dict[str, Any] | None:
+    """The live process on this host that holds ``run_dir``'s run lock, if one does."""
+    holder = run_lock.RunLock._read(run_lock.lock_path(run_dir))
+    if holder and holder.get("host") == socket.gethostname() and run_lock._alive(holder):
+        return holder
+    return None
+
+
+def _wait_for_left_runs(sweep: Sweep, runs: Sequence[RunPlan], timeout: float = LEFT_RUN_WAIT_S) -> None:
+    """Wait (up to ``timeout``) for the scorch-train processes that still hold one of ``runs``:
+    those of an earlier scorch-sweep that was killed, which got SIGTERM and are writing their
+    checkpoint. Then the run is resumed, not refused as in use. One still held after that is
+    started anyway (its scorch-train refuses, and the sweep names it as failed)."""
+    deadline = time.monotonic() + timeout
+    for r in runs:
+        holder = _stopping_holder(sweep.path / r.name)
+        if holder is None:
+            continue
+        log.warning("%s: still held by %s (left by an earlier scorch-sweep?); waiting up to %.0f s for it to stop",
+                    r.name, run_lock.describe(holder), max(0.0, deadline - time.monotonic()))
+        while holder is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            holder = _stopping_holder(sweep.path / r.name)
+        if holder is not None:
+            log.warning("%s: still held by %s; starting it anyway", r.name, run_lock.describe(holder))
+
+
 def run_local(sweep: Sweep, parallel: int, debug: bool = False, env: dict[str, str] | None = None) -> dict[str, int]:
     """Run the unfinished runs as scorch-train processes, ``parallel`` at a time, in the pool of
     :func:`scorch.jobs.run_local` (output in ``logs/<run>.log``); exit code per run started.
+    Call it holding the sweep (:func:`locked`), from the main thread.
 
     SIGINT, SIGTERM and SIGUSR1 to this process start no new runs and reach the running ones as
-    SIGUSR1: they checkpoint and exit 3, and the same command resumes them later.
+    SIGUSR1: they checkpoint and exit 3, and the same command resumes them later. When this
+    process dies without a word (SIGKILL, out of memory), its runs get SIGTERM (Linux) and stop
+    the same way; a run launched with ``--nproc-per-node`` is its agent, which passes it on.
     """
+    _wait_for_left_runs(sweep, sweep.runs)
     todo = _todo(sweep)
     pool = [jobs.LocalJob(r.name, tuple(sweep.command(r, debug)), sweep.path / "logs" / f"{r.name}.log")
             for r in todo]
-    result = jobs.run_local(pool, max_parallel=parallel, env=env)
+    result = jobs.run_local(pool, max_parallel=parallel, env=env, parent_death_signal=signal.SIGTERM)
     return {job.name: code for job, code in zip(pool, result.codes) if code is not None}
 
 

@@ -9,6 +9,8 @@ pool, which passes it on once), its output appended to the job's log file. Optio
 * SIGINT, SIGTERM and SIGUSR1 to this process start no new job and reach the running ones as
   SIGUSR1 (the stop signal scorch's jobs share: a training run checkpoints and exits 3, a
   generation job saves its finished samples); the pool then waits for them to end.
+* ``parent_death_signal``: the signal each job gets when this process dies without a word
+  (SIGKILL, out of memory; Linux): a pool killed outright leaves no job running without it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._parent_death import parent_death_signal as die_with_parent
 from ..errors import STOP_SIGNALS
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,11 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def run_local(jobs: Sequence[LocalJob], *, max_parallel: int, time_limit_s: float | None = None,
-              kill_grace_s: float = 5.0, env: Mapping[str, str] | None = None, poll: float = 0.05) -> PoolResult:
+              kill_grace_s: float = 5.0, env: Mapping[str, str] | None = None, poll: float = 0.05,
+              parent_death_signal: int | None = None) -> PoolResult:
     """Run ``jobs``, at most ``max_parallel`` at once, until all have ended (or, after a stop
-    signal, until the running ones have). Call it from the main thread (it handles signals)."""
+    signal, until the running ones have). Call it from the main thread (it handles signals, and
+    ``parent_death_signal`` comes when the thread that started a job ends)."""
     if max_parallel < 1:
         raise ValueError(f"max_parallel: expected a whole number >= 1, got {max_parallel!r}")
     codes: list[int | None] = [None] * len(jobs)
@@ -85,6 +90,7 @@ def run_local(jobs: Sequence[LocalJob], *, max_parallel: int, time_limit_s: floa
             with contextlib.suppress(ProcessLookupError):
                 r.proc.send_signal(FORWARDED)
 
+    hook = None if parent_death_signal is None else die_with_parent(parent_death_signal, os.getpid())
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     queue = list(range(len(jobs)))
     try:
@@ -95,7 +101,7 @@ def run_local(jobs: Sequence[LocalJob], *, max_parallel: int, time_limit_s: floa
                 with open(jobs[i].log_path, "ab") as out:  # the child has its own copy of the descriptor
                     proc = subprocess.Popen(jobs[i].command, stdout=out, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=hook)
                 running[i] = _Running(proc, time.monotonic())
                 if stopping:  # the signal came while it was starting
                     proc.send_signal(FORWARDED)

@@ -12,8 +12,6 @@ checkpoint and stop (exit code 3): a stop is not a failure and is not restarted.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -23,11 +21,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from .._parent_death import parent_death_signal
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, STOP_SIGNALS, DistributedError, RankFailed, ScorchError
 from ..rundir.directory import default_name
@@ -350,14 +349,5 @@ class _Forwarding:
             signal.signal(sig, handler)
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec hook that makes a rank get SIGKILL when its agent dies (Linux prctl), so that
-    a killed agent leaves no rank behind; resolved before any fork."""
-    name = ctypes.util.find_library("c")
-    if not sys.platform.startswith("linux") or not name:
-        return None
-    prctl = ctypes.CDLL(name, use_errno=True).prctl
-    return lambda: prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
-
-
-_die_with_parent = _parent_death_signal()
+# A killed agent leaves no rank behind: each rank gets SIGKILL when its agent dies (resolved before any fork).
+_die_with_parent = parent_death_signal(signal.SIGKILL)

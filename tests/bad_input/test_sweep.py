@@ -3,6 +3,8 @@ sweep directories. Every case fails before a run starts, and writes nothing."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import pytest
 
@@ -12,6 +14,8 @@ from tests.helpers import DATASET, MODEL
 
 FILES = ["--model", MODEL, "--dataset", DATASET, "--run-root", f"{TMP}/runs", "--epochs", "1"]
 OTHER_SWEEP = json.dumps({"base_args": ["--epochs", "9"], "grid": ["lr=1"], "runs": []})
+LIVE_HOLDER = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "2024-01-01T00:00:00+0000"})
+FAR_HOLDER = json.dumps({"host": "elsewhere.example", "pid": 4242, "since": "2024-01-01T00:00:00+0000"})
 
 
 def S(extra: list[str], *words: str, files: dict[str, str] | None = None, grid: bool = True) -> Case:
@@ -69,6 +73,13 @@ CASES = {
                                                 files={"d.py": "class DataSet(:\n"}),
     "a directory holding another sweep": S(["--name", "s"], "holds another sweep", files={"runs/s/sweep.json": OTHER_SWEEP}),
     "a sweep.json that is no JSON": S(["--name", "s"], "sweep.json", "not readable JSON", files={"runs/s/sweep.json": "{"}),
+    "a sweep directory another scorch-sweep holds": S(["--name", "s"], "runs/s is in use by another scorch-sweep",
+                                                      f"pid {os.getpid()} on host {socket.gethostname()}", "runs/.s.lock",
+                                                      files={"runs/.s.lock": LIVE_HOLDER}),
+    "a sweep directory a scorch-sweep on another host holds": S(["--name", "s"], "scorch-sweep on another host",
+                                                                "pid 4242 on host elsewhere.example", "remove",
+                                                                files={"runs/.s.lock": FAR_HOLDER}),
+    "a sweep lock that is not a lock": S(["--name", "s"], "not a lock scorch wrote", files={"runs/.s.lock": "{"}),
     "--summary of no sweep": Case(["--summary", f"{TMP}/nothing"], "no sweep.json", "expected a sweep directory"),
     "--summary of a damaged sweep": Case(["--summary", f"{TMP}/s"], "sweep.json", "not a sweep record",
                                          files={"s/sweep.json": '{"runs": [{"index": 0}]}'}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -113,3 +114,30 @@ def test_children_run_in_their_own_session(tmp_path):
     code = "import os; print(os.getsid(0) == os.getpid())"
     assert run_local([job(tmp_path, "s", code)], max_parallel=1).codes == (0,)
     assert (tmp_path / "s.log").read_text() == "True\n"
+
+
+def test_a_pool_killed_outright_sends_its_jobs_the_parent_death_signal(tmp_path):
+    """SIGKILL to the process running the pool: its job gets ``parent_death_signal`` (SIGTERM) from the
+    kernel, with nobody left to forward it."""
+    child = ("import pathlib, signal, sys, time\n"
+             "def stop(signum, frame):\n"
+             "    print('got', signal.Signals(signum).name, flush=True); sys.exit(3)\n"
+             "signal.signal(signal.SIGTERM, stop)\n"
+             "pathlib.Path(sys.argv[1]).touch()\ntime.sleep(60)\n")
+    started = tmp_path / "started"
+    pool = ("import signal, sys\nfrom pathlib import Path\nfrom scorch.jobs import LocalJob, run_local\n"
+            f"run_local([LocalJob('j', (sys.executable, '-c', {child!r}, {str(started)!r}), Path({str(tmp_path / 'j.log')!r}))],"
+            " max_parallel=1, parent_death_signal=signal.SIGTERM)\n")
+    proc = subprocess.Popen(py(pool), env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the job did not start"
+        proc.kill()
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+        while (tmp_path / "j.log").read_text() == "" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (tmp_path / "j.log").read_text() == "got SIGTERM\n"
+    finally:
+        proc.kill()
