@@ -180,7 +180,7 @@ class TrainConfig:
     checkpoint_every: int | str | None = setting(
         None, help=f"besides each epoch's end, checkpoint every N optimizer steps, or every DURATION of wall time (90s, "
         f"30m, 2h, 1h30m: rank 0's clock, every rank saves at the same step); {LAST} is always the newest, "
-        "--keep-checkpoints says how many step checkpoints stay", group="run directory", sweepable=False)
+        "--keep-checkpoints says how many step checkpoints stay", group="run directory")
     val_every: int | None = setting(None, help="validate every N optimizer steps (counted over the run) and at each "
                                     "epoch's end: a history row, TensorBoard points on a step axis and a checkpoint "
                                     f"per validation, {BEST} by --monitor over every validation; --patience counts "
@@ -190,8 +190,7 @@ class TrainConfig:
                                     "later --resume with a larger value goes on", at_least=1)
     max_time: str | None = setting(None, help="stop this session after this much wall time (e.g. 23h50m; from the "
                                    "start of training, rank 0's clock) as a stop signal does: a checkpoint at the next "
-                                   "step, exit 3, so a requeued job goes on", group="run directory", invocation=True,
-                                   sweepable=False)
+                                   "step, exit 3, so a requeued job goes on", group="run directory", invocation=True)
     warmup_steps: int = setting(0, help="raise the learning rate linearly over the first N optimizer steps (step t <= N "
                                 "trains at t/(N+1) of the rate), on top of any schedule", at_least=0, trajectory=True)
     schedule_by: str = setting("epoch", help="what lr_schedule counts: epoch (the rate is set at each epoch's start; "

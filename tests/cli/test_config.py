@@ -28,10 +28,10 @@ def test_a_config_touches_no_file(tmp_path: Path) -> None:
 def test_the_old_key_tuples_are_derived_from_the_fields() -> None:
     assert set(INVOCATION_KEYS) == {"resume", "auto_resume", "overwrite", "debug", "progress", "config", "nproc_per_node",
                                     "nnodes", "node_rank", "master_addr", "master_port", "name", "run_root", "max_restarts",
-                                    "test", "break_lock"}
+                                    "test", "break_lock", "max_time"}
     assert set(TRAJECTORY_KEYS) == {"batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "accumulate",
                                     "clip_grad", "amp", "lr_schedule", "warmup_epochs", "model_settings", "dataset_settings",
-                                    "compile"}
+                                    "compile", "warmup_steps", "schedule_by"}
     assert set(NOT_SWEEPABLE) == {"name", "run_root", "resume", "auto_resume", "overwrite", "config", "progress", "debug",
                                   "test", "break_lock"}
     assert all("setting" in f.metadata for f in dataclasses.fields(TrainConfig))
