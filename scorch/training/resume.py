@@ -107,7 +107,8 @@ def adapt(config: TrainConfig, state: dict[str, Any], world_size: int, custom_op
 
 # Changes worth a line in the log when they take effect on resume.
 TRAJECTORY_DESCRIBED = ("lr", "weight_decay", "momentum", "seed", "clip_grad", "amp", "lr_schedule",
-                        "warmup_epochs", "model_settings", "dataset_settings", "accumulate", "batch_size")
+                        "warmup_epochs", "warmup_steps", "schedule_by", "max_steps", "model_settings",
+                        "dataset_settings", "accumulate", "batch_size")
 
 
 def apply_optimizer_settings(optimizer: torch.optim.Optimizer, config: TrainConfig, saved: dict[str, Any]) -> None:
