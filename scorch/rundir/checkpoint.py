@@ -5,7 +5,8 @@ Keys: ``model`` (the Network's plain state_dict), ``optimizer``, ``scheduler``, 
 steps, samples of the current epoch, global batch, world size), ``epoch`` and ``step`` (the
 cursor's, for readers), ``totals`` and ``scalars`` (every rank's metric and ``run.log`` sums of an unfinished epoch),
 ``callbacks`` (each stateful callback's state by name), ``rng``
-(one entry per rank), ``config``, ``format`` (version). :class:`TrainingState` saves and restores
+(one entry per rank), ``config``, ``format`` (version), ``checksum`` (CRC-32 of the rest, checked
+on every load: :mod:`scorch.rundir.checksum`). :class:`TrainingState` saves and restores
 the stateful objects among them in one place.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from .._atomic import atomic_open
 from ..errors import NonFiniteWeights, ScorchError  # NonFiniteWeights: importable from here too (the checkpoint policy)
 from ..training.state import Cursor, LoopState
-from . import layout, shards
+from . import checksum, layout, shards
 from .layout import CheckpointFiles
 
 FORMAT = 2
@@ -44,7 +45,9 @@ def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     with atomic_open(path, "wb") as f:
         recorder = _WriteErrors(f)
         try:
-            torch.save({"format": FORMAT, **state}, cast(IO[bytes], recorder))  # torch only writes and flushes it
+            content = {"format": FORMAT, **state}
+            content[checksum.KEY] = checksum.digest(content)
+            torch.save(content, cast(IO[bytes], recorder))  # torch only writes and flushes it
         except RuntimeError:
             if recorder.error is not None:
                 raise recorder.error from None
@@ -121,6 +124,9 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(state.get("format", FORMAT), int) or state.get("format", FORMAT) > FORMAT:
         raise ScorchError(f"checkpoint {path} is of format {state.get('format')!r}, written by a newer scorch; this one "
                           f"reads formats up to {FORMAT} (upgrade scorch)")
+    if checksum.mismatch(state):
+        raise ScorchError(f"checkpoint {path} is corrupt: its content does not match the checksum saved with it "
+                          "(bytes changed on disk after it was written)")
     return state
 
 
