@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from .. import _signals
 from .._parent_death import parent_death_signal
 from ..config import TrainConfig
 from ..errors import EXIT_PREEMPTED, STOP_SIGNALS, DistributedError, RankFailed, ScorchError
@@ -342,6 +343,9 @@ class _Forwarding:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._forward)
+        early = _signals.take()
+        if early is not None:  # it came while the agent started: the ranks get it now
+            self._forward(signal.Signals[early], None)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import _signals
 from ..distributed.backends.base import Backend
 from ..errors import STOP_SIGNALS
 from .cadence import Cadence
@@ -33,7 +34,7 @@ class StopSignal:
     is asked to act on it (``saves=True``; validation's polls leave it for the next step)."""
 
     def __init__(self, cadence: Cadence | None = None) -> None:
-        self.received: str | None = None
+        self.received: str | None = _signals.take()  # one that came while scorch-train started
         self.cadence = cadence or Cadence()
         self.save_due = False
         self._previous: dict[int, Any] = {}
