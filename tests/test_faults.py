@@ -1,5 +1,6 @@
 """Fault tolerance: failed ranks, killed writers, corrupt or hostile checkpoints, NaNs, full disks."""
 import csv
+import json
 import os
 import pickle
 import signal
@@ -103,7 +104,13 @@ def test_sigkill_while_a_checkpoint_is_written_leaves_the_previous_one_intact(tm
     assert killed_mid_write, "never caught a checkpoint being written"
     state = torch.load(ck / "last.pt", weights_only=True)  # the previous one, whole
     assert state["epoch"] >= 1
+    leftovers = [p for p in ck.iterdir() if p.name.startswith(".last.pt")]
+    assert leftovers and json.loads((tmp_path / "w" / "meta.json").read_text())["status"] == "running"
     assert main(base_args(tmp_path, "w", "--epochs", str(state["epoch"] + 1), "--resume", model=BALLAST)) == 0
+    # The next session records the killed one, and removes its half-written file once it has saved its own.
+    meta = json.loads((tmp_path / "w" / "meta.json").read_text())
+    assert [s.get("status") for s in meta["sessions"]] == ["killed", "finished"]
+    assert not any(p.exists() for p in leftovers) and not list(ck.glob(".*.tmp"))
 
 
 @pytest.fixture

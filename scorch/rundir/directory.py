@@ -84,6 +84,8 @@ class RunDir:
         self.rank0 = rank0
         self._log_handler: logging.Handler | None = None
         self._replaced: Path | None = None
+        self._opened = time.time()  # what is older than this, a session before left
+        self._swept = False
 
     @property
     def checkpoints(self) -> CheckpointFiles:
@@ -106,10 +108,23 @@ class RunDir:
             raise ScorchError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from exc
 
     def proven(self) -> None:
-        """The new run has a complete checkpoint: the run it replaced goes."""
+        """This session has a complete checkpoint: the run it replaced goes, and so does what an
+        earlier session that died left (:meth:`RunLayout.leftovers` from before this session began:
+        kept until now as the evidence of how it ended)."""
         if self._replaced is not None:
             shutil.rmtree(self._replaced, ignore_errors=True)
             self._replaced = None
+        if not self._swept:
+            self._swept = True
+            for path in self.layout.leftovers():
+                try:
+                    if path.lstat().st_mtime >= self._opened:
+                        continue  # this session's own (a rank's note, a write in progress)
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                except OSError as exc:
+                    log.warning("cannot remove %s, left by an earlier session: %s", path, exc.strerror or exc)
+                    continue
+                log.info("removed %s, left by an earlier session that did not finish", path)
 
     def restore(self) -> None:
         """The new run failed before its first checkpoint: the run it replaced comes back."""

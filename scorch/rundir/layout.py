@@ -43,6 +43,7 @@ LAST_SHARDED = f"last{SHARDED_SUFFIX}"
 BEST_SHARDED = f"best{SHARDED_SUFFIX}"
 REST = "scorch.pt"  # in a sharded checkpoint: everything but the model's and optimizer's tensors
 DCP_METADATA = ".metadata"  # written last by torch.distributed.checkpoint
+FAILURE_NOTES = ".rank-*.failed"  # a rank's note to rank 0 of how it failed (scorch.training.outcome)
 CHOICES = ("best", "last")  # what --checkpoint / load_run(checkpoint=) take besides a file
 _STEP = re.compile(rf"^{STEP_PREFIX}(\d+)(?:\.(\d+))?({re.escape(SUFFIX)}|{re.escape(SHARDED_SUFFIX)})$")
 
@@ -167,6 +168,12 @@ class RunLayout:
     @property
     def checkpoints(self) -> CheckpointFiles:
         return CheckpointFiles(self.checkpoint_dir)
+
+    def leftovers(self) -> list[Path]:
+        """What an earlier session that died may have left: temporary files of writes it did not
+        finish (``.NAME.*.tmp``: a checkpoint, meta.json, history.csv; ``.step-*.dcp.tmp``
+        directories) and the failure notes of its ranks (``.rank-N.failed``)."""
+        return sorted({*self.path.glob(FAILURE_NOTES), *self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")})
 
     @property
     def eval_dir(self) -> Path:

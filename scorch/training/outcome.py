@@ -18,8 +18,9 @@ from typing import Any
 
 from .. import _atomic
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, Error
+from ..rundir.layout import FAILURE_NOTES
 
-NOTE_GLOB = ".rank-*.failed"
+NOTE_GLOB = FAILURE_NOTES
 
 
 def one_line(text: str) -> str:

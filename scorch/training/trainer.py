@@ -526,7 +526,14 @@ def _loaders(config: TrainConfig, parts: Parts) -> tuple[Any, Any]:
 def _start_meta(backend: Any, placements: list[dict[str, Any]], previous: dict[str, Any], resumed_from: int | None) -> dict[str, Any]:
     """meta.json for this session; a resumed run keeps the list of its earlier sessions."""
     meta = session_meta(backend.world_size, backend.name, str(backend.device), backend.launch.launcher, placements)
-    meta["sessions"] = [*previous.get("sessions", []), {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
+    sessions = [dict(s) for s in previous.get("sessions", [])]
+    if previous.get("status") == "running" and sessions:
+        # It never recorded its end, and its lock holder is gone (this session holds the lock): killed
+        # (SIGKILL, out of memory, a node lost) while it ran.
+        sessions[-1]["status"] = "killed"
+        log.warning("the previous session of this run (started %s on %s) was killed: it never recorded its end",
+                    sessions[-1].get("start_time", "?"), ", ".join(sessions[-1].get("hostnames", [])) or "?")
+    meta["sessions"] = [*sessions, {k: meta[k] for k in ("start_time", "world_size", "hostnames")}]
     meta["resumed_from_epoch"] = resumed_from
     return meta
 
@@ -551,6 +558,8 @@ def _record_ending(s: Session, exc: BaseException) -> None:
 def _finish_meta(s: Session, status: str) -> None:
     s.loggers.close()
     s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
+    if s.meta.get("sessions"):
+        s.meta["sessions"][-1].update(status=status, end_time=s.meta["end_time"], step=s.cursor.step)
     try:
         s.run_dir.write_meta(s.meta)
     except ScorchError as exc:  # do not hide the error that ended the run
