@@ -39,7 +39,7 @@ CASES = {
     "a grid value out of range": S(["--grid", "lr=0,0.1"], "--lr", "finite number > 0", grid=False),
     "a grid of an unknown model setting": S(["--grid", "model.n_filters=8,16"], "model.n_filters", "unknown setting",
                                             grid=False),
-    "a grid of schedules that are none": S(["--grid", "lr_schedule=linear,cosine"], "lr_schedule", "'linear'", grid=False),
+    "a grid of schedules that are none": S(["--grid", "lr_schedule=exponential,cosine"], "lr_schedule", "'exponential'", grid=False),
     "a grid value with an open bracket": S(["--grid", "lr_schedule=[[3,0.1]"], "lr_schedule", "not a schedule", grid=False),
     "--parallel 0": S(["--parallel", "0"], "--parallel", ">= 1"),
     "--parallel -1": S(["--parallel", "-1"], "--parallel", ">= 1"),
