@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
@@ -20,6 +23,8 @@ from torch.utils.data._utils.collate import default_collate
 
 from .contract.userfiles import USER_MODULES, check_item, import_user_modules
 from .errors import STOP_SIGNALS, ScorchError
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
 
@@ -310,14 +315,77 @@ class Loader(DataLoader):
     def __iter__(self) -> Any:
         if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():
             return super().__iter__()
-        if self.multiprocessing_context is not None and self.multiprocessing_context.get_start_method() != "fork":
+        forked = self.multiprocessing_context is None or self.multiprocessing_context.get_start_method() == "fork"
+        if not forked:
             # Started here, not below: starting it unblocks SIGINT and SIGTERM in the calling thread.
             resource_tracker.ensure_running()
+            return self._start()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            started = _Started(self.num_workers)
+            self.worker_init_fn = started
+            it = self._start()
+            stuck = started.wait(it, WORKER_START_S)
+            if not stuck:
+                return it
+            pids = ", ".join(str(w.pid) for w in stuck)
+            log.warning("DataLoader worker(s) %s did not start within %g s (a fork that deadlocked in the child: "
+                        "CPython 3.11 and another thread's interpreter lock); starting the workers again (%d/%d)",
+                        pids, WORKER_START_S, attempt, START_ATTEMPTS)
+            _abandon(it, stuck)
+        raise RuntimeError(f"DataLoader workers did not start in {START_ATTEMPTS} tries of {WORKER_START_S:g} s each")
+
+    def _start(self) -> Any:
         before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return super().__iter__()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+WORKER_START_S = 10.0  # a forked worker reports within milliseconds; one silent this long is stuck for good
+START_ATTEMPTS = 3
+
+
+class _Started:
+    """Flags in shared memory that each forked worker sets first thing (its ``worker_init_fn``).
+
+    A fork can deadlock in the child before any Python runs (CPython 3.11: PyOS_AfterFork_Child waits
+    for the thread-state lock another thread of the rank held at the fork; 3.12 takes it around the
+    fork). The rank would then wait for that worker's first batch forever. So the rank waits for
+    every worker to report, and starts them again when one does not: no batch was taken yet, and
+    every batch carries its own seed, so the restarted iterator yields the same batches."""
+
+    def __init__(self, workers: int):
+        self.flags = multiprocessing.get_context("fork").RawArray("b", workers)
+
+    def __call__(self, worker_id: int) -> None:
+        self.flags[worker_id] = 1
+
+    def wait(self, it: Any, seconds: float) -> list[Any]:
+        """The workers of ``it`` alive and not started after ``seconds`` (a dead one is torch's to report)."""
+        deadline = time.monotonic() + seconds
+        pause = 0.0005
+        while True:
+            waiting = [w for i, w in enumerate(it._workers) if not self.flags[i] and w.is_alive()]
+            if not waiting or time.monotonic() > deadline:
+                return waiting
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+
+def _abandon(it: Any, stuck: list[Any]) -> None:
+    """Shut down the iterator ``it`` whose workers ``stuck`` never started (SIGKILL: they inherited
+    the blocked stop signals, and torch's SIGCHLD check is told first, so their end is no error)."""
+    if getattr(it, "_worker_pids_set", False):
+        from torch.utils.data._utils import signal_handling
+        signal_handling._remove_worker_pids(id(it))
+        it._worker_pids_set = False
+    for w in stuck:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(w.pid, signal.SIGKILL)
+        w.join(timeout=5.0)
+    it._shutdown_workers()
+    _join_feeders(it)
 
 
 @contextlib.contextmanager
