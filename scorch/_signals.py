@@ -17,6 +17,21 @@ from .errors import STOP_SIGNALS
 
 _received: str | None = None
 
+# the launchers' world-size variables
+_SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def _alone() -> bool:
+    """Whether this process is the job's only rank (or its launch agent): only then does it say at
+    once that it got a signal while starting. In a job of several ranks the loop reports the stop
+    when it acts on it, and a line from each rank would be noise: when one rank fails, mpirun
+    SIGTERMs the others, whose line would stand beside the failure's as a second, misleading one."""
+    for name in _SIZE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 1:
+            return False
+    return True
+
 
 def _record(signum: int, frame: FrameType | None) -> None:
     global _received
@@ -24,8 +39,9 @@ def _record(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # a second Ctrl-C: stop now
     if _received is None:
         _received = signal.Signals(signum).name
-        os.write(2, f"scorch-train: got {_received} while starting: training stops at its first step, with a "
-                    "checkpoint (a second Ctrl-C interrupts now)\n".encode())
+        if _alone():
+            os.write(2, f"scorch-train: got {_received} while starting: training stops at its first step, with a "
+                        "checkpoint (a second Ctrl-C interrupts now)\n".encode())
 
 
 def install() -> None:

@@ -28,11 +28,13 @@ def faults_per_step(tmp_path, **environ: str) -> float:
 
 def test_a_step_reuses_what_the_last_step_freed(tmp_path):
     # glibc's defaults give the freed blocks back and fault them in again: ~2,000 faults (8 MB) a
-    # step here; with the thresholds set, nearly none (docs/benchmarks.md).
+    # step here; with the thresholds set, nearly none (0.2 a step on an idle machine,
+    # docs/benchmarks.md). A busy machine adds faults that are not the allocator's (the kernel's
+    # NUMA-balancing and page-reclaim faults: 132 a step seen on a loaded CI machine), hence /5.
     tuned = faults_per_step(tmp_path)
     system = faults_per_step(tmp_path, SCORCH_MALLOC="system")
     assert system > 500, system
-    assert tuned < system / 20, (tuned, system)
+    assert tuned < system / 5, (tuned, system)
 
 
 @pytest.mark.parametrize("environ, why", [

@@ -11,6 +11,7 @@ import torch
 
 from scorch.cli.train import main
 from scorch.rundir.directory import recover, replaced_path
+from scorch.rundir import checksum
 from tests.helpers import BIN, DATASET, MODEL, base_args, env, snapshot
 
 GOOD_MODEL = Path(MODEL).read_text()
@@ -122,6 +123,7 @@ RESUME_DAMAGE = {
 def nan_checkpoint(path):
     state = torch.load(path, weights_only=True)
     state["model"]["body.0.weight"][0, 0] = float("nan")
+    state[checksum.KEY] = checksum.digest(state)  # a NaN scorch itself saved, not bytes changed on disk
     torch.save(state, path)
 
 

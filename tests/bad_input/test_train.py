@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from scorch.cli.train import main
+from scorch.rundir import checksum
 from tests.bad_input.harness import TMP, Case, run_in_process
 from tests.bad_input.sources import (
     CRITERION,
@@ -70,6 +71,8 @@ def edit_checkpoint(run: Path, change: Callable[[dict], object]) -> None:
     path = run / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=True)
     change(state)
+    if checksum.KEY in state:  # damage as scorch would have written it, so the check under test is reached
+        state[checksum.KEY] = checksum.digest(state)
     torch.save(state, path)
 
 
