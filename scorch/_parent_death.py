@@ -44,3 +44,18 @@ def parent_death_signal(signum: int, parent: int | None = None) -> Callable[[], 
         if parent is not None and os.getppid() != parent:
             os._exit(1)  # not a Python signal handler: the parent's are still installed in this child
     return hook
+
+
+def follow_parent(signum: int) -> bool:
+    """Make this process get ``signum`` when its parent dies (its launcher: a torchrun agent, or
+    scorch's own); True when set. A parent that is already gone (this process was re-parented to
+    init or a subreaper between its start and now) sends it at once. Nothing where there is no
+    prctl, and nothing for a process whose parent is init (pid 1: nothing to follow)."""
+    prctl = _prctl
+    parent = os.getppid()
+    if prctl is None or parent == 1:
+        return False
+    prctl(_PR_SET_PDEATHSIG, int(signum))
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+    return True

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from scorch.rundir.directory import recover, replaced_path
 from scorch.rundir import checksum
+from scorch.rundir.directory import recover, replaced_path
 from tests.helpers import BIN, DATASET, MODEL, base_args, env, snapshot
 
 GOOD_MODEL = Path(MODEL).read_text()

@@ -98,6 +98,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
         return _backend
     environment = _launch.detect()
     launch = environment.info
+    environment.follow_launcher()
     dev = resolve_device(device, launch.local_rank)
     name, reason = choose_backend(backend, environment, dev)
     _share_cpu_threads(launch, dev)

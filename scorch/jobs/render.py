@@ -53,7 +53,8 @@ def _about(spec: JobSpec) -> list[str]:
         lines += [
             f"# SLURM sends USR1 {spec.signal_seconds} s before the time limit; the ranks then checkpoint at the next",
             f"# step boundary and exit {EXIT_PREEMPTED}, and the job requeues itself; --auto-resume continues from {LAST}.",
-            "# scancel (TERM) also makes them checkpoint and stop, but the job is not requeued.",
+            f"# A stop by --max-time (exit {EXIT_PREEMPTED}) requeues too; scancel (TERM) makes them checkpoint and stop,",
+            "# but the job is not requeued.",
         ]
     return lines
 
@@ -70,6 +71,19 @@ def _select(spec: JobSpec) -> list[str]:
     ]
 
 
+MPIRUN_KILL_TIMEOUT_S = 25  # below SLURM's default KillWait (30 s), which ends everything anyway
+
+
+def _kill_timeout(spec: JobSpec) -> list[str]:
+    """mpirun SIGKILLs its ranks 1 s after it passes a SIGTERM on (scancel sends it one too), which
+    is too soon for a checkpoint of a second or more: the job gives them longer, unless its
+    environment says."""
+    if spec.launcher != "mpirun":
+        return []
+    return ["# mpirun kills its ranks 1 s after a TERM unless told: time for their stop checkpoint.",
+            f'export OMPI_MCA_odls_base_sigkill_timeout="${{OMPI_MCA_odls_base_sigkill_timeout:-{MPIRUN_KILL_TIMEOUT_S}}}"']
+
+
 def _launch(spec: JobSpec) -> str:
     if spec.launcher == "srun":
         # One failing rank ends the step (and the job) at once, not after a collective's timeout.
@@ -81,11 +95,12 @@ def _launch(spec: JobSpec) -> str:
 
 _REQUEUE = f"""
 # A signal reaches this shell only; the ranks get USR1 through the launcher, which forwards it.
-# Only USR1 (the time-limit warning) requeues; TERM (scancel) stops without requeueing.
-requeue=0
+# A stop with a checkpoint (exit {EXIT_PREEMPTED}: the time-limit warning USR1, or --max-time) requeues;
+# after TERM (scancel) the job stops without requeueing.
+requeue=1
 on_signal() {{
   echo "scorch job: got SIG$1; the ranks checkpoint and stop" >&2
-  if [ "$1" = USR1 ]; then requeue=1; else requeue=0; fi
+  if [ "$1" = TERM ]; then requeue=0; fi
   kill -s USR1 "$child" 2>/dev/null
 }}
 trap 'on_signal USR1' USR1
@@ -111,7 +126,7 @@ def render(spec: JobSpec) -> str:
     ``shlex``-quoted here, so spaces, quotes, ``$(...)``, ``;`` and ``%`` in names and paths reach
     SLURM and the command unchanged and run nothing.
     """
-    lines = ["#!/bin/bash", *_flags(spec), "", *_about(spec), *spec.setup, "", *_select(spec)]
+    lines = ["#!/bin/bash", *_flags(spec), "", *_about(spec), *spec.setup, "", *_select(spec), *_kill_timeout(spec)]
     if spec.requeue:
         return "\n".join(lines) + "\n" + _REQUEUE.replace("LAUNCH", _launch(spec))
     return "\n".join([*lines, "exec " + _launch(spec), ""])

@@ -353,5 +353,6 @@ class _Forwarding:
             signal.signal(sig, handler)
 
 
-# A killed agent leaves no rank behind: each rank gets SIGKILL when its agent dies (resolved before any fork).
+# A killed agent leaves no rank behind: each rank gets SIGKILL when its agent dies while it starts (resolved
+# before any fork); from its set-up on, SIGTERM: it stops at the next step with a checkpoint (TorchrunEnvironment).
 _die_with_parent = parent_death_signal(signal.SIGKILL)

@@ -97,6 +97,10 @@ class LaunchEnvironment(RankFacts):
         a channel of their own answer alike on every rank already."""
         return value
 
+    def follow_launcher(self) -> None:
+        """Make sure this rank does not train on when the launcher process that watches it dies
+        (launchers whose ranks are their children override)."""
+
     def close_channel(self) -> None:
         """The process group exists: the launcher's own channel (:meth:`agree`, :meth:`rendezvous`)
         is not needed any more and is closed, where closing it matters."""

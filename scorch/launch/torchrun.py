@@ -1,8 +1,10 @@
 """torchrun (TorchElastic), and scorch's own launch, which sets the same variables."""
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 
+from .._parent_death import follow_parent
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int
 
 
@@ -23,6 +25,14 @@ class TorchrunEnvironment(LaunchEnvironment):
             env_int(env, "LOCAL_WORLD_SIZE") or 1,
             env_int(env, "GROUP_RANK"),
         )
+
+    def follow_launcher(self) -> None:
+        """A torchrun agent (or scorch's own) that dies, even by SIGKILL, sends its ranks SIGTERM:
+        they stop together at the next step boundary with a checkpoint (exit 3), instead of
+        training on without it, holding the run's lock. (torchrun starts its ranks as its own
+        children, from its main thread.)"""
+        if self.env.get("TORCHELASTIC_RUN_ID"):
+            follow_parent(signal.SIGTERM)
 
     def rendezvous(self) -> Rendezvous:
         """torchrun's MASTER_ADDR/MASTER_PORT; with TORCHELASTIC_USE_AGENT_STORE=True the agent on

@@ -11,8 +11,10 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,13 +143,55 @@ def test_gen_array_flags_sorted_and_values_round_trip_through_shell_quoting():
         assert out.returncode == 0 and out.stdout.splitlines() == GEN_COMMAND
 
 
-def test_train_shape_requeues_on_usr1_only_and_srun_ends_on_a_bad_exit():
+def test_train_shape_traps_the_signals_and_srun_ends_on_a_bad_exit():
     text = render(train_spec())
     assert "trap 'on_signal USR1' USR1" in text and "trap 'on_signal TERM' TERM" in text
-    assert 'if [ "$1" = USR1 ]; then requeue=1; else requeue=0; fi' in text
-    assert 'if [ "$code" -eq 3 ] && [ "$requeue" -eq 1 ]; then' in text
-    assert "srun --kill-on-bad-exit=1" in text
-    assert '\nmpirun "${cmd[@]}" &\n' in render(sweep_spec())
+    assert "srun --kill-on-bad-exit=1" in text and "odls_base_sigkill_timeout" not in text
+    sweep = render(sweep_spec())
+    assert '\nmpirun "${cmd[@]}" &\n' in sweep
+    # mpirun reads its kill timeout from its environment (measured: 1 s by default loses a slow
+    # stop checkpoint, tests/launch/test_mpirun_stops.py); the user's own value wins
+    assert 'export OMPI_MCA_odls_base_sigkill_timeout="${OMPI_MCA_odls_base_sigkill_timeout:-25}"' in sweep
+
+
+# The command of the job below: it stops with exit 3 on USR1 (as the ranks do), or exits with the code it is given.
+STOPPABLE = ("import pathlib, signal, sys, time; "
+             "signal.signal(signal.SIGUSR1, lambda *a: sys.exit(3)); "
+             "sys.argv[1] == 'wait' or sys.exit(int(sys.argv[1])); "
+             "pathlib.Path('ready').touch(); time.sleep(120)")
+
+
+@pytest.mark.parametrize("how, code, requeued", [
+    ("3", 3, True),            # a stop with a checkpoint by --max-time
+    ("1", 1, False), ("0", 0, False),
+    ("USR1", 3, True),         # the time-limit warning, passed on to the command
+    ("TERM", 3, False),        # scancel: the command stops, the job is not requeued
+])
+def test_the_job_requeues_after_a_stop_with_a_checkpoint_unless_cancelled(tmp_path, how, code, requeued):
+    """The script's own logic, run by bash with the launcher left out; ``scontrol`` here is a
+    stand-in script that records its arguments (a real requeue under SLURM:
+    tests/experiments/test_slurm_jobs.py)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/sh\necho "$@" > scontrol.args\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    spec = dataclasses.replace(train_spec(), commands=[[sys.executable, "-c", STOPPABLE, "wait" if how.isupper() else how]],
+                               launcher=None, chdir=str(tmp_path), setup=())
+    script = tmp_path / "job.sh"
+    script.write_text(render(spec))
+    job = subprocess.Popen(["bash", str(script)], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                           env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7"})
+    if how.isupper():
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists():
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1]
+            time.sleep(0.02)
+        job.send_signal(getattr(signal, f"SIG{how}"))
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == code, err
+    assert (tmp_path / "scontrol.args").exists() == requeued, err
+    if requeued:
+        assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "7"]
 
 
 def test_a_percent_in_the_log_directory_is_escaped_once():
