@@ -17,7 +17,7 @@ from ..contract import overrides
 from ..contract.userfiles import load_dataset_file, load_model_file
 from ..errors import EXIT_PREEMPTED, ScorchError, on_every_rank
 from ..experiments import slurm
-from ..launch import agent
+from ..launch import agent, torchrun
 from ..rundir.directory import default_name
 from ..rundir.lock import RunLock
 from ._runner import Command, Parser
@@ -173,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     ending = COMMAND.end(None)
+    if ending.code == EXIT_PREEMPTED:
+        torchrun.note("stopped")  # for scorch-torchrun's exit code
     quiet = ending.error is not None and not ending.shown
     if dist.world_size() == 1:
         dist.shutdown()

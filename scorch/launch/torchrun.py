@@ -1,11 +1,24 @@
 """torchrun (TorchElastic), and scorch's own launch, which sets the same variables."""
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Mapping
+from pathlib import Path
 
 from .._parent_death import follow_parent
 from .base import LaunchEnvironment, LaunchInfo, Rendezvous, env_int
+
+# where a rank under scorch-torchrun notes that it started and that it stopped after saving
+# (scorch/cli/torchrun.py: the agent exits 3 when every rank did)
+STOP_NOTES = "SCORCH_STOP_NOTES"
+
+
+def note(event: str) -> None:
+    """A rank under scorch-torchrun notes ``started`` or ``stopped`` (nothing elsewhere)."""
+    where = os.environ.get(STOP_NOTES)
+    if where and os.path.isdir(where):
+        Path(where, f"{event}-{os.environ.get('RANK', '0')}").touch()
 
 
 class TorchrunEnvironment(LaunchEnvironment):
@@ -33,6 +46,7 @@ class TorchrunEnvironment(LaunchEnvironment):
         children, from its main thread.)"""
         if self.env.get("TORCHELASTIC_RUN_ID"):
             follow_parent(signal.SIGTERM)
+        note("started")
 
     def rendezvous(self) -> Rendezvous:
         """torchrun's MASTER_ADDR/MASTER_PORT; with TORCHELASTIC_USE_AGENT_STORE=True the agent on

@@ -5,7 +5,8 @@ torchrun forwards only the signals ``--signals-to-handle`` names (default SIGTER
 SIGQUIT); any other one kills the agent at once. After forwarding one it waits up to
 ``--shutdown-timeout`` (default 30 s) for the ranks, then exits 1 itself with a traceback, whatever
 its ranks' codes (3 here): a job script under torchrun tells a stop from a failure by the run's
-meta.json, not by torchrun's code (docs/multinode.md)."""
+meta.json, not by torchrun's code (docs/multinode.md). ``scorch-torchrun`` (scorch/cli/torchrun.py)
+is torchrun with SIGUSR1 handled by default and exit code 3 for a stop after saving."""
 from __future__ import annotations
 
 import contextlib
@@ -42,10 +43,11 @@ def alive(pid: int) -> bool:
     return fields[0] != "Z"
 
 
-def start(tmp_path: Path) -> subprocess.Popen[str]:
-    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--signals-to-handle", SIGNALS,
+def start(tmp_path: Path, *extra: str, launcher: tuple[str, ...] = ("torchrun", "--signals-to-handle", SIGNALS),
+          ) -> subprocess.Popen[str]:
+    cmd = [str(BIN / launcher[0]), "--standalone", "--nproc-per-node", "2", *launcher[1:],
            "--no-python", str(BIN / "scorch-train"),
-           *base_args(tmp_path, "tr", "--epochs", "100", "--batch-size", "4",
+           *base_args(tmp_path, "tr", "--epochs", "100", "--batch-size", "4", *extra,
                       model=str(FIXTURES / "dropout_model.py"), dataset=str(FIXTURES / "noisy_dataset.py"))]
     return subprocess.Popen(cmd, env={**env(), "SCORCH_TEST_SLOW": "0.01"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -96,3 +98,31 @@ def test_a_torchrun_agent_killed_outright_leaves_no_rank_training(tmp_path):
         assert time.monotonic() < deadline, "the ranks trained on without their agent"
         time.sleep(0.05)
     check_stopped(tmp_path, run, first)
+
+
+def test_scorch_torchrun_passes_sigusr1_on_by_default_and_exits_3(tmp_path):
+    run = tmp_path / "tr"
+    proc = start(tmp_path, launcher=("scorch-torchrun",))
+    _, first = wait_for_training(proc, run)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err[-3000:]
+    assert "Traceback" not in err and err.count("stopped by SIGUSR1") == 1, err[-3000:]
+    check_stopped(tmp_path, run, first)
+
+
+def test_scorch_torchrun_exits_3_after_max_time_and_1_after_a_failure(tmp_path):
+    # --max-time: the ranks stop after saving with exit 3, which torchrun calls a ChildFailedError
+    proc = start(tmp_path, "--max-time", "1s", launcher=("scorch-torchrun",))
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 3, err[-3000:]
+    assert json.loads((tmp_path / "tr" / "meta.json").read_text())["status"] == "preempted"
+    # a rank that fails: torchrun's own report, and exit 1
+    bad = subprocess.run([str(BIN / "scorch-torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+                          str(BIN / "scorch-train"), *base_args(tmp_path, "bad", "--epochs", "1",
+                                                                dataset=str(FIXTURES / "flaky_dataset.py"))],
+                         env={**env(), "SCORCH_TEST_FAIL_AFTER": str(FIXTURES / "flaky_dataset.py"),  # exists: fail now
+                              "SCORCH_TEST_FAIL_MARKER": str(tmp_path / "failed")},
+                         capture_output=True, text=True, timeout=180)
+    assert bad.returncode == 1, bad.stderr[-3000:]
+    assert "FAILED" in bad.stderr
