@@ -3,9 +3,10 @@
 Open MPI's mpirun, on SIGTERM or SIGINT (scancel, Ctrl-C), passes SIGTERM to the ranks and SIGKILLs
 them ``odls_base_sigkill_timeout`` seconds later (default 1): measured here with 1.2 GB, the stop
 checkpoint was lost (a complete .tmp, status running, a stale lock) and mpirun exited 1. Two
-documented ways out, both tested: SIGUSR1 to mpirun (passed on, nothing killed: the ranks save and
-mpirun exits 3; scorch's SLURM scripts turn TERM into it), and a longer kill timeout in the job's
-environment (the checkpoint lands; mpirun itself still exits 1 after a SIGTERM)."""
+documented ways out, all tested: SIGUSR1 to mpirun (passed on, nothing killed: the ranks save and
+mpirun exits 3; scorch's SLURM scripts turn TERM into it), a longer kill timeout in the job's
+environment (the checkpoint lands; mpirun itself still exits 1 after a SIGTERM), and
+``scorch-mpirun``, which turns a Ctrl-C or TERM into SIGUSR1 to mpirun (exit 3)."""
 from __future__ import annotations
 
 import json
@@ -21,13 +22,15 @@ from tests.helpers import BIN, FIXTURES, base_args, env, mpirun
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("sig, extra_env, code", [
-    (signal.SIGUSR1, {}, EXIT_PREEMPTED),
-    (signal.SIGTERM, {"OMPI_MCA_odls_base_sigkill_timeout": "15"}, 1),
-], ids=["usr1", "term-with-kill-timeout"])
-def test_a_slow_stop_checkpoint_under_mpirun_lands(tmp_path, sig, extra_env, code):
+@pytest.mark.parametrize("wrapper, sig, extra_env, code", [
+    ((), signal.SIGUSR1, {}, EXIT_PREEMPTED),
+    ((), signal.SIGTERM, {"OMPI_MCA_odls_base_sigkill_timeout": "10"}, 1),
+    ((str(BIN / "scorch-mpirun"),), signal.SIGINT, {}, EXIT_PREEMPTED),
+], ids=["usr1", "term-with-kill-timeout", "scorch-mpirun-sigint"])
+def test_a_slow_stop_checkpoint_under_mpirun_lands(tmp_path, wrapper, sig, extra_env, code):
     run = tmp_path / "big"
-    cmd = [*mpirun(2), str(BIN / "scorch-train"),
+    launcher = [*wrapper, *mpirun(2)[1:]] if wrapper else mpirun(2)
+    cmd = [*launcher, str(BIN / "scorch-train"),
            *base_args(tmp_path, "big", "--epochs", "100", "--batch-size", "4", "--set", "model.ballast_mb=600",
                       model=str(FIXTURES / "ballast_model.py"), dataset=str(FIXTURES / "noisy_dataset.py"))]
     e = {**env(), "SCORCH_TEST_SLOW": "0.002", **extra_env}
