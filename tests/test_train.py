@@ -122,6 +122,27 @@ def test_early_stopping_with_patience(tmp_path):
     assert len(rows) == 3  # epoch 1 sets the best; 2 and 3 do not improve on a constant
 
 
+@pytest.mark.parametrize("val_every", [None, "3"])
+def test_a_run_early_stopping_ended_is_finished_for_a_repeated_command(tmp_path, capsys, val_every):
+    # A job script runs the same command again (--auto-resume after a requeue): an early-stopped
+    # run has nothing to do, as one that ran all its epochs, and trains on with a larger --patience.
+    # With --val-every 3 (4 steps an epoch) the stop comes at a validation inside an epoch.
+    args = base_args(tmp_path, "p", "--epochs", "20", "--patience", "2", "--monitor", "valid/first_class",
+                     "--monitor-mode", "max", "--batch-size", "16", *(["--val-every", val_every] if val_every else []))
+    assert main(args) == 0
+    before = (history(tmp_path / "p"), weights(tmp_path / "p"))
+    capsys.readouterr()
+    assert main([*args, "--auto-resume"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do: early stopping ended the run at epoch" in err and "--patience 2" in err
+    assert history(tmp_path / "p") == before[0]
+    assert all(torch.equal(a, b) for a, b in zip(weights(tmp_path / "p").values(), before[1].values()))
+    meta = json.loads((tmp_path / "p" / "meta.json").read_text())
+    assert meta["status"] == "finished" and len(meta["sessions"]) == 2
+    assert main([*args, "--resume", "--patience", "3"]) == 0
+    assert len(history(tmp_path / "p")) == len(before[0]) + 1  # one more validation without improvement
+
+
 def test_accumulation_and_clipping_and_sgd_run(tmp_path):
     assert main(base_args(tmp_path, "acc", "--epochs", "2", "--batch-size", "8", "--accumulate", "3",
                           "--clip-grad", "0.5", "--optimizer", "sgd", "--lr", "0.1")) == 0

@@ -289,13 +289,36 @@ def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
         log.info("rank %d has no saved RNG state (the run was saved by %d rank(s)): seeded afresh", rank, len(rngs))
 
 
+def _nothing_to_do(s: Session) -> str | None:
+    """Why a resumed run has nothing left to train (a repeated command line, a requeued job), or
+    None. A run that early stopping ended is finished as one that ran all its epochs: with the same
+    --patience its counter is still past it (a larger --patience trains on)."""
+    config, cursor, loop = s.config, s.cursor, s.loop
+    if cursor.validating:
+        return None  # a validation to redo first
+    if cursor.epoch >= config.epochs:
+        return f"the run has finished its {config.epochs} epoch(s)"
+    if s.cadence.done(cursor.step):
+        return f"the run has reached --max-steps {s.cadence.max_steps}"
+    if config.patience is not None and loop.bad_epochs >= config.patience:  # it stops at the validation that reaches it
+        at = f"epoch {cursor.epoch + 1}, step {cursor.step}" if cursor.samples else f"epoch {cursor.epoch}"
+        return (f"early stopping ended the run at {at} ({s.parts.monitor} has not improved for "
+                f"{loop.bad_epochs} validation(s), --patience {config.patience}); give a larger --patience to train on")
+    return None
+
+
 def _fit(s: Session) -> RunResult:
     config, backend, cadence = s.config, s.backend, s.cadence
     status, stopped_early = "failed", False
     try:
         s.callbacks.on_fit_start(s.run)
+        finished = _nothing_to_do(s)
+        if finished is not None:
+            log.info("nothing to do: %s", finished)
+            stopped_early = finished.startswith("early stopping")
         with StopSignal(cadence) as stop:
-            while s.cursor.epoch < config.epochs and (not cadence.done(s.cursor.step) or s.cursor.validating):
+            while (finished is None and s.cursor.epoch < config.epochs
+                   and (not cadence.done(s.cursor.step) or s.cursor.validating)):
                 epoch = s.cursor.epoch + 1
                 totals, ended = _train(s, epoch, stop)
                 if ended:  # --max-steps, or early stopping, at a validation in the epoch (saved)
