@@ -36,6 +36,14 @@ class ListCollate:
         self.where = where
 
     def __call__(self, items: Sequence[Any]) -> Batch:
+        try:
+            return self._collate(items)
+        except BatchError:
+            raise
+        except ScorchError as exc:  # one line also from a DataLoader worker (see _FromWorker)
+            raise BatchError(str(exc)) from None
+
+    def _collate(self, items: Sequence[Any]) -> Batch:
         # Fast path: check the first item's structure and every item's list lengths (cheap);
         # anything else that is wrong makes default_collate raise, and then every item is
         # checked to say precisely what.
@@ -87,6 +95,7 @@ class ListCollate:
                     f"{self.where}: items have different list lengths ({n_in} inputs/{n_tg} targets vs "
                     f"{len(inputs)}/{len(targets)}), expected the same for every item"
                 )
+        self._one_shape(pairs, getattr(items, "indices", None))
         try:
             inputs = [default_collate([p[0][i] for p in pairs]) for i in range(n_in)]
             targets = [default_collate([p[1][j] for p in pairs]) for j in range(n_tg)]
@@ -95,6 +104,37 @@ class ListCollate:
                 f"{self.where}: cannot batch items ({exc}); expected tensors, arrays or numbers of one shape per position"
             ) from exc
         return inputs, targets
+
+
+    def _one_shape(self, pairs: list[tuple[list[Any], list[Any]]], indices: Sequence[int] | None) -> None:
+        """Tensors or arrays of different shapes at one position do not stack: say which samples
+        and shapes (in a worker, torch's own message is about resizing shared storage)."""
+        for what, part in (("inputs", 0), ("targets", 1)):
+            for i in range(len(pairs[0][part])):
+                found = [_shape(p[part][i]) for p in pairs]
+                if any(shape is None for shape in found):
+                    continue
+                shapes = [shape for shape in found if shape is not None]
+                if len(set(shapes)) == 1:
+                    continue
+                k = next(j for j, shape in enumerate(shapes) if shape != shapes[0])
+                name = (lambda j: f"sample {indices[j]}") if indices else (lambda j: f"item {j} of the batch")
+                raise BatchError(f"{self.where} returned {what} of different shapes at position {i} in one batch: "
+                                 f"{list(shapes[0])} ({name(0)}) and {list(shapes[k])} ({name(k)}); expected one "
+                                 "shape per position (pad or crop them in the DataSet)")
+
+
+class Items(list[Any]):
+    """A batch's items, with the dataset indices they came from (for :class:`ListCollate`'s errors)."""
+
+    def __init__(self, values: Sequence[Any] = (), indices: Sequence[int] = ()):
+        super().__init__(values)
+        self.indices = indices
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    return tuple(shape) if isinstance(value, (torch.Tensor, np.ndarray)) and shape is not None else None
 
 
 def _dtype(value: Any) -> str | None:
@@ -232,16 +272,24 @@ def reseed(seed: int) -> None:
         np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
 
 
-class SampleError(ScorchError):
-    """A DataSet raised while loading a sample: one line naming the file, mode and index, also
-    when a DataLoader worker raised it (the DataLoader re-raises it with the worker's traceback
-    as its message: the line is taken back out of it)."""
+class _FromWorker(ScorchError):
+    """An error of the user's data, one line also when a DataLoader worker raised it: the
+    DataLoader re-raises it in the rank with the worker's whole traceback as its message, and
+    the line is taken back out of it."""
 
     def __init__(self, message: str):
         if "Original Traceback" in message:
             last = [line for line in message.strip().splitlines() if line.strip()][-1]
             message = last.split(f"{type(self).__name__}: ", 1)[-1]
         super().__init__(message)
+
+
+class SampleError(_FromWorker):
+    """A DataSet raised while loading a sample: one line naming the file, mode and index."""
+
+
+class BatchError(_FromWorker):
+    """A batch's samples do not collate (shapes, dtypes, structure): one line naming them."""
 
 
 class _UserModules:
@@ -294,7 +342,7 @@ class SeededItems(Dataset[Any]):
         try:
             if hasattr(self.dataset, "__getitems__"):  # the user's own batched loading
                 return list(self.dataset.__getitems__(list(batch)))
-            items = []
+            items = Items(indices=batch)
             for index in batch:
                 items.append(self.dataset[index])
             return items

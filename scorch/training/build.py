@@ -84,8 +84,8 @@ def run_batch_checks(
 
 
 def first_batch(ds: Any, n: int, where: str, collate: data.ListCollate) -> data.Batch:
-    items = [call_user(f"{where} (index {i})", ds.__getitem__, i) for i in range(min(n, len(ds)))]
-    return collate(items)
+    indices = range(min(n, len(ds)))
+    return collate(data.Items([call_user(f"{where} (index {i})", ds.__getitem__, i) for i in indices], indices))
 
 
 @contextlib.contextmanager
@@ -168,7 +168,8 @@ def split_preflight(network: torch.nn.Module, socket: Socket, ds: Any, batch_siz
     outputs = SplitOutputs(targets=True)
     with torch.no_grad():
         for start in range(0, len(indices), batch_size):
-            items = [call_user(f"{where} (index {i})", ds.__getitem__, i) for i in indices[start:start + batch_size]]
+            some = indices[start:start + batch_size]
+            items = data.Items([call_user(f"{where} (index {i})", ds.__getitem__, i) for i in some], some)
             inputs, targets = data.to_device(collate(items), device, False)
             outputs.add(check_preds(network(inputs), f"{socket.path}: Network.forward"), targets)
     joined = outputs.joined(len(indices), socket.path)
