@@ -367,7 +367,10 @@ def _trainable(s: Session) -> str:
     n_train = sum(p.numel() for p in s.socket.trainable_params)
     n_all = sum(p.numel() for p in s.network.parameters())
     what = f"{len(s.socket.trainable_params)} tensors ({n_train:,} of {n_all:,} parameters) are trained"
-    return what + (f"; frozen: {_names(frozen)}" if frozen else "; nothing is frozen")
+    what += f"; frozen: {_names(frozen)}" if frozen else "; nothing is frozen"
+    modules = [name for name, _ in s.socket.frozen_modules]
+    return what + (f"; in eval mode while training (frozen modules): {_names(modules)}" if modules else
+                   "; no module stays in eval mode")
 
 
 def _freeze(network: torch.nn.Module, socket: Socket) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from tests.helpers import FIXTURES, base_args, scorch_train, weights
+from tests.helpers import DATASET, FIXTURES, base_args, scorch_train, weights
 
 UNTIDY = str(FIXTURES / "untidy_dataset.py")
 MLP = str(FIXTURES / "mlp_model.py")
@@ -169,3 +169,29 @@ def test_a_nan_valid_loss_stops_the_run_with_one_line(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorch-train")]
     assert len(err) == 1 and "valid/loss is nan at epoch 1" in err[0]
     assert not (tmp_path / "r" / "checkpoints" / "last.pt").exists()
+
+
+PARAMFREE = str(FIXTURES / "paramfree_model.py")
+
+
+def test_modules_without_parameters_train_and_frozen_ones_stay_in_eval_mode(tmp_path, capsys):
+    # A Dropout and a BatchNorm1d(affine=False) beside the trainable modules used to be put in
+    # eval mode as "frozen": the run was bitwise the one with p=0 and the statistics never moved.
+    from scorch.cli.check import main as check
+    from scorch.cli.train import main as train
+    from tests.fixtures.paramfree_model import Network
+    for name, p in (("half", "0.5"), ("none", "0.0")):
+        assert train(base_args(tmp_path, name, "--epochs", "2", "--batch-size", "16", "--set", f"model.p={p}",
+                               model=PARAMFREE)) == 0
+    half, none = weights(tmp_path / "half"), weights(tmp_path / "none")
+    assert not torch.equal(half["head.weight"], none["head.weight"])  # the Dropout is on while training
+    start = Network().state_dict()
+    assert not torch.equal(start["norm.running_mean"], half["norm.running_mean"])  # its statistics move
+    assert int(half["norm.num_batches_tracked"]) == 8  # 2 epochs of 4 micro-batches
+    for key in ("frozen.1.running_mean", "frozen.1.num_batches_tracked"):
+        assert torch.equal(start[key], half[key]), key  # the frozen block's BatchNorm does not
+    capsys.readouterr()
+    assert check(["--model", PARAMFREE, "--dataset", DATASET]) == 0
+    out = capsys.readouterr().out
+    assert "in eval mode while training (frozen modules): frozen" in out, out
+    assert "drop" not in out.split("frozen modules):")[1].splitlines()[0]

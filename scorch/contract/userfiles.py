@@ -266,20 +266,24 @@ class Socket:
         return callable(getattr(self.raw, "visualize", None))
 
     def train_mode(self) -> None:
-        """The trainable modules, and the modules that hold them (the Network itself, so that
-        ``self.training`` reads True in forward), train; every other module is frozen and stays in
-        eval mode: a frozen BatchNorm's running statistics never move, a frozen Dropout is off."""
+        """The Network trains, except its frozen modules, which stay in eval mode: a frozen
+        BatchNorm's running statistics never move, a frozen Dropout is off. Frozen: the largest
+        subtrees outside the trainable modules that hold parameters (all of them frozen, then). A
+        module without parameters outside them (a Dropout, a BatchNorm(affine=False), an
+        activation) is not frozen: it trains with the Network."""
         self.network.train()
-        for module in self._frozen_roots:
+        for _, module in self.frozen_modules:
             module.eval()
 
     @functools.cached_property
-    def _frozen_roots(self) -> list[torch.nn.Module]:
-        """The largest subtrees of the Network that hold no trainable module."""
+    def frozen_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """The frozen subtrees, by name: the largest that hold no trainable module but hold parameters."""
         trainable = {id(m) for top in self.trainable_modules for m in top.modules()}
         training = {id(m) for m in self.network.modules() if any(id(d) in trainable for d in m.modules())}
-        return [child for parent in self.network.modules() if id(parent) in training and id(parent) not in trainable
-                for child in parent.children() if id(child) not in training]
+        return [(f"{name}.{child_name}" if name else child_name, child)
+                for name, parent in self.network.named_modules() if id(parent) in training and id(parent) not in trainable
+                for child_name, child in parent.named_children()
+                if id(child) not in training and next(child.parameters(), None) is not None]
 
     def named_trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         ids = {id(p) for p in self.trainable_params}

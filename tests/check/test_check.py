@@ -66,7 +66,8 @@ def test_in_process_main_reports_one_line_per_check(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     table = lines(out)
     assert list(table) == ALL_CHECKS
-    assert table["model.trainable"] == ("PASS", "4 tensors (131 of 151 parameters) are trained; frozen: frozen.weight, frozen.bias")
+    assert table["model.trainable"] == ("PASS", "4 tensors (131 of 151 parameters) are trained; frozen: frozen.weight, frozen.bias; "
+                                                "in eval mode while training (frozen modules): frozen")
     assert table["model.frozen"] == ("PASS", "2 frozen tensors unchanged after 3 optimizer steps")
 
 
