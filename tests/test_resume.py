@@ -210,3 +210,25 @@ def test_settings_that_cannot_take_effect_are_refused_on_resume(tmp_path, capsys
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorch-train")]
     assert len(err) == 1 and all(w in err[0] for w in words), err
     assert snapshot(tmp_path / "r") == before
+
+
+def test_a_new_monitor_on_resume_restarts_best_and_patience(tmp_path, capsys):
+    # best.pt kept valid/loss's value while validations were ranked by valid/accuracy, and the
+    # early-stopping count carried over: now both start afresh, said in the log.
+    common = base_args(tmp_path, "m", "--batch-size", "16", "--lr", "0.01")
+    assert main([*common, "--epochs", "2", "--monitor", "valid/loss", "--patience", "5"]) == 0
+    saved = torch.load(tmp_path / "m" / "checkpoints" / "last.pt", weights_only=True)["loop"]
+    assert saved["monitor"] == "valid/loss" and saved["mode"] == "min"
+    capsys.readouterr()
+    assert main([*common, "--epochs", "3", "--resume", "--monitor", "valid/accuracy", "--patience", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "the monitor is now valid/accuracy (max), was valid/loss (min)" in err, err
+    best = torch.load(tmp_path / "m" / "checkpoints" / "best.pt", weights_only=True)
+    with open(tmp_path / "m" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert best["loop"]["monitor"] == "valid/accuracy" and best["epoch"] == 3
+    assert best["loop"]["best"] == pytest.approx(float(rows[2]["valid/accuracy"]))  # the new metric's, not the loss
+    assert best["loop"]["best_epoch"] == 3 and best["loop"]["bad_epochs"] == 0
+    capsys.readouterr()
+    assert main([*common, "--epochs", "4", "--resume", "--monitor", "valid/accuracy", "--patience", "5"]) == 0
+    assert "the monitor is now" not in capsys.readouterr().err  # the same monitor again: nothing to say

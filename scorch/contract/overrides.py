@@ -204,7 +204,12 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
                           "or start the run without --resume")
     if missing:
         raise ScorchError(f"{missing[0]} is required (or '{missing[0][2:]}:' in --config)")
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    given = {k.replace("-", "_") for layer, _ in layers[1:] for k in layer}  # flags and --set, not a config file
+    if "momentum" in given and config.optimizer != "sgd":
+        raise ScorchError(f"--momentum: --optimizer {config.optimizer} has no momentum (its betas are its own), so it "
+                          "would have no effect; use --optimizer sgd, or leave --momentum out")
+    return config
 
 
 def _check_saved(values: Mapping[str, Any], given: set[str], path: Path) -> None:

@@ -6,7 +6,9 @@
 - ``--lr``, ``--weight-decay`` and ``--momentum`` given anew are written into the restored
   optimizer's parameter groups when scorch built the optimizer; with ``Socket.optimizer`` they
   are refused (they would be ignored), as is ``--lr`` with ``Socket.scheduler`` (it owns the
-  rate) and another ``--optimizer`` (its state cannot carry over).
+  rate) or a list ``lr_schedule`` (absolute rates), and another ``--optimizer`` (its state cannot
+  carry over).
+- A new ``--monitor`` restarts the best value and the early-stopping count (:func:`follow_monitor`).
 - ``--seed`` and the dataset's settings change the epoch's order: refused in the middle of an
   epoch, taking effect from the next epoch otherwise.
 
@@ -22,6 +24,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ScorchError
+from .state import LoopState
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,9 @@ def adapt(config: TrainConfig, state: dict[str, Any], world_size: int, custom_op
             flag = "--" + given[0].replace("_", "-")
             raise ScorchError(f"{flag}: {config.model} builds the optimizer in Socket.optimizer, so {flag} has no "
                               "effect; change it there (its restored state is used as saved)")
+    if "lr" in changed and isinstance(config.lr_schedule, (list, tuple)) and not custom_optimizer:
+        raise ScorchError("--lr: the run's lr_schedule gives absolute rates ([[AT, LR], ...]), so --lr has no effect "
+                          "on it; change the rates with --set lr_schedule=... instead")
     if custom_scheduler and "lr" in changed and not custom_optimizer:
         raise ScorchError(f"--lr: {config.model} defines Socket.scheduler, which owns the learning rate of a "
                           "resumed run; change the rate there (or start a new run)")
@@ -109,6 +115,22 @@ def adapt(config: TrainConfig, state: dict[str, Any], world_size: int, custom_op
 TRAJECTORY_DESCRIBED = ("lr", "weight_decay", "momentum", "seed", "clip_grad", "amp", "lr_schedule",
                         "warmup_epochs", "warmup_steps", "schedule_by", "max_steps", "model_settings",
                         "dataset_settings", "accumulate", "batch_size")
+
+
+def follow_monitor(loop: LoopState, saved: dict[str, Any], monitor: str, mode: str) -> None:
+    """A run resumed with another --monitor (or --monitor-mode) ranks its validations by the new
+    one: the best value and the early-stopping count of the old one start afresh (said in the log;
+    best.pt is replaced at the next validation). ``saved``: the checkpoint's config, for a
+    checkpoint that does not say what its loop state is of."""
+    before: tuple[str, str] | None = (loop.monitor, loop.mode) if loop.monitor else None
+    if before is None and saved.get("monitor") not in (None, monitor):  # an older checkpoint: its --monitor
+        before = (str(saved["monitor"]), mode)
+    if before is not None and before != (monitor, mode):
+        log.warning("resume: the monitor is now %s (%s), was %s (%s): best (%s) and the early-stopping count start "
+                    "afresh, and %s is replaced at the next validation", monitor, mode, before[0], before[1],
+                    loop.best, "best.pt")
+        loop.best, loop.best_epoch, loop.best_step, loop.bad_epochs = None, 0, 0, 0
+    loop.monitor, loop.mode = monitor, mode
 
 
 def apply_optimizer_settings(optimizer: torch.optim.Optimizer, config: TrainConfig, saved: dict[str, Any]) -> None:

@@ -31,6 +31,8 @@ class LoopState:
     bad_epochs: int = 0  # validations since the best (one per epoch without --val-every)
     skipped_steps: int = 0
     best_step: int = 0
+    monitor: str = ""  # what best and bad_epochs are of: the metric and its mode ("min"/"max")
+    mode: str = ""
 
     def record(self, value: float, epoch: int, mode: str, name: str = "the monitored value", step: int = 0) -> bool:
         """Note a validation's monitored value (at the end of ``epoch``, or at ``step`` in it); True
@@ -57,6 +59,7 @@ class LoopState:
         self.bad_epochs = int(state.get("bad_epochs", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.best_step = int(state.get("best_step", 0))
+        self.monitor, self.mode = str(state.get("monitor", "")), str(state.get("mode", ""))
 
 
 @dataclass

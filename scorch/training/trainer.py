@@ -158,6 +158,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
             resume.apply_optimizer_settings(optimizer, config, resumed.get("config", {}))
         cursor.global_batch = config.batch_size * config.accumulate * backend.world_size
         cursor.world_size, cursor.length = backend.world_size, len(parts.train_set)
+    resume.follow_monitor(state.loop, (resumed or {}).get("config", {}), parts.monitor, parts.monitor_mode)
     return state
 
 
