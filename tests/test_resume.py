@@ -130,15 +130,18 @@ def test_a_run_resumed_on_another_world_size_is_the_same_run(tmp_path):
         end = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
         assert end["step"] == whole["step"] and end["cursor"]["global_batch"] == 32
         assert max_diff(whole["model"], end["model"]) < 1e-4, name
-        assert json.loads((tmp_path / name / "config.json").read_text())["accumulate"] == 2
+        assert json.loads((tmp_path / name / "config.json").read_text())["accumulate"] == 1  # as given
+        session = json.loads((tmp_path / name / "meta.json").read_text())["sessions"][-1]
+        assert (session["batch_size"], session["accumulate"], session["global_batch"]) == (16, 2, 32)  # as fitted
         rows = history_without_time(tmp_path / name)
         for a, b in zip(history_without_time(tmp_path / "whole"), rows):
             assert float(a["train/loss"]) == pytest.approx(float(b["train/loss"]), rel=1e-4)
             assert float(a["valid/loss"]) == pytest.approx(float(b["valid/loss"]), rel=1e-4)
-    # The comparison can fail: the same resume with another global batch ends elsewhere.
-    assert main(ws_args(tmp_path, "boundary", "--epochs", "5", "--resume", "--accumulate", "1")) == 0
+    # The comparison can fail: the same resume with another global batch (an --accumulate other than
+    # the one given before) ends elsewhere.
+    assert main(ws_args(tmp_path, "boundary", "--epochs", "5", "--resume", "--accumulate", "3")) == 0
     other = torch.load(tmp_path / "boundary" / "checkpoints" / "last.pt", weights_only=True)
-    assert other["cursor"]["global_batch"] == 16
+    assert other["cursor"]["global_batch"] == 48
 
 
 @pytest.mark.parametrize("global_batch, world, batch, accumulate, given, expected", [
@@ -232,3 +235,26 @@ def test_a_new_monitor_on_resume_restarts_best_and_patience(tmp_path, capsys):
     capsys.readouterr()
     assert main([*common, "--epochs", "4", "--resume", "--monitor", "valid/accuracy", "--patience", "5"]) == 0
     assert "the monitor is now" not in capsys.readouterr().err  # the same monitor again: nothing to say
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("first, then, backend", [
+    ((1, "32", "1"), (2, "32", "1"), "horovod"),   # 1 rank x 32 requeued on 2 ranks (fitted: 16 each)
+    ((2, "16", "1"), (1, "16", "1"), "torch"),     # 2 ranks x 16 moved to 1 rank (fitted: --accumulate 2)
+], ids=["1-to-2-ranks", "2-to-1-rank"])
+def test_the_same_command_again_goes_on_with_the_same_run_on_a_new_world_size(tmp_path, first, then, backend):
+    # A job script runs one command line again and again. The per-rank batch or the accumulation
+    # a resume fitted to the new world size was saved as if the user had given it: the next requeue
+    # on the same ranks was refused ("give a --batch-size that divides 16") or halved the global
+    # batch (--accumulate 1 taken as a change). Every session must train 2 steps an epoch (64 / 32).
+    def session(ranks, batch, accumulate, epochs, *extra):
+        argv = base_args(tmp_path, "r", "--batch-size", batch, "--accumulate", accumulate, "--epochs", str(epochs), *extra)
+        out = scorch_train(argv, np_=ranks if ranks > 1 else None, extra_env={"SCORCH_BACKEND": backend})
+        assert out.returncode == 0, out.stderr[-3000:]
+    session(*first, 1)
+    session(*then, 2, "--resume")
+    session(*then, 3, "--resume")  # the same command on the same ranks again
+    with open(tmp_path / "r" / "history.csv") as f:
+        assert [int(row["step"]) for row in csv.DictReader(f)] == [2, 4, 6]
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (saved["batch_size"], saved["accumulate"]) == (int(then[1]), int(then[2]))  # as given, not as fitted

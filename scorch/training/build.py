@@ -50,6 +50,14 @@ class Parts:
     unused_parameters: bool = False  # some trainable parameter got no gradient from the first batch
     split_names: list[str] = field(default_factory=list)  # what Socket.split_metrics returns (valid/NAME)
     index: Any = None  # the DataSetIndex (or the dataset path) every split is built from
+    given: TrainConfig | None = None  # the settings as given, when a resume fitted them (saved: see saved_settings)
+
+    @property
+    def saved_settings(self) -> TrainConfig:
+        """What config.json and every checkpoint hold: the settings as the user gave them, not as a
+        resume fitted them to this world size (--batch-size, --accumulate), so that the same command
+        line again means the same run on any world size."""
+        return self.given if self.given is not None else self.config
 
     @property
     def device(self) -> torch.device:

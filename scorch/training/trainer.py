@@ -92,6 +92,7 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     dist.decide(lambda: prepare_target(run_dir.path, config.resume, config.overwrite, config.auto_resume))
     resumed = dist.each(lambda: checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir).load_latest(whole=False)) if config.resume else None
     if resumed is not None:
+        parts.given = config
         parts.config = dist.each(lambda: resume.adapt(config, resumed, parts.backend.world_size, parts.socket.has_optimizer,
                                                       parts.socket.has_scheduler, len(parts.train_set)))
     strategy = dist.each(lambda: strategies.choose(parts.backend, parts.config.strategy, parts.socket.shard_units(),
@@ -219,7 +220,10 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     cursor = state.cursor
     meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
     meta["strategy"] = strategy.name
-    run_dir.write_config(config.to_dict())
+    # what this session trained with, where a resume fitted it to the world size (config.json: as given)
+    meta["sessions"][-1].update(batch_size=config.batch_size, accumulate=config.accumulate,
+                                global_batch=config.batch_size * config.accumulate * backend.world_size)
+    run_dir.write_config(parts.saved_settings.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
     if resumed is not None:
@@ -234,8 +238,8 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     run.strategy, run.params = strategy, socket.trainable_params
     socket.attach(run)
     where = f"{config.model}: Socket.metrics"
-    saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir, config, state,
-                  strategy, None)
+    saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir,
+                  parts.saved_settings, state, strategy, None)
     callbacks = Callbacks([
         ProgressBar(config.progress),
         *([Visualize(socket, loggers)] if socket.has_visualize else []),
