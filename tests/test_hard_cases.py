@@ -195,3 +195,22 @@ def test_modules_without_parameters_train_and_frozen_ones_stay_in_eval_mode(tmp_
     out = capsys.readouterr().out
     assert "in eval mode while training (frozen modules): frozen" in out, out
     assert "drop" not in out.split("frozen modules):")[1].splitlines()[0]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("backend", ["torch", "horovod"])
+def test_the_usual_pytorch_freeze_trains_under_both_backends(tmp_path, backend):
+    # trainable_modules = [the whole Network], backbone.requires_grad_(False): the backbone is frozen.
+    model = str(FIXTURES / "requires_grad_model.py")
+    out = scorch_train(base_args(tmp_path, "rg", "--epochs", "2", "--batch-size", "8", model=model), np_=2,
+                       extra_env={"SCORCH_BACKEND": backend})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert main(base_args(tmp_path, "one", "--epochs", "2", "--batch-size", "16", model=model)) == 0
+    torch.manual_seed(0)
+    from tests.fixtures.requires_grad_model import Network
+    start, two, one = Network().state_dict(), weights(tmp_path / "rg"), weights(tmp_path / "one")
+    for key in ("backbone.0.weight", "backbone.0.bias"):
+        assert torch.equal(start[key], two[key]), key
+    assert not torch.equal(start["head.weight"], two["head.weight"])
+    for key in one:  # 2 ranks x 8 is 1 rank x 16
+        assert torch.allclose(one[key], two[key], atol=1e-4, rtol=0), key

@@ -224,14 +224,20 @@ class Socket:
         net_params = {id(p) for p in self.network.parameters()}
         params: list[torch.nn.Parameter] = []
         seen: set[int] = set()
+        frozen = 0
         for p in self.trainable_modules.parameters():
             if id(p) not in net_params:
                 raise ScorchError(f"{where} holds parameters that are not the Network's")
-            if id(p) not in seen:
-                seen.add(id(p))
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if p.requires_grad:
                 params.append(p)
+            else:  # frozen the usual PyTorch way (backbone.requires_grad_(False)): not trained, not synchronized
+                frozen += 1
         if not params:
-            raise ScorchError(f"{where} has no parameters to train")
+            raise ScorchError(f"{where} has no parameters to train" +
+                              (f" (all {frozen} have requires_grad=False)" if frozen else ""))
         return params
 
     def refresh_parameters(self) -> None:
