@@ -258,3 +258,26 @@ def test_the_same_command_again_goes_on_with_the_same_run_on_a_new_world_size(tm
         assert [int(row["step"]) for row in csv.DictReader(f)] == [2, 4, 6]
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (saved["batch_size"], saved["accumulate"]) == (int(then[1]), int(then[2]))  # as given, not as fitted
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("backend", ["horovod", "torch"])
+def test_instance_optimizer_and_scheduler_resume_exactly(tmp_path, backend):
+    # Under Horovod the scheduler built in Socket.__init__ held the original optimizer, whose
+    # parameter groups the wrapper's resume replaced: it no longer set the rate (0.0025 instead of
+    # 0.00125 at epoch 4) and the weights parted from the uninterrupted run.
+    model = str(FIXTURES / "instance_sched_model.py")
+
+    def train(name, epochs, *extra):
+        out = scorch_train(base_args(tmp_path, name, "--epochs", str(epochs), "--batch-size", "8", *extra, model=model),
+                           np_=2, extra_env={"SCORCH_BACKEND": backend})
+        assert out.returncode == 0, out.stderr[-3000:]
+    train("whole", 4)
+    train("cut", 2)
+    train("cut", 4, "--resume")
+    whole, cut = history_without_time(tmp_path / "whole"), history_without_time(tmp_path / "cut")
+    assert [float(r["lr"]) for r in cut] == [float(r["lr"]) for r in whole] == [0.01, 0.005, 0.0025, 0.00125]
+    assert whole == cut
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -379,6 +379,8 @@ class Socket:
             if owner is not None and owner is not optimizer and owner is not getattr(self.raw, "optimizer", None):
                 raise ScorchError(f"{where} is attached to an optimizer that does not train; expected a scheduler of "
                                   "Socket.optimizer (e.g. ReduceLROnPlateau(self.optimizer))")
+            if owner is not None and owner is not optimizer:
+                _reattach(hook, optimizer)
             return hook
         if not callable(hook):
             raise ScorchError(f"{where} is {_describe(hook)}, expected an LR scheduler (built in Socket.__init__) or "
@@ -555,6 +557,24 @@ def load_dataset_file(path: str) -> DatasetFile:
         if not callable(getattr(dataset_cls, method, None)):
             raise ScorchError(f"{path}: DataSet has no method {method}")
     return DatasetFile(path, module, dataset_cls, getattr(module, "DataSetIndex", None))
+
+
+def _reattach(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
+    """Make a scheduler built over Socket.optimizer set the rates of ``optimizer``, the one that
+    trains: a strategy's wrapper built from it (Horovod's DistributedOptimizer), whose parameter
+    groups a resume's load_state_dict replaces. Left on the original, the scheduler would set rates
+    nobody reads after a resume. Its optimizer.step is patched again, as the scheduler did its own."""
+    scheduler.optimizer = optimizer
+    step = getattr(optimizer, "step", None)
+    func = getattr(step, "__func__", None)  # the class's step, bound to the optimizer
+    if func is not None and not hasattr(step, "_wrapped_by_lr_sched") and hasattr(scheduler, "_initial_step"):
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            optimizer._opt_called = True  # type: ignore[attr-defined]
+            return func(optimizer, *args, **kwargs)
+
+        wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+        optimizer.step = wrapper  # type: ignore[method-assign]
 
 
 def check_item(item: Any, where: str) -> tuple[list[Any], list[Any]]:
