@@ -189,7 +189,9 @@ class EpochPlan:
     The epoch's order is split into optimizer steps of ``global_batch`` samples (the last may be
     shorter), starting at sample ``start`` (a resumed epoch). A step's samples fill
     ``global_batch // micro_batch`` slots: ``micro_batch`` samples each, or, in a short last
-    step, its samples spread as evenly as the slots allow. Slot ``j`` of a step is micro-batch
+    step, its samples spread as evenly as the slots allow with at least two in each slot used
+    (a BatchNorm cannot train on one sample); the slots left over run a stand-in sample that
+    counts nothing. Slot ``j`` of a step is micro-batch
     ``j // world_size`` of rank ``j % world_size``. So every rank runs the same number of
     micro-steps, every sample is trained exactly once per epoch (no padding), and a slot's
     samples and seed depend on (seed, epoch, global batch, micro-batch) only: 2 ranks with
@@ -210,10 +212,11 @@ class EpochPlan:
         self.slots: list[Slot] = []
         for base in range(start, length, global_batch):
             n_step = min(global_batch, length - base)
-            full, extra = divmod(n_step, slots)
+            used = max(1, min(slots, n_step // 2))  # no micro-batch of one sample while two fit (BatchNorm)
+            full, extra = divmod(n_step, used)
             for a in range(self.accumulate):
                 j = a * world_size + rank
-                size = micro_batch if n_step == global_batch else full + (j < extra)
+                size = micro_batch if n_step == global_batch else (full + (j < extra) if j < used else 0)
                 first = base + (j * micro_batch if n_step == global_batch else j * full + min(j, extra))
                 last = a == self.accumulate - 1
                 if size == 0:  # a short last step with fewer samples than slots

@@ -214,3 +214,36 @@ def test_the_usual_pytorch_freeze_trains_under_both_backends(tmp_path, backend):
     assert not torch.equal(start["head.weight"], two["head.weight"])
     for key in one:  # 2 ranks x 8 is 1 rank x 16
         assert torch.allclose(one[key], two[key], atol=1e-4, rtol=0), key
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("backend", ["torch", "horovod"])
+def test_batchnorm_trains_when_a_short_last_step_would_leave_one_sample_to_a_rank(tmp_path, backend):
+    # 35 = 32 + 3: the last step's 3 samples went 2 to rank 0 and 1 to rank 1, whose BatchNorm
+    # died ("Expected more than 1 value per channel when training"). Now rank 0 trains all 3 and
+    # rank 1 a stand-in of weight 0; the step is still the mean over its 3 samples.
+    out = scorch_train(untidy(tmp_path, "two", "--batch-size", "16", "--set", "dataset.n_train=35", *SGD, model=BN),
+                       np_=2, extra_env={"SCORCH_BACKEND": backend})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [r["step"] for r in rows(tmp_path / "two")] == ["2", "4"]
+
+
+def test_a_stand_in_micro_batch_moves_no_batchnorm_statistics(tmp_path):
+    # 1 rank x 8 x accumulate 4 on 35 samples: each epoch's last step holds 3 samples, trained as one
+    # micro-batch of 3 and three stand-ins of weight 0, which used to count in num_batches_tracked
+    # and move the running means (and, of one sample, crashed).
+    assert main(untidy(tmp_path, "acc", "--batch-size", "8", "--accumulate", "4", "--set", "dataset.n_train=35",
+                       *SGD, model=BN)) == 0
+    end = weights(tmp_path / "acc")
+    assert int(end["head.1.num_batches_tracked"]) == 2 * 5  # 4 + 1 real micro-batches an epoch
+    # the stand-ins ran with the statistics held: the same as a run whose last step is one micro-batch of 3
+    assert main(untidy(tmp_path, "one", "--batch-size", "32", "--set", "dataset.n_train=35", *SGD, model=BN)) == 0
+    assert int(weights(tmp_path / "one")["head.1.num_batches_tracked"]) == 2 * 2
+
+
+def test_an_epoch_ending_with_a_one_sample_step_is_refused_with_batchnorm(tmp_path, capsys):
+    assert main(untidy(tmp_path, "r", "--batch-size", "16", "--set", "dataset.n_train=33", *SGD, model=BN)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optimizer step of 1 sample" in err[0] and "head.1" in err[0] and "--batch-size" in err[0], err
+    assert not (tmp_path / "r" / "checkpoints").exists() or not list((tmp_path / "r" / "checkpoints").iterdir())
+    assert main(untidy(tmp_path, "m", "--batch-size", "16", "--set", "dataset.n_train=33", *SGD)) == 0  # no BatchNorm: fine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -128,8 +128,10 @@ def train_epoch(
         for slot, batch in zip(plan.slots, batches):
             inputs, targets = data.to_device(batch, device, non_blocking)
             run.batch(TRAIN, slot.count)  # what run.log weighs a value logged in this micro-batch
-            # Gradients of a step's earlier micro-batches stay local until its last one.
-            with (strategy.no_sync(model) if not slot.last else contextlib.nullcontext()):
+            # Gradients of a step's earlier micro-batches stay local until its last one. A stand-in
+            # (a slot with no sample of its own) runs with the normalization layers' statistics held.
+            with (strategy.no_sync(model) if not slot.last else contextlib.nullcontext()), \
+                    (statistics_held(model) if not slot.count else contextlib.nullcontext()):
                 with ctx.autocast():
                     preds = model(inputs)
                     loss = socket.criterion(preds, targets)
@@ -167,6 +169,23 @@ def train_epoch(
                     return EpochResult(run.step, steps, True, check.skipped)
     guard.flush()
     return EpochResult(run.step, steps, False, check.skipped)
+
+
+@contextlib.contextmanager
+def statistics_held(model: torch.nn.Module) -> Iterator[None]:
+    """The BatchNorm (and InstanceNorm with running statistics) layers of ``model`` that train, in
+    eval mode for the block: a stand-in sample of weight 0 must not move their running statistics
+    nor count in ``num_batches_tracked``, and one sample is not enough for a BatchNorm to train
+    on. (SyncBatchNorm is left as it is: its peers' forward passes wait for its statistics.)"""
+    held = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training
+            and m.track_running_stats and not isinstance(m, torch.nn.SyncBatchNorm)]
+    for m in held:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in held:
+            m.train()
 
 
 def reduce_totals(backend: Backend, totals: MetricTotals, prefix: str) -> dict[str, float]:

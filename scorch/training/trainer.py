@@ -102,6 +102,7 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     clock = compiling.apply(parts.network) if config.compile else None  # in place: the state_dict keys stay the Network's
     model, optimizer = _setup(parts, strategy)
     state = dist.each(lambda: _state(parts, strategy, optimizer, resumed))
+    dist.each(lambda: _check_one_sample_steps(parts, state.cursor))
     strategy.broadcast_training_state(parts.network, state.optimizer)
     callbacks, loggers = dist.each(lambda: _extensions(parts, run_dir))
     where = Resume(state.cursor.epoch, state.cursor.step) if resumed is not None else None
@@ -292,6 +293,30 @@ def _restore_rng(resumed: dict[str, Any], seed: int, rank: int) -> None:
     else:
         data.reseed(data.batch_seed(seed, rank))
         log.info("rank %d has no saved RNG state (the run was saved by %d rank(s)): seeded afresh", rank, len(rngs))
+
+
+def _check_one_sample_steps(parts: Parts, cursor: Cursor) -> None:
+    """An epoch whose last optimizer step holds one sample cannot train a BatchNorm (PyTorch:
+    "Expected more than 1 value per channel when training"): refused before training, naming what
+    to change. (A short last step of two samples or more is planned so that no micro-batch holds
+    one: :class:`scorch.data.EpochPlan`.)"""
+    norms = _training_batchnorms(parts)
+    if not norms:
+        return
+    length, global_batch = len(parts.train_set), cursor.global_batch
+    for start, what in ((cursor.samples, "the rest of this epoch"), (0, "each epoch")):
+        if start < length and (length - start) % global_batch == 1:
+            raise ScorchError(
+                f"{what} ends with an optimizer step of 1 sample ({length - start} samples, {global_batch} per step), "
+                f"on which {parts.config.model}: {norms[0]} (BatchNorm, training) cannot train; change --batch-size "
+                f"(or --accumulate, or the number of ranks) so that the last step holds 0 or at least 2 samples")
+
+
+def _training_batchnorms(parts: Parts) -> list[str]:
+    """The Network's BatchNorm layers that train (not in a frozen module), by name."""
+    frozen = {id(m) for _, top in parts.socket.frozen_modules for m in top.modules()}
+    return [name or "Network" for name, m in parts.network.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in frozen]
 
 
 def _nothing_to_do(s: Session) -> str | None:
