@@ -39,11 +39,19 @@ def test_numeric_settings_accept_numbers(key, number):
 
 @settings(max_examples=50)
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=15))
-def test_unknown_names_are_refused_with_the_valid_ones(name):
+def test_unknown_names_are_refused_with_the_nearest_or_where_to_look(name):
     if name in TrainConfig.__dataclass_fields__:
         return
-    with pytest.raises(ScorchError, match=r"unknown setting .* valid settings: .*batch_size"):
+    with pytest.raises(ScorchError, match=r"unknown setting .*; (did you mean \w+\?|scorch-train --help lists every setting)"):
         overrides.apply({}, {name: 1}, "--set", TrainConfig)
+
+
+@pytest.mark.parametrize("name, meant", [("batchsize", "batch_size"), ("learning_rate", "lr"), ("patiance", "patience"),
+                                         ("num_workers", "workers"), ("warmup_step", "warmup_steps"), ("epoch", "epochs")])
+def test_a_misspelt_setting_suggests_the_nearest_one(name, meant):
+    with pytest.raises(ScorchError) as info:
+        overrides.apply({}, {name: 1}, "--set", TrainConfig)
+    assert str(info.value).endswith(f"unknown setting {name!r}; did you mean {meant}?")
 
 
 @given(st.text(max_size=10) | st.lists(st.integers(), max_size=3) | st.booleans())

@@ -21,6 +21,7 @@ from typing import Any
 from ..config import INVOCATION_KEYS, TrainConfig, check_file_name, check_path, check_value, type_name, value_fits
 from ..errors import ScorchError
 from ..rundir.layout import RunLayout, is_checkpoint
+from . import nearest
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,8 @@ def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: 
             out[target] = {**out.get(target, {}), sub: value}
             continue
         if norm not in fields:
-            valid = ", ".join(sorted(fields | {"model.NAME", "dataset.NAME"}))
-            raise ScorchError(f"{where}: unknown setting {key!r}; valid settings: {valid}")
+            raise ScorchError(f"{where}: unknown setting {key!r}; " + nearest.hint(
+                norm, fields, "scorch-train --help lists every setting (and model.NAME, dataset.NAME for the files')"))
         if isinstance(value, float) and value.is_integer() and hints[norm] is int:
             value = int(value)
         if not value_fits(value, hints[norm]):

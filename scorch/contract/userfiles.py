@@ -35,6 +35,7 @@ from ..callbacks.base import Callback
 from ..errors import ScorchError
 from ..loggers.base import Logger
 from ..training.run import Run
+from . import nearest
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ def resolve_settings(declared: dict[str, Any] | None, given: dict[str, Any], pre
         return dict(given)
     for name, value in given.items():
         if name not in declared:
-            valid = ", ".join(f"{prefix}.{k}" for k in declared) or "none"
-            raise ScorchError(f"--set {prefix}.{name}: unknown setting of {where}; valid: {valid}")
+            raise ScorchError(f"--set {prefix}.{name}: unknown setting of {where}; "
+                              + nearest.hint(name, declared, prefix=f"{prefix}."))
         default = declared[name]
         if default is not None and value is not None and not _same_kind(default, value):
             raise ScorchError(

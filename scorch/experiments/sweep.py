@@ -39,7 +39,7 @@ from typing import Any
 
 from .. import _atomic, jobs
 from ..config import NOT_SWEEPABLE, TrainConfig, check_file_name, check_path
-from ..contract import overrides
+from ..contract import nearest, overrides
 from ..errors import ScorchError
 from ..rundir import lock as run_lock
 from ..rundir.layout import RunLayout
@@ -99,7 +99,7 @@ def parse_grid(items: Sequence[str]) -> list[Axis]:
         elif norm in NOT_SWEEPABLE:
             raise ScorchError(f"--grid {key}: scorch-sweep sets {key} itself for every run; valid keys: {valid}")
         elif norm not in fields:
-            raise ScorchError(f"--grid {key}: unknown setting; valid keys: {valid}")
+            raise ScorchError(f"--grid {key}: unknown setting; " + nearest.hint(norm, fields, f"valid keys: {valid}"))
         if norm in seen:
             raise ScorchError(f"--grid {key}: given twice; put all its values in one --grid {key}=V1,V2")
         seen.add(norm)

@@ -357,7 +357,7 @@ CASES: dict[str, Train] = {
     "--run-root with a newline": T(["--run-root", f"{TMP}/a\nb"], "--run-root", "control character"),
     "--run-root with a part of 300 bytes": T(["--run-root", f"{TMP}/{'r' * 300}"], "--run-root", "longer than 255 bytes"),
     # ---- --set, --KEY=VALUE and config files --------------------------------------------------------
-    "--set unknown key": T(["--set", "learning_rate=3"], "--set", "unknown setting 'learning_rate'", "lr,"),
+    "--set unknown key": T(["--set", "learning_rate=3"], "--set", "unknown setting 'learning_rate'", "did you mean lr?"),
     "--set wrong type": T(["--set", "epochs=many"], "--set", "epochs = 'many'", "expected int"),
     "--set a fraction for an int": T(["--set", "epochs=2.5"], "--set", "epochs = 2.5", "expected int"),
     "--set a bool for a number": T(["--set", "lr=True"], "--set", "lr = True", "expected float"),
@@ -378,7 +378,7 @@ CASES: dict[str, Train] = {
     "--set warmup_epochs=-1": T(["--set", "warmup_epochs=-1"], "--set warmup_epochs", ">= 0"),
     "--set warmup_epochs a fraction": T(["--set", "warmup_epochs=1.5"], "warmup_epochs = 1.5", "expected int"),
     "--set model_settings directly": T(["--set", "model_settings={'a': 1}"], "unknown setting 'model_settings'"),
-    "--KEY=VALUE unknown key": T(["--learning_rate=3"], "--learning_rate", "unknown setting 'learning_rate'", "lr,"),
+    "--KEY=VALUE unknown key": T(["--learning_rate=3"], "--learning_rate", "unknown setting 'learning_rate'", "did you mean lr?"),
     "--KEY=VALUE wrong type": T(["--warmup_epochs=many"], "warmup_epochs = 'many'", "expected int"),
     "--model.NAME=VALUE unknown": T(["--model.n_filters=3"], "model.n_filters", "unknown setting", "Network"),
     "--set unknown model setting": T(["--set", "model.n_filters=3"], "model.n_filters", "unknown setting", "Network"),
