@@ -1,6 +1,7 @@
 """Atomic file writes: a crash leaves the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ScorchError
+from .errors import Error, Failure, ScorchError
 
 
 def umask() -> int:
@@ -79,7 +80,28 @@ def user_facing(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise ScorchError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise write_error(path, exc) from exc
+
+
+def write_error(path: str | os.PathLike, exc: OSError, what: str = "") -> Error:
+    """The one-line error of a failed write of ``path``: bad input the user fixes (a full or
+    read-only disk: exit 2), or, when a directory it was in was removed while it was written (a
+    run directory deleted under a live run), a failure (exit 1) naming that directory."""
+    gone = vanished(Path(path).parent) if exc.errno == errno.ENOENT else None
+    if gone is not None:
+        return Failure(f"{gone} was removed while {Path(path).name} was written in it "
+                       f"({exc.strerror or exc}); nothing can be saved there any more")
+    return ScorchError(f"cannot write {what or path}: {exc.strerror or exc}")
+
+
+def vanished(directory: Path) -> Path | None:
+    """The highest directory of ``directory``'s path that no longer exists (None: it exists)."""
+    if directory.exists():
+        return None
+    gone = directory
+    while not gone.parent.exists() and gone.parent != gone:
+        gone = gone.parent
+    return gone
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -3,8 +3,10 @@ improved (and ``--keep-checkpoints`` newest ones), through :class:`Saver`, which
 checkpoint of a stop in the middle of an epoch."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import _atomic
 from ..errors import ScorchError, TrainingError
 from ..rundir import checkpoint
 from .base import Callback
@@ -36,8 +38,11 @@ class Saver:
             else:
                 self._save_file(extra, improved)
         except OSError as exc:
-            raise ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
-                              "the last complete checkpoint is intact") from exc
+            error = _atomic.write_error(Path(exc.filename) if exc.filename else self.dir.dir / "checkpoint", exc)
+            if isinstance(error, ScorchError):
+                error = ScorchError(f"cannot write a checkpoint in {self.dir.dir}: {exc.strerror or exc}; "
+                                    "the last complete checkpoint is intact")
+            raise error from exc
         if backend.rank == 0:
             self.run_dir.proven()
 

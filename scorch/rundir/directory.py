@@ -20,6 +20,8 @@ from .layout import CheckpointFiles, RunLayout, is_checkpoint
 
 log = logging.getLogger(__name__)
 
+RESERVE_BYTES = 1 << 20  # meta.json is a few KiB; its temp file and the old one both fit, many times
+
 
 def check_target(path: Path, resume: bool, overwrite: bool, auto_resume: bool = False) -> str | None:
     """Why this run may not use ``path`` (a one-line message), or None when it may.
@@ -154,9 +156,43 @@ class RunDir:
                 _atomic.write_bytes(target, text)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        if self.rank0:
+        """meta.json, atomically. A full disk does not keep a session's ending out of it: the run
+        directory holds a reserve (:meth:`reserve`) given up to write meta.json when nothing else
+        is left, so its status stays true (a run that failed on a full disk says "failed")."""
+        if not self.rank0:
+            return
+        try:
             with _atomic.user_facing(self.layout.meta):
                 _atomic.write_json(self.layout.meta, meta)
+        except ScorchError:
+            if not self._release_reserve():
+                raise
+            with _atomic.user_facing(self.layout.meta):
+                _atomic.write_json(self.layout.meta, meta)
+
+    def reserve(self) -> None:
+        """Set aside :data:`RESERVE_BYTES` in the run directory for meta.json (rank 0, at the start
+        of a session; best effort: a disk already full gets none)."""
+        if not self.rank0:
+            return
+        try:
+            with open(self.layout.reserve, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+        except (OSError, AttributeError):
+            self.layout.reserve.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.layout.reserve.unlink()
+        except OSError:
+            return False
+        log.debug("the disk is full: the reserve in %s was given up for meta.json", self.path)
+        return True
+
+    def end_session(self) -> None:
+        """The session's last file is written: its reserve goes (rank 0)."""
+        if self.rank0:
+            self.layout.reserve.unlink(missing_ok=True)
 
     def read_meta(self) -> dict[str, Any]:
         """The saved meta.json ({} when there is none); a damaged one is one line naming it."""
@@ -176,7 +212,7 @@ class RunDir:
         if not self.rank0:
             return
         with _atomic.user_facing(self.layout.log):
-            handler = logging.FileHandler(self.layout.log, mode="a", encoding="utf-8")
+            handler = _LogFile(self.layout.log, mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("scorch").addHandler(handler)
         self._log_handler = handler
@@ -191,6 +227,16 @@ class RunDir:
             logging.getLogger("scorch").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+class _LogFile(logging.FileHandler):
+    """log.txt: a write that fails (a full disk, the run directory removed) ends it quietly;
+    logging's default prints a traceback per record, on a console where the error that matters is
+    one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.close()
+        logging.getLogger("scorch").removeHandler(self)
 
 
 def source_names(*files: str) -> list[str]:

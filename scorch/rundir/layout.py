@@ -31,6 +31,7 @@ CONFIG = "config.json"
 META = "meta.json"
 HISTORY = "history.csv"
 LOG = "log.txt"
+RESERVE = ".meta.reserve"  # space set aside for meta.json while a session runs (RunDir.reserve)
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 EVAL = "eval"
@@ -152,6 +153,10 @@ class RunLayout:
     @property
     def history(self) -> Path:
         return self.path / HISTORY
+
+    @property
+    def reserve(self) -> Path:
+        return self.path / RESERVE
 
     @property
     def log(self) -> Path:

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from .. import data, distributed as dist, loggers as loggers_, strategies
+from .. import _atomic, data, distributed as dist, loggers as loggers_, strategies
 from ..callbacks.base import Callback, Callbacks
 from ..callbacks.checkpointing import Checkpointing, Saver
 from ..callbacks.early_stopping import EarlyStopping
@@ -29,7 +29,7 @@ from ..callbacks.steplog import StepLog
 from ..callbacks.visualize import Visualize
 from ..config import TrainConfig
 from ..distributed.backends.base import Backend
-from ..errors import Preempted, ScorchError, TrainingError, on_every_rank
+from ..errors import Error, Failure, Preempted, ScorchError, TrainingError, on_every_rank
 from ..evaluate.evaluation import Evaluation, test_after_training
 from ..loggers import CSVLogger, Loggers, Resume
 from ..rundir import checkpoint
@@ -227,6 +227,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     run_dir.write_config(parts.saved_settings.to_dict())
     run_dir.copy_sources(config.model, config.dataset)
     run_dir.write_meta(meta)
+    run_dir.reserve()
     if resumed is not None:
         _restore_rng(resumed, config.seed, backend.rank)
         log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
@@ -615,8 +616,10 @@ def _finish_meta(s: Session, status: str) -> None:
         s.meta["sessions"][-1].update(status=status, end_time=s.meta["end_time"], step=s.cursor.step)
     try:
         s.run_dir.write_meta(s.meta)
-    except ScorchError as exc:  # do not hide the error that ended the run
-        log.warning("%s", exc)
+    except Error as exc:  # do not hide the error that ended the run
+        if not isinstance(exc, Failure) or _atomic.vanished(s.run_dir.path) is None:
+            log.warning("%s", exc)  # (a run directory that was removed needs no second line)
+    s.run_dir.end_session()
 
 
 def _note_compile(s: Session) -> None:
