@@ -130,3 +130,14 @@ def test_what_a_failed_session_left_goes_once_the_next_one_has_a_checkpoint(tmp_
     assert main(base_args(tmp_path, "r", "--epochs", "2", "--resume")) == 0
     assert not any(p.exists() for p in left), [p for p in left if p.exists()]
     assert json.loads((run / "meta.json").read_text())["status"] == "finished"
+
+
+def test_a_disk_too_full_for_the_lock_is_one_line_and_leaves_no_lock(tmp_path, capsys):
+    from scorch.cli.train import main
+    with small_disk(tmp_path / "disk", 4) as disk:
+        fill(disk)
+        assert main(base_args(disk, "l", "--epochs", "1")) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (f"scorch-train: error: cannot write the lock {disk / '.l.lock'} of run {disk / 'l'}: "
+                           "No space left on device"), err
+        assert sorted(p.name for p in disk.iterdir()) == ["ballast", "ballast-small"]  # no empty lock left

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import _atomic
 from ..errors import ScorchError
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,14 @@ class RunLock:
             return False
         except OSError as exc:
             raise ScorchError(f"cannot create the lock {self.path} of run {self.run_dir}: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: no empty lock left behind to refuse the next run
+            self.path.unlink(missing_ok=True)
+            raise _atomic.write_error(self.path, exc, f"the lock {self.path} of run {self.run_dir}") from exc
         return True
 
     @staticmethod
