@@ -115,7 +115,8 @@ def test_a_failing_run_is_named_and_the_others_finish(tmp_path):
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     base = ["--model", MODEL, "--dataset", DATASET, "--run-root", str(tmp_path), "--name", "s"]
     cases = [
-        (["--grid", "lrr=0.1,0.2"], "--grid lrr: unknown setting; valid keys: accumulate, activation_checkpointing, amp,"),
+        (["--grid", "lrr=0.1,0.2"], "--grid lrr: unknown setting; did you mean lr?"),
+        (["--grid", "zzz=0.1,0.2"], "--grid zzz: unknown setting; valid keys: accumulate, activation_checkpointing, amp,"),
         (["--grid", "model.n_filters=8,16"], "model.n_filters: unknown setting of"),
         (["--grid", "lr=0.1,abc"], "lr = 'abc' is a str, expected float"),
         (["--grid", "name=a,b"], "--grid name: scorch-sweep sets name itself"),
