@@ -27,7 +27,7 @@ demo: setup
 test: setup-test setup-horovod
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m mypy
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=25 $(PYTEST_ARGS)
 
 # The same checks alone. LINT_PATHS narrows ruff.
 LINT_PATHS ?= scorch tests bench examples scripts
