@@ -75,7 +75,9 @@ def test_phase_two_starts_from_the_weights_with_a_fresh_optimizer_and_loop(phase
     source = last_weights(run)
     # Unfreeze the backbone, another seed, a rate so small that the weights stay where they started.
     args = base_args(root, "phase2", "--epochs", "1", "--batch-size", "16", "--seed", "7", "--lr", "1e-12",
-                     "--model.unfreeze=True", "--init-from", f"{run}:last", model=str(model))
+                     "--model.unfreeze=True", "--init-from", f"{run}:last",
+                     # gone: the whole Network comes from the checkpoint, and scorch.loading() spares the file
+                     f"--model.pretrained={root.parent / 'pretrained.pt'}", model=str(model))
     assert main(args) == 0
     new = last_weights(root / "phase2")
     assert new["epoch"] == 1 and new["step"] == 4  # its own loop: 64 samples / 16, not phase 1's 8 steps
@@ -147,13 +149,17 @@ def test_resume_with_another_init_from_is_refused(phase1: tuple[Path, Path], tmp
     assert "--resume continues" in capsys.readouterr().err
 
 
-def test_load_run_and_scorch_test_do_not_need_the_pretrained_file(phase1: tuple[Path, Path]) -> None:
-    run, _ = phase1
+def test_load_run_scorch_test_and_resume_do_not_need_the_pretrained_file(phase1: tuple[Path, Path], tmp_path) -> None:
+    import shutil
+
+    run, model = phase1
     assert not scorch.loading()
     loaded = scorch.load_run(run)
     saved = last_weights(run, "best.pt")["model"]
     assert torch.equal(loaded.network.backbone[0].weight, saved["backbone.0.weight"])
     assert scorch_test([str(run), "--split", "valid"]) == 0
+    shutil.copytree(run, tmp_path / "phase1")
+    assert main(base_args(tmp_path, "phase1", "--resume", "--epochs", "3", model=str(model))) == 0
 
 
 def test_two_ranks_init_from_a_sharded_checkpoint(tmp_path: Path) -> None:
@@ -169,6 +175,12 @@ def test_two_ranks_init_from_a_sharded_checkpoint(tmp_path: Path) -> None:
                                     "--lr", "1e-12", "--seed", "3", "--model.unfreeze=True", "--init-from",
                                     str(tmp_path / "a"), model=str(model)), timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
+    # A resume of the sharded run with fewer trainable parameters: its optimizer state cannot carry over.
+    third = scorch_train(base_args(tmp_path, "a", "--resume", "--epochs", "2", "--nproc-per-node", "2",
+                                   "--model.unfreeze=False", model=str(model)), timeout=240)
+    lines = [line for line in third.stderr.splitlines() if "error: --resume" in line]
+    assert third.returncode == 2 and len(lines) == 1, third.stderr[-3000:]  # (the launch's summary line follows)
+    assert "'backbone.0." in lines[0] and "was trained and is not now" in lines[0] and "--init-from" in lines[0], lines
     from scorch.rundir import checkpoint
 
     source = checkpoint.load(tmp_path / "a" / "checkpoints" / "last.dcp", optimizer=False)["model"]

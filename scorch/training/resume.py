@@ -24,6 +24,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ScorchError
+from ..rundir import shards
 from ..strategies import optim_state
 from .state import LoopState
 
@@ -152,8 +153,13 @@ def check_optimizer_fits(optimizer: torch.optim.Optimizer, network: torch.nn.Mod
     """A resumed run's optimizer must hold the parameters the checkpoint's held, group by group: a
     changed trainable set (Socket.trainable_modules, requires_grad, Socket.optimizer's groups) is one
     line suggesting ``--init-from``, which starts a new run from the weights with a fresh optimizer.
-    (A sharded checkpoint's optimizer is checked as its strategy loads it.)"""
+    A sharded checkpoint's parameters are those its optimizer holds state of (its metadata)."""
     saved = state.get("optimizer")
+    sharded = saved is None and bool(state.get("shards"))
+    if sharded:  # a sharded checkpoint: the parameters its optimizer has state of
+        held = shards.optimizer_state_names(state["shards"])
+        names = optim_state.parameter_names(network, optimizer)
+        saved = {"param_groups": [{"params": [n for n in names if n in held] + sorted(held - set(names))}]} if held else None
     if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list):
         return
     mine = [len(group["params"]) for group in optimizer.param_groups]
@@ -164,7 +170,7 @@ def check_optimizer_fits(optimizer: torch.optim.Optimizer, network: torch.nn.Mod
         saved_names = [n for g in saved["param_groups"] for n in g["params"]]
         extra = next((n for n in saved_names if n not in names), None)
         new = next((n for n in names if n not in saved_names), None)
-        if extra is not None or new is not None or mine != theirs:
+        if extra is not None or new is not None or (mine != theirs and not sharded):
             detail = (f"{extra!r} was trained and is not now" if extra is not None else
                       f"{new!r} is trained now and was not" if new is not None else "its groups differ")
     elif mine != theirs:
