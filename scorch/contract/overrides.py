@@ -226,10 +226,8 @@ def _moved(values: dict[str, Any], given: set[str], run_dir: Path) -> None:
     from ..rundir import moved
 
     if values.get("model") and values.get("dataset"):
-        found = moved.user_files(run_dir, values["model"], values["dataset"], "--resume")
-        for key, path in zip(("model", "dataset"), found):
-            if key not in given:
-                values[key] = path
+        values["model"], values["dataset"] = moved.user_files(run_dir, values["model"], values["dataset"], "--resume",
+                                                              tuple(k for k in ("model", "dataset") if k in given))
     if "dataset_path" not in given:
         values["dataset_path"] = moved.dataset_path(run_dir, values.get("dataset_path"), "--resume")
 

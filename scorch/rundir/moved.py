@@ -41,12 +41,14 @@ def copies(run_dir: str | os.PathLike, model: str, dataset: str) -> tuple[Path, 
     return Path(run_dir) / names[0], Path(run_dir) / names[1]
 
 
-def user_files(run_dir: str | os.PathLike, model: str, dataset: str, who: str) -> tuple[str, str]:
+def user_files(run_dir: str | os.PathLike, model: str, dataset: str, who: str,
+               given: tuple[str, ...] = ()) -> tuple[str, str]:
     """``(model, dataset)``: each as configured where it is a file, else the run's copy where there is
-    one (said in the log); as configured otherwise (its loader says it is missing)."""
+    one (said in the log); as configured otherwise (its loader says it is missing), and where its role
+    is in ``given`` (named anew on the command line)."""
     found = []
     for role, path, copy in zip(("model", "dataset"), (model, dataset), copies(run_dir, model, dataset)):
-        if not os.path.isfile(path) and copy.is_file():
+        if role not in given and not os.path.isfile(path) and copy.is_file():
             log.info("%s: the %s file %s is not here; using the run's copy %s", who, role, path, copy)
             path = str(copy)
         found.append(path)
