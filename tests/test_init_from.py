@@ -189,3 +189,51 @@ def test_two_ranks_init_from_a_sharded_checkpoint(tmp_path: Path) -> None:
         if value.is_floating_point() and "running" not in key:
             assert torch.allclose(new[key], value, atol=1e-6), key
 
+
+
+def test_a_resume_with_as_many_but_other_trainable_parameters_is_refused_too() -> None:
+    """The same number of parameter tensors, other ones: the saved state's shapes tell."""
+    from scorch.config import TrainConfig
+    from scorch.errors import ScorchError
+    from scorch.training import resume
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
+    before = torch.optim.Adam(net[1].parameters())
+    net(torch.randn(2, 4)).sum().backward()
+    before.step()
+    config = TrainConfig(model="m.py", dataset="d.py", name="r")
+    resume.check_optimizer_fits(torch.optim.Adam(net[1].parameters()), net, {"optimizer": before.state_dict()}, config)
+    with pytest.raises(ScorchError, match=r"'0.weight' has shape \(8, 4\) now, its saved optimizer state \(3, 8\)"):
+        resume.check_optimizer_fits(torch.optim.Adam(net[0].parameters()), net, {"optimizer": before.state_dict()}, config)
+
+
+def test_a_module_of_the_source_loads_into_a_module_of_another_name(phase1: tuple[Path, Path]) -> None:
+    """Socket.init_from_modules = {"encoder": "backbone"}: the source's backbone into this Network's encoder."""
+    from scorch.errors import ScorchError
+    from scorch.training import init_from
+
+    run, _ = phase1
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh())
+            self.decoder = torch.nn.Linear(8, 4)
+
+    class Raw:
+        init_from_modules = {"encoder": "backbone"}
+
+    net = Net()
+    decoder = net.decoder.weight.detach().clone()
+    info = init_from.apply(f"{run}:best", net, Raw(), "m.py")
+    best = last_weights(run, "best.pt")["model"]
+    assert torch.equal(net.encoder[0].weight, best["backbone.0.weight"])
+    assert torch.equal(net.encoder[1].running_mean, best["backbone.1.running_mean"])  # buffers too
+    assert torch.equal(net.decoder.weight, decoder) and info["modules"] == {"encoder": "backbone"}
+    Raw.init_from_modules = {"decoder": "backbone"}  # type: ignore[assignment]
+    with pytest.raises(ScorchError, match="missing from the checkpoint: 'backbone.weight'") as caught:
+        init_from.apply(str(run), net, Raw(), "m.py")
+    assert "in the checkpoint but not here: 'backbone.0.weight'" in str(caught.value)
+    Raw.init_from_modules = ["nope"]  # type: ignore[assignment]
+    with pytest.raises(ScorchError, match="names 'nope', which is no submodule of the Network"):
+        init_from.apply(str(run), net, Raw(), "m.py")
