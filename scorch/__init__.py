@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._loading import loading
     from .callbacks import Callback
     from .config import TrainConfig
     from .contract.userfiles import load_dataset_file, load_model_file
@@ -26,6 +27,7 @@ _PUBLIC = {
     "LoadedRun": "rundir.load_run",
     "load_model_file": "contract.userfiles",
     "load_dataset_file": "contract.userfiles",
+    "loading": "_loading",
 }
 
 
@@ -38,4 +40,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Callback", "LoadedRun", "Logger", "Run", "RunResult", "TrainConfig", "__version__", "load_dataset_file",
-           "load_model_file", "load_run", "train"]
+           "load_model_file", "load_run", "loading", "train"]

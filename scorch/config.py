@@ -116,6 +116,10 @@ class TrainConfig:
     auto_resume: bool = _run_dir_setting(False, f"resume RUN_ROOT/NAME when it has {CHECKPOINTS}/{LAST}, else start it "
                                          "(for jobs that are requeued)")
     overwrite: bool = _run_dir_setting(False, "replace an existing non-empty run directory")
+    init_from: str | None = setting(None, help="start this new run from the Network weights of another run: "
+                                    "RUN_DIR[:best|last|CHECKPOINT] (default best; the whole Network, or the modules "
+                                    "Socket.init_from_modules names), with a fresh optimizer, schedule and loop",
+                                    group="run directory")
     break_lock: bool = _run_dir_setting(False, "take over the run's lock (RUN_ROOT/.NAME.lock) from a scorch-train on "
                                         "another host that is gone (one on this host is checked, and taken over "
                                         "when gone, without it)")
@@ -218,6 +222,8 @@ class TrainConfig:
         if self.name is not None:
             check_file_name(self.name, "--name")
         check_path(self.run_root, "--run-root")
+        if self.init_from is not None:
+            check_path(self.init_from, "--init-from")
         for what, text in (("--model", self.model), ("--dataset", self.dataset)):
             if not text:
                 raise ScorchError(f"{what}: expected a file, got ''")

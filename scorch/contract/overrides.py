@@ -205,12 +205,31 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
                           "or start the run without --resume")
     if missing:
         raise ScorchError(f"{missing[0]} is required (or '{missing[0][2:]}:' in --config)")
-    config = TrainConfig(**values)
     given = {k.replace("-", "_") for layer, _ in layers[1:] for k in layer}  # flags and --set, not a config file
+    if resuming and run.config.is_file():
+        _moved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run.path)
+        saved_init = read_saved(run.config).get("init_from")
+        if values.get("init_from") != saved_init:
+            raise ScorchError(f"--init-from starts a new run from another run's weights; --resume continues {run.path} "
+                              "from its own checkpoint: give one of them (a new --name with --init-from, or --resume "
+                              "alone)")
+    config = TrainConfig(**values)
     if "momentum" in given and config.optimizer != "sgd":
         raise ScorchError(f"--momentum: --optimizer {config.optimizer} has no momentum (its betas are its own), so it "
                           "would have no effect; use --optimizer sgd, or leave --momentum out")
     return config
+
+
+def _moved(values: dict[str, Any], given: set[str], run_dir: Path) -> None:
+    """A resumed run that moved: its saved model and dataset files and a relative --dataset-path are
+    found as :mod:`scorch.rundir.moved` finds them (unless given anew)."""
+    from ..rundir import moved
+
+    if values.get("model") and values.get("dataset"):
+        values["model"], values["dataset"] = moved.user_files(run_dir, values["model"], values["dataset"], "--resume",
+                                                              tuple(k for k in ("model", "dataset") if k in given))
+    if "dataset_path" not in given:
+        values["dataset_path"] = moved.dataset_path(run_dir, values.get("dataset_path"), "--resume")
 
 
 def _check_saved(values: Mapping[str, Any], given: set[str], path: Path) -> None:

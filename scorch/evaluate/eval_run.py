@@ -9,20 +9,20 @@ distributed metrics, and rank 0 writes ``RUN_DIR/eval/<split>-<checkpoint>.json`
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import distributed as dist
+from .._loading import from_checkpoint
 from ..config import BACKENDS, DEVICES, TrainConfig, check_path
 from ..contract.overrides import saved_config
 from ..contract.userfiles import load_dataset_file, load_model_file
 from ..errors import ScorchError
+from ..rundir import moved
 from ..rundir.directory import source_names
-from ..rundir.layout import CHOICES, RunLayout, choose_checkpoint
+from ..rundir.layout import CHOICES, choose_checkpoint
 from ..training.build import autocast_factory, seed_everything
 from .evaluation import SPLITS, Evaluation, evaluate_checkpoint
 
@@ -57,25 +57,11 @@ class TestOptions:
 
 
 def dataset_path(config: TrainConfig, run_dir: Path, given: str | None) -> str | None:
-    """``given``, else the run's --dataset-path; a relative one that is not here is taken from where
-    the run was started (meta.json's cwd)."""
+    """``given``, else the run's --dataset-path; a relative one that is not here is found as
+    :func:`scorch.rundir.moved.dataset_path` finds it (relative to the run, or to where it started)."""
     if given is not None:
         return given
-    path = config.dataset_path
-    if path and not os.path.isabs(path) and not os.path.exists(path):
-        cwd = meta_cwd(run_dir)
-        if cwd is not None and os.path.exists(os.path.join(cwd, path)):
-            return os.path.join(cwd, path)
-    return path
-
-
-def meta_cwd(run_dir: Path) -> str | None:
-    """The directory scorch-train ran in (meta.json), for the run's relative paths."""
-    try:
-        cwd = json.loads(RunLayout(run_dir).meta.read_text()).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else None
+    return moved.dataset_path(run_dir, config.dataset_path, "scorch-test")
 
 
 def test_run(options: TestOptions) -> dict[str, Any]:
@@ -98,7 +84,8 @@ def test_run(options: TestOptions) -> dict[str, Any]:
     if len(dataset) == 0:
         raise ScorchError(f"--split {options.split}: {copies[1]}: DataSet(mode={options.split!r}) has no samples (len 0)")
     seed_everything(config.seed)
-    network = model_file.build_network(model_file.settings(config.model_settings))
+    with from_checkpoint():  # scorch.loading(): the checkpoint's weights replace any the Network loads itself
+        network = model_file.build_network(model_file.settings(config.model_settings))
     network.to(backend.device)
     socket = model_file.build_socket(network)
     log.info("testing %s (%s) on the %s split: %d samples, %d rank(s), backend %s (%s)", run_dir, path.name,

@@ -80,3 +80,14 @@ def complete(path: Path) -> bool:
     """Whether DCP finished writing ``path`` (its metadata is written last)."""
     return (path / METADATA).is_file()
 
+
+
+def optimizer_state_names(path: str | os.PathLike) -> set[str]:
+    """The names of the parameters the optimizer holds state of in ``path`` (from the metadata alone)."""
+    import torch.distributed.checkpoint as dcp
+    try:
+        metadata = dcp.FileSystemReader(str(path)).read_metadata()
+    except Exception as exc:
+        raise ScorchError(f"checkpoint {path} is truncated or corrupt (its {METADATA}: {exc})") from exc
+    prefix = "optimizer.state."
+    return {key[len(prefix):].rpartition(".")[0] for key in metadata.state_dict_metadata if key.startswith(prefix)}

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from .. import data
+from .._loading import from_checkpoint
 from ..config import TrainConfig
 from ..contract import userfiles
 from ..contract.userfiles import DatasetFile, ModelFile, Socket, call_user, check_loss, check_preds
 from ..distributed.backends.base import Backend
 from ..errors import ScorchError
 from ..evaluate.outputs import SplitOutputs
-from . import compiling
+from . import compiling, init_from
 from .monitor import default_monitor
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Parts:
     split_names: list[str] = field(default_factory=list)  # what Socket.split_metrics returns (valid/NAME)
     index: Any = None  # the DataSetIndex (or the dataset path) every split is built from
     given: TrainConfig | None = None  # the settings as given, when a resume fitted them (saved: see saved_settings)
+    init_from: dict[str, Any] | None = None  # where --init-from loaded the weights from (meta.json)
 
     @property
     def saved_settings(self) -> TrainConfig:
@@ -230,7 +232,9 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
         raise ScorchError(f"--test: {config.dataset}: DataSet(mode='test') has no samples (len 0), expected a test split")
 
     seed_everything(config.seed)  # the same initial weights on every rank and for every world size
-    network = model_file.build_network(config.model_settings)
+    # scorch.loading(): a checkpoint's weights replace the Network's own (a resume, an --init-from of all of it)
+    with from_checkpoint(config.resume or (config.init_from is not None and init_from.whole_network(model_file.socket_cls))):
+        network = model_file.build_network(config.model_settings)
     network.to(backend.device)
     if config.compile:
         compiling.check(backend.device)

@@ -24,6 +24,8 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ScorchError
+from ..rundir import shards
+from ..strategies import optim_state
 from .state import LoopState
 
 log = logging.getLogger(__name__)
@@ -144,3 +146,56 @@ def apply_optimizer_settings(optimizer: torch.optim.Optimizer, config: TrainConf
             group["weight_decay"] = config.weight_decay
         if "momentum" in group and config.momentum != saved.get("momentum", config.momentum):
             group["momentum"] = config.momentum
+
+
+def check_optimizer_fits(optimizer: torch.optim.Optimizer, network: torch.nn.Module, state: dict[str, Any],
+                         config: TrainConfig) -> None:
+    """A resumed run's optimizer must hold the parameters the checkpoint's held, group by group: a
+    changed trainable set (Socket.trainable_modules, requires_grad, Socket.optimizer's groups) is one
+    line suggesting ``--init-from``, which starts a new run from the weights with a fresh optimizer.
+    A sharded checkpoint's parameters are those its optimizer holds state of (its metadata)."""
+    saved = state.get("optimizer")
+    sharded = saved is None and bool(state.get("shards"))
+    if sharded:  # a sharded checkpoint: the parameters its optimizer has state of
+        held = shards.optimizer_state_names(state["shards"])
+        names = optim_state.parameter_names(network, optimizer)
+        saved = {"param_groups": [{"params": [n for n in names if n in held] + sorted(held - set(names))}]} if held else None
+    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list):
+        return
+    mine = [len(group["params"]) for group in optimizer.param_groups]
+    theirs = [len(group.get("params", [])) for group in saved["param_groups"]]
+    detail = None
+    if optim_state.is_by_name(saved):
+        names = optim_state.parameter_names(network, optimizer)
+        saved_names = [n for g in saved["param_groups"] for n in g["params"]]
+        extra = next((n for n in saved_names if n not in names), None)
+        new = next((n for n in names if n not in saved_names), None)
+        if extra is not None or new is not None or (mine != theirs and not sharded):
+            detail = (f"{extra!r} was trained and is not now" if extra is not None else
+                      f"{new!r} is trained now and was not" if new is not None else "its groups differ")
+    elif mine != theirs:
+        detail = None if sum(mine) == sum(theirs) else (
+            f"{abs(sum(mine) - sum(theirs))} parameter tensor(s) {'more' if sum(mine) > sum(theirs) else 'fewer'} now")
+        detail = detail or "its groups differ"
+    else:
+        detail = _shape_misfit(optimizer, network, saved.get("state") or {})
+    if detail is None:
+        return
+    raise ScorchError(f"--resume: the trainable set of {config.model} changed since the checkpoint ({detail}; parameters "
+                      f"per optimizer group: {theirs} then, {mine} now), so its optimizer state cannot carry over; start "
+                      f"a new run from its weights with a fresh optimizer: --name NEW --init-from {config.run_dir}"
+                      " (or resume with the trainable set it was trained with)")
+
+
+def _shape_misfit(optimizer: torch.optim.Optimizer, network: torch.nn.Module, saved: dict[Any, Any]) -> str | None:
+    """The first parameter whose saved optimizer state (exp_avg, momentum_buffer) has another shape:
+    as many parameters as before, but other ones."""
+    names = {id(p): n for n, p in network.named_parameters()}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for i, p in enumerate(params):
+        entry = saved.get(i, saved.get(str(i)))
+        for value in (entry or {}).values() if isinstance(entry, dict) else ():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and tuple(value.shape) != tuple(p.shape):
+                return (f"{names.get(id(p), f'parameter {i}')!r} has shape {tuple(p.shape)} now, its saved optimizer "
+                        f"state {tuple(value.shape)}")
+    return None

@@ -32,11 +32,11 @@ from ..distributed.backends.base import Backend
 from ..errors import Error, Failure, Preempted, ScorchError, TrainingError, on_every_rank
 from ..evaluate.evaluation import Evaluation, test_after_training
 from ..loggers import CSVLogger, Loggers, Resume
-from ..rundir import checkpoint
+from ..rundir import checkpoint, moved
 from ..rundir.directory import RunDir, default_name, prepare_target, session_meta
 from ..rundir.lock import RunLock
 from ..strategies import Strategy
-from . import _malloc, compiling, outcome, resume, schedule
+from . import _malloc, compiling, init_from, outcome, resume, schedule
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .cadence import Cadence
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
@@ -95,6 +95,9 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
         parts.given = config
         parts.config = dist.each(lambda: resume.adapt(config, resumed, parts.backend.world_size, parts.socket.has_optimizer,
                                                       parts.socket.has_scheduler, len(parts.train_set)))
+    elif config.init_from is not None:  # before the strategy places the model: every rank loads the same weights
+        parts.init_from = dist.each(lambda: init_from.apply(str(config.init_from), parts.network, parts.socket.raw,
+                                                            config.model))
     strategy = dist.each(lambda: strategies.choose(parts.backend, parts.config.strategy, parts.socket.shard_units(),
                                                    parts.config.amp == "bf16", parts.config.activation_checkpointing))
     if strategy.sharded and parts.backend.device.type == "cpu":
@@ -155,6 +158,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
                     world_size=backend.world_size, length=len(parts.train_set))
     state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
     if resumed is not None:
+        resume.check_optimizer_fits(optimizer, network, resumed, config)
         state.load_state_dict(resumed, f"{config.model}: Network", strategy)
         if not socket.has_optimizer:
             resume.apply_optimizer_settings(optimizer, config, resumed.get("config", {}))
@@ -221,6 +225,9 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     cursor = state.cursor
     meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
     meta["strategy"] = strategy.name
+    meta.update(moved.record(run_dir.path, config.dataset_path, previous_meta))  # for a run that moves
+    if parts.init_from is not None or previous_meta.get("init_from"):
+        meta["init_from"] = parts.init_from or previous_meta.get("init_from")
     # what this session trained with, where a resume fitted it to the world size (config.json: as given)
     meta["sessions"][-1].update(batch_size=config.batch_size, accumulate=config.accumulate,
                                 global_batch=config.batch_size * config.accumulate * backend.world_size)
