@@ -88,7 +88,8 @@ def run(ns: argparse.Namespace) -> int:
         print(f"scorch-init templates (--template NAME; default {DEFAULT}):\n{listing()}")
         return 0
     if ns.dir is None:
-        raise ScorchError("DIR: missing; give the directory to write model.py and dataset.py into (see scorch-init --help)")
+        raise ScorchError("the following arguments are required: DIR (where to write model.py and dataset.py; "
+                          "see scorch-init --help)")
     model, dataset = write_templates(ns.dir, ns.force, ns.template)
     files = f"--model {shlex.quote(str(model))} --dataset {shlex.quote(str(dataset))}"
     print(f"scorch-init: wrote {model} and {dataset} (template {ns.template})")
