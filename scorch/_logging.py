@@ -1,6 +1,6 @@
 """Console logging of every scorch command, set up here only (by :mod:`scorch.cli._runner`).
 
-Rank 0 logs at INFO (DEBUG with ``--debug``), other ranks errors only; ``SCORCH_LOG_LEVEL``
+Rank 0 logs at INFO (DEBUG with ``--debug``), other ranks errors only (and show no Python warnings); ``SCORCH_LOG_LEVEL``
 overrides the level. A command with a ``-v`` count (scorch-gen) is quiet by default: WARNING,
 INFO with ``-v``, DEBUG with ``-vv``.
 """
@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
@@ -66,7 +67,10 @@ def configured(rank: int, debug: bool, verbose: int | None = None, quiet: Sequen
     for q, _ in hushed:
         q.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            if rank != 0:  # Python's warnings too (torch's, the user's): rank 0 shows them once
+                warnings.simplefilter("ignore")
+            yield
     finally:
         logger.setLevel(saved[0])
         logger.propagate = saved[1]

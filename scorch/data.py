@@ -372,6 +372,9 @@ class SeededItems(Dataset[Any]):
             raise SampleError(f"{self.where} raised {type(exc).__name__}: {first} (sample {index})") from None
 
 
+_WARNED_WORKERS: set[tuple[int, int]] = set()  # (workers, CPUs) this process has warned of
+
+
 class Loader(DataLoader):
     """A DataLoader whose workers never see the stop signals meant for their rank.
 
@@ -380,6 +383,16 @@ class Loader(DataLoader):
     handler for them and would die, and so would the forkserver. So the workers (and a forkserver
     started for them) are created with those signals blocked, which they inherit; the rank blocks
     them only while it starts its workers, and one that arrives meanwhile is delivered to it then."""
+
+    def check_worker_number_rationality(self) -> None:
+        """torch's warning that there are more workers than CPUs, printed by every rank at every epoch,
+        is scorch's one line instead, once per process, and on rank 0 only (the log of other ranks
+        shows errors only)."""
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if self.num_workers > cpus and (self.num_workers, cpus) not in _WARNED_WORKERS:
+            _WARNED_WORKERS.add((self.num_workers, cpus))
+            log.warning("--workers %d: more DataLoader worker processes per rank than the %d CPU(s) this process may "
+                        "use; fewer workers may load faster", self.num_workers, cpus)
 
     def __iter__(self) -> Any:
         if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():

@@ -153,3 +153,20 @@ def test_dataloader_workers_of_the_torch_backend_inherit_no_mpi(tmp_path, backen
         assert all(s["finalized"] and s["mca_mappings"] == 0 for s in states), states
     else:
         assert not any(s["finalized"] for s in states) and all(s["mca_mappings"] > 0 for s in states), states
+
+
+def test_torch_distributed_ranks_on_a_crowded_core_state_their_threads_and_rank_1_prints_nothing(tmp_path):
+    """As tests/test_horovod.py's test of the start line, on torch.distributed: two ranks on one core
+    (taskset), two DataLoader workers each; only rank 0's log reaches the console."""
+    from tests.helpers import BIN, env, mpirun, run
+    cmd = ["taskset", "-c", "0", *mpirun(2), str(BIN / "scorch-train"),
+           *base_args(tmp_path, "crowded", "--epochs", "2", "--workers", "2", "--backend", "torch")]
+    e = env()
+    e.pop("OMP_NUM_THREADS", None)
+    out = run(cmd, 300, e)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert all(line.startswith("scorch: ") for line in lines), out.stderr
+    start = next(line for line in lines if line.startswith("scorch: training "))
+    assert "backend torch (--backend torch), strategy ddp, amp off, 1 CPU thread (1 core / 2 ranks on this node" in start, start
+    assert sum("DataLoader worker processes" in line for line in lines) == 1

@@ -41,7 +41,7 @@ def runs(tmp_path_factory):
     assert main(args(root, "one")) == 0
     out = scorch_train(args(root, "two"), np_=2)  # Horovod: --backend auto under mpirun
     assert out.returncode == 0, out.stderr
-    assert "backend horovod (started by mpirun, Horovod importable)" in out.stderr
+    assert "backend horovod (started by mpirun, Horovod importable; on CPU it needs spare cores" in out.stderr
     out = scorch_train(args(root, "three", "--backend", "torch"), np_=3)
     assert out.returncode == 0, out.stderr
     return root
@@ -308,3 +308,31 @@ def test_outputs_without_a_sample_dimension_cannot_make_a_split(tmp_path, capsys
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and all(w in lines[0] for w in line_words), lines
     shutil.rmtree(tmp_path / "r", ignore_errors=True)
+
+
+def test_visualisations_are_files_of_the_run_directory_per_epoch_and_a_resume_rewrites_what_it_redoes(tmp_path):
+    assert main(args(tmp_path, "r")) == 0
+    visuals = tmp_path / "r" / "visuals"
+    assert sorted(p.name for p in visuals.iterdir()) == ["epoch-001", "epoch-002"]
+    assert sorted(p.name for p in (visuals / "epoch-002").iterdir()) == ["batch_inputs.png", "batch_targets.txt"]
+    x, y = valid_split()
+    pixels = np.array(Image.open(visuals / "epoch-002" / "batch_inputs.png"))
+    batch = x[:8]  # one rank: the first validation batch is samples 0..7
+    expected = ((batch - batch.min()) / (batch.max() - batch.min()) * 255).numpy()
+    assert pixels.shape == (8, 4) and np.abs(pixels - expected).max() <= 1.0
+    assert (visuals / "epoch-002" / "batch_targets.txt").read_text() == " ".join(str(int(v)) for v in y[:8])
+    # What a session that died in epoch 3 before its checkpoint left; the resume redoes epoch 3.
+    (visuals / "epoch-003").mkdir()
+    (visuals / "epoch-003" / "stale.txt").write_text("from the session that died")
+    assert main(args(tmp_path, "r", "--epochs", "3", "--resume")) == 0
+    assert sorted(p.name for p in (visuals / "epoch-003").iterdir()) == ["batch_inputs.png", "batch_targets.txt"]
+    assert not list(visuals.rglob(".*"))  # no temp file left
+
+
+@pytest.mark.mpi
+def test_visualisation_files_are_the_main_ranks(runs):
+    _, y = valid_split()
+    first = list(range(0, 16, 2))  # rank 0's shard
+    assert sorted(p.name for p in (runs / "two" / "visuals").iterdir()) == ["epoch-001", "epoch-002"]
+    text = (runs / "two" / "visuals" / "epoch-001" / "batch_targets.txt").read_text()
+    assert text == " ".join(str(int(v)) for v in y[first])

@@ -7,7 +7,7 @@ import shlex
 import pytest
 import torch
 
-from tests.helpers import BIN, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, base_args, env, run, scorch_train, weights
+from tests.helpers import BIN, DIGITS_DATASET, DIGITS_MODEL, FIXTURES, base_args, env, mpirun, run, scorch_train, weights
 
 hvd = pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
 pytestmark = pytest.mark.mpi
@@ -79,7 +79,9 @@ def test_mpirun_selects_horovod_unless_scorch_backend_says_torch(tmp_path):
     out = scorch_train(base_args(tmp_path, "plain", "--epochs", "1"), np_=2)
     assert out.returncode == 0, out.stderr
     assert meta(tmp_path / "plain")["backend"] == "horovod"
-    assert "backend horovod (started by mpirun, Horovod importable)" in out.stderr
+    from scorch.distributed import HOROVOD_ON_CPU
+    assert f"backend horovod (started by mpirun, Horovod importable; {HOROVOD_ON_CPU})" in out.stderr
+    assert "--backend torch chooses torch.distributed" in HOROVOD_ON_CPU
     out = scorch_train(base_args(tmp_path, "env", "--epochs", "1"), np_=2, extra_env={"SCORCH_BACKEND": "torch"})
     assert out.returncode == 0, out.stderr
     assert meta(tmp_path / "env")["backend"] == "torch" and "backend torch (SCORCH_BACKEND=torch)" in out.stderr
@@ -137,3 +139,22 @@ def test_a_failing_rank_ends_a_horovod_job_naming_it(tmp_path):
     # The dataset's error, naming the rank, the file, the mode and the sample (exit 2: the data is at fault).
     assert re.search(r"scorch-train\[rank 1\]: error: .*failing_dataset.py: "
                      r"DataSet.__getitem__ \(mode='train'\) raised OSError: disk read failed", out.stderr), out.stderr
+
+
+def test_on_a_crowded_core_the_start_line_states_threads_and_amp_and_rank_1_prints_nothing(tmp_path):
+    """Two ranks on one core (taskset), two DataLoader workers each: each rank runs 1 thread (the
+    core / 2 ranks), the start line says so, and the one line about too many workers is rank 0's
+    (torch's own warning was printed by every rank, for the train and the valid loader)."""
+    cmd = ["taskset", "-c", "0", *mpirun(2), str(BIN / "scorch-train"),
+           *base_args(tmp_path, "crowded", "--epochs", "2", "--workers", "2")]
+    e = env()
+    e.pop("OMP_NUM_THREADS", None)
+    out = run(cmd, 300, e)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert all(line.startswith("scorch: ") for line in lines), out.stderr  # rank 0's log only: no warning, no rank 1
+    start = next(line for line in lines if line.startswith("scorch: training "))
+    assert "strategy horovod, amp off, 1 CPU thread (1 core / 2 ranks on this node; OMP_NUM_THREADS sets it)" in start, start
+    assert [line for line in lines if "DataLoader worker" in line] == [
+        "scorch: --workers 2: more DataLoader worker processes per rank than the 1 CPU(s) this process may use; "
+        "fewer workers may load faster"]

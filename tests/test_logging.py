@@ -57,3 +57,24 @@ def test_quiet_loggers_say_warnings_only_for_the_command(monkeypatch):
     with _logging.configured(0, True, quiet=("scorch.training.build",)):  # --debug shows everything
         build.info("now shown")
     assert out.getvalue().endswith("scorch: now shown\n")
+
+
+def test_other_ranks_show_no_python_warnings(monkeypatch):
+    import warnings
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    with _logging.configured(1, False):
+        warnings.warn("torch says: too many workers", UserWarning, stacklevel=1)
+    assert out.getvalue() == ""
+
+
+def test_one_process_states_its_threads_and_amp_in_the_start_line(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from scorch.cli.train import main
+    from tests.helpers import base_args
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert main(base_args(tmp_path, "r", "--epochs", "1", "--amp", "bf16")) == 0
+    start = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("scorch: training "))
+    n = torch.get_num_threads()
+    assert f"amp bf16, {n} CPU thread{'s' if n != 1 else ''} (torch's default; OMP_NUM_THREADS sets it)" in start, start

@@ -5,13 +5,17 @@ Exit codes: 0 every check passed, 1 a check failed, 2 unusable input (a file mis
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from .. import check
+from .._check_options import CheckOptions
 from ._runner import Command, Parser
+
+if TYPE_CHECKING:
+    from ..check import CheckResult
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = check.CheckOptions.__dataclass_fields__
+    d = CheckOptions.__dataclass_fields__
     p = Parser(
         prog="scorch-check",
         description="Check MODEL_FILE and DATASET_FILE against scorch's contract before training: the dataset's items "
@@ -33,18 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def options_from(ns: argparse.Namespace) -> check.CheckOptions:
-    return check.CheckOptions(
+def options_from(ns: argparse.Namespace) -> CheckOptions:
+    return CheckOptions(
         batch_size=ns.batch_size, sample=ns.sample, steps=ns.steps, lr=ns.lr, min_drop=ns.min_drop, seed=ns.seed
     )
 
 
-def _print_result(result: check.CheckResult) -> None:
+def _print_result(result: CheckResult) -> None:
+    from .. import check
+
     print(check.format_result(result), flush=True)
 
 
 def run(ns: argparse.Namespace) -> int:
     """0 every check passed, 1 a check failed, 2 bad input."""
+    from .. import check  # imports torch, which --help does without
+
     session = check.open_files(ns.model, ns.dataset, ns.dataset_path, options_from(ns), on_result=_print_result)
     results = check.run_all(session)
     print(f"scorch-check: {check.summary(results)}")

@@ -8,12 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from .._atomic import atomic_open
 from ..errors import ScorchError
 from ..rundir.layout import BEST, CHECKPOINTS, LAST
-from ..rundir.load_run import load_run
 from ._runner import Command, Parser
 
 
@@ -38,6 +35,10 @@ def run(ns: argparse.Namespace) -> int:
         raise ScorchError(f"--out {out}: exists; give another file, or --force to replace it")
     if not out.parent.is_dir():
         raise ScorchError(f"--out {out}: its directory {out.parent} does not exist")
+    import torch  # not for --help
+
+    from ..rundir.load_run import load_run
+
     loaded = load_run(ns.run_dir, ns.checkpoint)
     weights = {k: v.detach().cpu().contiguous() for k, v in loaded.network.state_dict().items()}
     with atomic_open(out, "wb") as f:

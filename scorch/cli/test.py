@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import distributed as dist, launch
+from .. import launch
 from ..config import BACKENDS, DEVICES
-from ..evaluate.eval_run import TestOptions, test_run
-from ..evaluate.evaluation import SPLITS
+from ..evaluate import SPLITS
 from ..rundir.layout import BEST, CHECKPOINTS, CONFIG, LAST, RunLayout
 from ._runner import Command, Parser
 
@@ -40,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
+    from .. import distributed as dist
+    from ..evaluate.eval_run import TestOptions, test_run  # import torch, which --help does without
+
     options = TestOptions(ns.run_dir, ns.checkpoint, ns.split, ns.predictions, ns.dataset_path, ns.batch_size,
                           ns.workers, ns.backend, ns.device)
     result = test_run(options)
@@ -52,6 +54,8 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def _error_prefix() -> str:
+    from .. import distributed as dist
+
     return "scorch-test" if dist.world_size() == 1 else f"scorch-test[rank {dist.rank()}]"
 
 
@@ -62,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run scorch-test; returns the exit code (0 ok, 1 failure, 2 bad input). The process goes on
     afterwards: the process group is torn down after a success."""
     code = COMMAND.main(argv)
+    from .. import distributed as dist
+
     if code == 0 or dist.world_size() == 1:
         dist.shutdown()
     return code
@@ -70,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console_main() -> None:
     """Several ranks leave without the interpreter's teardown (see scorch.distributed.exit_process):
     together after a success, at once after a failure, so that the launcher ends the whole job."""
-    code = COMMAND.main(None)
+    code = COMMAND.main(None)  # --help ends here (SystemExit), before torch is imported
+    from .. import distributed as dist
+
     together = code == 0 or dist.world_size() == 1
     if together:
         dist.leave()

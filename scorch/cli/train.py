@@ -9,15 +9,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from .. import distributed as dist, launch
+from .. import launch
 from ..config import GROUPS, TrainConfig, hints, settings
 from ..contract import overrides
-from ..contract.userfiles import load_dataset_file, load_model_file
 from ..errors import EXIT_PREEMPTED, ScorchError, on_every_rank
 from ..experiments import slurm
-from ..launch import agent, torchrun
+from ..launch import torchrun
 from ..rundir.directory import default_name
 from ..rundir.lock import RunLock
 from ._runner import Command, Parser
@@ -83,7 +83,16 @@ def parse_config(argv: Sequence[str] | None) -> TrainConfig:
     return config_from(parse(build_parser(), list(sys.argv[1:] if argv is None else argv)))
 
 
+def _dist() -> ModuleType:
+    """scorch.distributed, imported when first needed: it imports torch, which --help does without."""
+    from .. import distributed
+
+    return distributed
+
+
 def run(ns: argparse.Namespace) -> int:
+    from ..launch import agent  # imports torch
+
     given = vars(ns)
     environment = launch.detect()
     try:  # every rank of a job reads the same command line and files here
@@ -116,6 +125,8 @@ def _require_files(config: TrainConfig) -> None:
 def _load_files(config: TrainConfig) -> None:
     """Before a job is written (and --overwrite replaces a run with it): the files import, define
     their classes and take the settings given, as a sweep checks them."""
+    from ..contract.userfiles import load_dataset_file, load_model_file
+
     load_model_file(config.model).settings(config.model_settings)
     load_dataset_file(config.dataset).settings(config.dataset_settings)
 
@@ -146,11 +157,12 @@ def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -
 
 
 def _error_prefix() -> str:
+    dist = _dist()
     return "scorch-train" if dist.world_size() == 1 else f"scorch-train[rank {dist.rank()}]"
 
 
 COMMAND = Command("scorch-train", build_parser, run, parse=parse, rank=lambda: launch.detect().rank, prefix=_error_prefix,
-                  shown=dist.shown_error)
+                  shown=lambda exc: _dist().shown_error(exc))
 # A rank that leaves quietly (another prints the job's error) first gives that rank time to print it,
 # before the launcher, seeing this rank's exit, ends the job: ranks that had not met yet compare no notes,
 # and rank 0 may reach the same error a moment later; after the first failure the line follows at once.
@@ -165,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run scorch-train; returns the exit code (0 ok, 1 failure, 2 bad input, 3 stopped). The process goes
     on afterwards (API, tests): the process group is torn down after a success."""
     code = COMMAND.main(argv)
+    dist = _dist()
     # A failed rank of several skips the teardown: it could wait for a rank stuck in a collective.
     if code == 0 or dist.world_size() == 1:
         dist.shutdown()
@@ -172,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    ending = COMMAND.end(None)
+    ending = COMMAND.end(None)  # --help ends here (SystemExit), before torch is imported
+    dist = _dist()
     if ending.code == EXIT_PREEMPTED:
         torchrun.note("stopped")  # for scorch-torchrun's exit code
     quiet = ending.error is not None and not ending.shown

@@ -65,7 +65,14 @@ def _horovod_verdict(why: str, device: torch.device) -> tuple[str, str]:
         return "torch", f"{why}, but this Horovod was built without MPI or Gloo"
     if device.type == "cuda" and not hvd.nccl_built():
         return "torch", f"{why}, but this Horovod was built without NCCL, which a GPU run needs"
+    if device.type == "cpu":
+        return "horovod", f"{why}, Horovod importable; {HOROVOD_ON_CPU}"
     return "horovod", f"{why}, Horovod importable"
+
+
+# What the start line says when auto picks Horovod for a CPU run (docs/benchmarks.md, section 2).
+HOROVOD_ON_CPU = ("on CPU it needs spare cores: measured up to 2x slower than torch.distributed on a busy 2-core "
+                  "machine, a tenth at worst; --backend torch chooses torch.distributed")
 
 
 def resolve_device(requested: str, local_rank: int) -> torch.device:
@@ -80,12 +87,20 @@ def resolve_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cuda", index)
 
 
-def _share_cpu_threads(launch: _launch.LaunchInfo, dev: torch.device) -> None:
-    """Ranks sharing a machine split its cores, unless the user chose (OMP_NUM_THREADS)."""
-    if dev.type != "cpu" or launch.local_world_size <= 1 or "OMP_NUM_THREADS" in os.environ:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // launch.local_world_size))
+def _share_cpu_threads(launch: _launch.LaunchInfo, dev: torch.device) -> str:
+    """Ranks sharing a machine split its cores, unless the user chose (OMP_NUM_THREADS); returns the
+    thread count and why, for the start line."""
+    given = os.environ.get("OMP_NUM_THREADS")
+    if given is not None:
+        why = f"OMP_NUM_THREADS={given}"
+    elif dev.type != "cpu" or launch.local_world_size <= 1:
+        why = "torch's default; OMP_NUM_THREADS sets it"
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // launch.local_world_size))
+        why = f"{cores} core{'s' if cores != 1 else ''} / {launch.local_world_size} ranks on this node; OMP_NUM_THREADS sets it"
+    threads = torch.get_num_threads()
+    return f"{threads} CPU thread{'s' if threads != 1 else ''} ({why})"
 
 
 def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0, join_timeout_s: float = 600.0,
@@ -101,7 +116,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
     environment.follow_launcher()
     dev = resolve_device(device, launch.local_rank)
     name, reason = choose_backend(backend, environment, dev)
-    _share_cpu_threads(launch, dev)
+    threads = _share_cpu_threads(launch, dev)
     if name == "horovod":
         _backend = HorovodBackend(launch, dev)
     elif launch.world_size > 1:
@@ -111,6 +126,7 @@ def init(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0,
         _backend = Backend(launch, dev)
         _backend.name = "torch"
     _backend.reason = reason if why is None else why
+    _backend.threads = threads
     return _backend
 
 

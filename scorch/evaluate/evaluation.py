@@ -21,11 +21,10 @@ from ..training.build import eval_metric_names
 from ..training.loop import evaluate
 from ..training.preempt import StopSignal
 from ..training.state import MetricTotals
+from . import SPLITS  # noqa: F401  (what scorch-test evaluates; re-exported)
 from .outputs import SplitOutputs
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("test", "valid")  # what scorch-test evaluates
 
 # ---- a checkpoint on a split: scorch-test and scorch-train --test ---------------------------------
 

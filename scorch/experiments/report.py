@@ -28,9 +28,11 @@ from .sweepfile import SWEEP_FILE, load as load_sweep
 log = logging.getLogger(__name__)
 
 STEP_COLUMNS = ("epoch", "step", "lr", "time")
+LR = "lr"  # history.csv's learning rate: a column of the table and the last panel of the plot
 COUNTERS = ("skipped_steps",)  # running counts, not metrics: in the table, never a panel of the plot
 SOFTWARE = "scorch-report"  # the PNG's Software text: only such a PNG may be replaced by --out
 LEGEND_INSIDE = 3  # more runs than this: one legend below the panels instead of one inside each
+SETTINGS_SUFFIX = "_settings"  # model_settings, dataset_settings: a part's own settings, shown one by one
 
 Row = dict[str, float | None]
 
@@ -41,6 +43,43 @@ class Run:
     config: dict[str, Any]
     columns: list[str]  # history.csv's header
     rows: list[Row]  # one per epoch; None where a cell is empty
+    sessions: tuple[dict[str, Any], ...] = ()  # meta.json's sessions (world_size, global_batch), oldest first
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """config.json's settings, a part's settings (``model_settings``: {...}) one by one as
+        ``model.KEY``, as --set and --grid name them."""
+        flat: dict[str, Any] = {}
+        for key, value in self.config.items():
+            if key.endswith(SETTINGS_SUFFIX) and isinstance(value, dict):
+                flat.update({f"{key[:-len(SETTINGS_SUFFIX)]}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        return flat
+
+    def _sessions(self, key: str) -> str | None:
+        """A session fact (``world_size``, ``global_batch``): one value, or each session's that differ
+        (``2,4``: resumed with other ranks); None when meta.json does not say."""
+        values = [str(s[key]) for s in self.sessions if s.get(key) is not None]
+        return ",".join(dict.fromkeys(values)) if values else None
+
+    @property
+    def world_size(self) -> str | None:
+        return self._sessions("world_size")
+
+    @property
+    def global_batch(self) -> str | None:
+        return self._sessions("global_batch")
+
+    @property
+    def lr(self) -> str | None:
+        """The learning rate used, from history.csv's lr column (a Socket.optimizer's own, or the
+        schedule's): the first epoch's, and the last's when it changed (``0.003→0.0003``)."""
+        points = [v for _, v in self.values("lr")]
+        if not points:
+            return None
+        first, last = _fmt(points[0]), _fmt(points[-1])
+        return first if first == last else f"{first}→{last}"
 
     @property
     def name(self) -> str:
@@ -112,7 +151,16 @@ def load_run(path: str | os.PathLike) -> Run:
     rows = [{c: _number(r.get(c)) for c in columns} for r in raw]
     if any(r["epoch"] is None for r in rows):
         raise ScorchError(f"{history_path}: a row has no epoch number")
-    return Run(path, config, columns, rows)
+    return Run(path, config, columns, rows, _sessions(layout.meta))
+
+
+def _sessions(meta: Path) -> tuple[dict[str, Any], ...]:
+    """meta.json's sessions; none when it is missing or unreadable (the table shows '-')."""
+    try:
+        sessions = json.loads(meta.read_text()).get("sessions") or []
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(s for s in sessions if isinstance(s, dict))
 
 
 def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -177,9 +225,9 @@ def png_software(path: Path) -> str | None:
 
 
 def differing_settings(runs: Sequence[Run]) -> list[str]:
-    shown = {"epochs", "monitor", "monitor_mode"}  # columns of their own
-    keys = sorted({k for run in runs for k in run.config} - set(NOT_SWEEPABLE) - shown)  # what a sweep may vary
-    return [k for k in keys if len({json.dumps(run.config.get(k), sort_keys=True) for run in runs}) > 1]
+    shown = {"epochs", "monitor", "monitor_mode", "lr"}  # columns of their own (lr: the one used)
+    keys = sorted({k for run in runs for k in run.settings} - set(NOT_SWEEPABLE) - shown)  # what a sweep may vary
+    return [k for k in keys if len({json.dumps(run.settings.get(k), sort_keys=True) for run in runs}) > 1]
 
 
 def _fmt(value: Any) -> str:
@@ -193,19 +241,22 @@ def _fmt(value: Any) -> str:
 
 
 def table(runs: Sequence[Run]) -> list[list[str]]:
-    """Header and one row per run: name, epochs, differing settings, the monitor's best, final metrics."""
+    """Header and one row per run: name, epochs, world size and global batch (meta.json's sessions), the
+    learning rate used (history.csv's), the settings that differ (a part's one by one, ``model.KEY``),
+    the monitor's best, final metrics."""
     settings = differing_settings(runs)
     metrics: list[str] = []
     for run in runs:
         metrics += [m for m in run.metrics if m not in metrics]
-    header = ["name", "epochs", *settings, "monitor", "best", "best epoch", *metrics]
+    header = ["name", "epochs", "world", "global batch", "lr", *settings, "monitor", "best", "best epoch", *metrics]
     rows = [header]
     for run in runs:
         done, planned = len(run.rows), run.config.get("epochs")
         epochs = str(done) if planned in (None, done) else f"{done}/{planned}"
         best = run.best()
         rows.append([
-            run.name, epochs, *(_fmt(run.config.get(k)) for k in settings),
+            run.name, epochs, _fmt(run.world_size), _fmt(run.global_batch), _fmt(run.lr),
+            *(_fmt(run.settings.get(k)) for k in settings),
             f"{run.monitor} ({run.monitor_mode})", _fmt(best[1] if best else None), _fmt(best[0] if best else None),
             *(_fmt(run.final(m)) for m in metrics),
         ])
@@ -234,7 +285,8 @@ def plot(runs: Sequence[Run], out: str | os.PathLike) -> list[str]:
 
 
 def figure(runs: Sequence[Run]) -> tuple[Any, list[str]]:
-    """One panel per metric (loss first; counters such as skipped_steps are not metrics): every run in
+    """One panel per metric (loss first; counters such as skipped_steps are not metrics) and one of the
+    learning rate (last): every run in
     its colour, train dashed, valid solid, a star at the best monitor value; whole-number epoch ticks;
     with more than three runs one legend below the panels instead of one inside each."""
     try:
@@ -251,6 +303,8 @@ def figure(runs: Sequence[Run]) -> tuple[Any, list[str]]:
     bases.sort(key=lambda b: b != "loss")
     if not bases:
         raise ScorchError(f"no run has a finished epoch in its {HISTORY}; nothing to plot")
+    if any(run.values(LR) for run in runs):
+        bases.append(LR)  # the learning rate each epoch used, last
     ncols = min(len(bases), 3)
     nrows = math.ceil(len(bases) / ncols)
     fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows), layout="constrained")
@@ -259,7 +313,7 @@ def figure(runs: Sequence[Run]) -> tuple[Any, list[str]]:
     for ax, base in zip(axes, bases):
         for i, run in enumerate(runs):
             color = f"C{i % 10}"
-            for metric in run.metrics:
+            for metric in (LR,) if base == LR else run.metrics:
                 split, b = _base(metric)
                 points = run.values(metric)
                 if b != base or not points:

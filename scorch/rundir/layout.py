@@ -10,6 +10,7 @@ This module is the only place that knows them; every other module asks it::
                          or, sharded (--strategy fsdp/hsdp): step-NNNNNNNNN.dcp/ directories,
                          last.dcp and best.dcp links to them
         eval/            <split>-<checkpoint>.json, <split>-<checkpoint>-predictions.pt
+        visuals/         epoch-NNN/<tag>.png and <tag>.txt: Socket.visualize's, per epoch
 
 A checkpoint is one file (``.pt``) or, written by a sharded strategy, a directory (``.dcp``) of
 every rank's shards (:mod:`scorch.rundir.shards`) and a small ``scorch.pt`` with the rest. A run
@@ -35,6 +36,7 @@ RESERVE = ".meta.reserve"  # space set aside for meta.json while a session runs 
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 EVAL = "eval"
+VISUALS = "visuals"  # Socket.visualize's files, per epoch (scorch.rundir.visuals)
 SUFFIX = ".pt"
 LAST = f"last{SUFFIX}"
 BEST = f"best{SUFFIX}"

@@ -272,9 +272,9 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
                       config.clip_grad, skip_nonfinite=config.nan_policy == "skip", before_step=rates, after_step=after_step)
     loader, valid_loader = _loaders(config, parts)
-    log.info("training %s on %s: %d rank(s), backend %s (%s), strategy %s, %d train / %d valid samples, %d per step, "
-             "monitor %s (%s)%s", run_dir.path, backend.device, backend.world_size, backend.name, backend.reason,
-             strategy.name, len(parts.train_set),
+    log.info("training %s on %s: %d rank(s), backend %s (%s), strategy %s, amp %s, %s, %d train / %d valid samples, "
+             "%d per step, monitor %s (%s)%s", run_dir.path, backend.device, backend.world_size, backend.name,
+             backend.reason, strategy.name, config.amp, backend.threads, len(parts.train_set),
              len(parts.valid_set) if parts.valid_set is not None else 0, cursor.global_batch, parts.monitor,
              parts.monitor_mode, ", torch.compile (the first steps compile)" if config.compile else "")
     return Session(config, parts, run_dir, state, ctx, loader, valid_loader, run, callbacks, loggers, saver,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scorch import check
-from scorch.cli.init import FILES, main, template
+from scorch.cli.init import FILES, TEMPLATES, main, template
+from scorch.cli.train import main as train
 from tests.check.conftest import ONE_THREAD
 from tests.helpers import BIN, REPO, env, scorch_train
 
@@ -17,18 +18,18 @@ def test_writes_the_packaged_templates_and_they_pass_every_check(tmp_path: Path,
     target = tmp_path / "new project"  # created, and a space in the path
     assert main([str(target)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == f"scorch-init: wrote {target / 'model.py'} and {target / 'dataset.py'}"
+    assert out.splitlines()[0] == f"scorch-init: wrote {target / 'model.py'} and {target / 'dataset.py'} (template mlp)"
     assert f"scorch-check --model '{target / 'model.py'}' --dataset '{target / 'dataset.py'}'" in out
     for name in FILES:
-        assert (target / name).read_text() == template(name) == (REPO / "scorch" / "templates" / name).read_text()
+        assert (target / name).read_text() == template(name) == (REPO / "scorch" / "templates" / "mlp" / name).read_text()
     results = check.run_all(check.open_files(str(target / "model.py"), str(target / "dataset.py")))
     assert [r.name for r in results if not r.ok] == []
 
 
 def test_templates_are_commented() -> None:
-    for name in FILES:
-        text = template(name)
-        assert text.startswith('"""') and text.count("\n#") + text.count("    #") >= 5, name
+    for kind in TEMPLATES:
+        texts = [template(name, kind) for name in FILES]
+        assert all(t.startswith('"""') for t in texts) and sum(t.count("\n#") + t.count("    #") for t in texts) >= 5, kind
 
 
 def test_console_script_output_trains_out_of_the_box(tmp_path: Path) -> None:
@@ -72,7 +73,9 @@ def test_a_file_in_the_way_of_dir_exits_2(tmp_path: Path, capsys: pytest.Capture
 def test_templates_are_package_data() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert "templates/*.py" in config["tool"]["setuptools"]["package-data"]["scorch"]
+    assert "templates/*/*.py" in config["tool"]["setuptools"]["package-data"]["scorch"]
+    assert sorted(p.name for p in (REPO / "scorch" / "templates").iterdir() if p.is_dir() and p.name != "__pycache__") \
+        == sorted(TEMPLATES)
     assert config["project"]["scripts"]["scorch-init"] == "scorch.cli.init:console_main"
 
 
@@ -90,3 +93,50 @@ def test_a_dir_no_file_system_takes_is_refused(target: str, words: list[str], tm
     for word in words:
         assert word in err[0]
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", list(TEMPLATES))
+def test_every_template_trains_a_few_steps_and_passes_every_check(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / kind), "--template", kind]) == 0
+    files = ["--model", str(tmp_path / kind / "model.py"), "--dataset", str(tmp_path / kind / "dataset.py")]
+    assert train([*files, "--run-root", str(tmp_path / "runs"), "--name", kind, "--no-progress", "--epochs", "1",
+                  "--max-steps", "3", "--batch-size", "16", "--logger", "csv"]) == 0, capsys.readouterr().err
+    (row,) = list(csv.DictReader((tmp_path / "runs" / kind / "history.csv").read_text().splitlines()))
+    assert row["step"] == "3" and 0 < float(row["valid/loss"]) < 10
+    if kind != "mlp":  # the mlp's checks: test_writes_the_packaged_templates_and_they_pass_every_check
+        results = check.run_all(check.open_files(files[1], files[3]))
+        assert [r.name for r in results if not r.ok] == []
+
+
+def test_the_finetune_templates_backbone_is_frozen_and_the_cnn_template_augments(tmp_path: Path) -> None:
+    import importlib.util
+
+    import torch
+
+    def load(kind: str, name: str):
+        spec = importlib.util.spec_from_file_location(f"tpl_{kind}_{name}", REPO / "scorch" / "templates" / kind / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    net = load("finetune", "model").Network()
+    socket = load("finetune", "model").Socket(net)
+    trainable = {id(p) for p in socket.trainable_modules.parameters()}
+    assert trainable == {id(p) for p in net.head.parameters()}
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in net.backbone.modules())
+    cnn = load("cnn", "dataset")
+    index = cnn.DataSetIndex()
+    torch.manual_seed(0)
+    train_a, train_b = cnn.DataSet(index, "train")[0][0][0], cnn.DataSet(index, "train")[0][0][0]
+    valid = cnn.DataSet(index, "valid")
+    assert not torch.equal(train_a, train_b)  # a fresh draw each time
+    assert torch.equal(valid[0][0][0], valid[0][0][0])  # validation is not augmented
+
+
+def test_template_list_and_an_unknown_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--template", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {kind} " in out for kind in TEMPLATES)
+    assert main([str(tmp_path / "p"), "--template", "resnet"]) == 2
+    assert capsys.readouterr().err == ("scorch-init: error: --template 'resnet': no such template; expected one of "
+                                       "mlp, cnn, lm, finetune (or list)\n")
+    assert not (tmp_path / "p").exists()

@@ -48,11 +48,12 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
 def test_table_shows_differing_settings_best_by_monitor_and_final_values(two_runs: tuple[Path, Path]) -> None:
     runs = [report.load_run(p) for p in two_runs]
     rows = report.table(runs)
-    assert rows[0] == ["name", "epochs", "lr", "monitor", "best", "best epoch",
+    assert rows[0] == ["name", "epochs", "world", "global batch", "lr", "monitor", "best", "best epoch",
                        "train/loss", "train/accuracy", "valid/loss", "valid/accuracy"]
     # a: monitor None -> valid/loss, min -> 0.5 at epoch 2; b: valid/accuracy, max, ties -> the earliest, epoch 2
-    assert rows[1] == ["a", "3", "0.001", "valid/loss (min)", "0.5", "2", "0.4", "0.8", "0.6", "0.7"]
-    assert rows[2] == ["b", "3", "0.01", "valid/accuracy (max)", "0.9", "2", "0.3", "0.9", "0.45", "0.9"]
+    # (no meta.json: world and global batch unknown; lr: history's)
+    assert rows[1] == ["a", "3", "-", "-", "0.001", "valid/loss (min)", "0.5", "2", "0.4", "0.8", "0.6", "0.7"]
+    assert rows[2] == ["b", "3", "-", "-", "0.01", "valid/accuracy (max)", "0.9", "2", "0.3", "0.9", "0.45", "0.9"]
 
 
 def test_monitor_mode_and_missing_validation(tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ def test_monitor_mode_and_missing_validation(tmp_path: Path) -> None:
 def test_plot_has_one_panel_per_metric_comparing_runs(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "curves.png"
     panels = report.plot([report.load_run(p) for p in two_runs], out)
-    assert panels == ["loss", "accuracy"]
+    assert panels == ["loss", "accuracy", "lr"]
     assert out.read_bytes().startswith(PNG_MAGIC)
     height, width, _ = matplotlib.image.imread(out).shape
     assert width > height  # two panels side by side
@@ -83,10 +84,10 @@ def test_console_script_on_real_runs_writes_report_png_in_the_cwd(tmp_path: Path
                           capture_output=True, text=True, env=env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     header, slow, fast = proc.stdout.splitlines()[:3]
-    assert header.split()[:3] == ["name", "epochs", "lr"]
-    assert slow.split()[:3] == ["slow", "2", "0.001"] and fast.split()[:3] == ["fast", "2", "0.05"]
+    assert header.split()[:6] == ["name", "epochs", "world", "global", "batch", "lr"]
+    assert slow.split()[:5] == ["slow", "2", "1", "32", "0.001"] and fast.split()[:5] == ["fast", "2", "1", "32", "0.05"]
     assert "valid/loss (min)" in slow
-    assert proc.stdout.rstrip().endswith("scorch-report: wrote report.png (loss, accuracy, first_class)")
+    assert proc.stdout.rstrip().endswith("scorch-report: wrote report.png (loss, accuracy, first_class, lr)")
     assert (tmp_path / "report.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -179,7 +180,7 @@ def test_plot_ticks_legend_and_no_counter_panels(tmp_path: Path) -> None:
         .replace("0.8\n", "0.8,1\n").replace("0.6\n", "0.6,1\n")
     few = [report.load_run(make_run(tmp_path, f"r{i}", {"seed": i}, history)) for i in range(2)]
     fig, bases = report.figure(few)
-    assert bases == ["loss", "accuracy"]  # skipped_steps is a count, not a metric
+    assert bases == ["loss", "accuracy", "lr"]  # skipped_steps is a count, not a metric
     ax = fig.axes[0]
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)
@@ -188,3 +189,28 @@ def test_plot_ticks_legend_and_no_counter_panels(tmp_path: Path) -> None:
     fig, _ = report.figure(many)
     assert all(a.get_legend() is None for a in fig.axes) and len(fig.legends) == 1  # 6 runs: one, outside
     assert "skipped_steps" in report.table(few)[0]  # still in the table
+
+
+def test_world_global_batch_the_lr_used_one_column_per_model_setting_and_an_lr_panel(tmp_path: Path) -> None:
+    """A Socket.optimizer at 3e-3 is the lr shown, not --lr's unused default; model settings are
+    columns of their own, as scorch-sweep's summary shows them."""
+    from scorch.cli.train import main as train
+    from tests.helpers import FIXTURES
+    model = str(FIXTURES / "own_optimizer_model.py")
+    for name, extra in (("narrow", ["--set", "model.width=8"]), ("wide", ["--set", "model.width=32", "--accumulate", "2"])):
+        assert train(base_args(tmp_path, name, "--epochs", "2", "--batch-size", "16", *extra, model=model)) == 0
+    runs = [report.load_run(tmp_path / name) for name in ("narrow", "wide")]
+    header, narrow, wide = report.table(runs)
+    assert header[:7] == ["name", "epochs", "world", "global batch", "lr", "accumulate", "model.width"]
+    assert narrow[:7] == ["narrow", "2", "1", "16", "0.003", "1", "8"]
+    assert wide[:7] == ["wide", "2", "1", "32", "0.003", "2", "32"]
+    fig, panels = report.figure(runs)
+    assert panels[-1] == "lr"
+    lr_axes = fig.axes[len(panels) - 1]
+    assert lr_axes.get_title() == "lr" and [list(line.get_ydata()) for line in lr_axes.get_lines()] == [[0.003] * 2] * 2
+
+
+def test_a_changing_lr_and_a_run_without_meta_json(tmp_path: Path) -> None:
+    history = "epoch,step,lr,time,train/loss\n1,1,0.1,1,0.5\n2,2,0.01,1,0.4\n"
+    run = report.load_run(make_run(tmp_path, "decay", {"model_settings": {"width": 4}}, history))
+    assert report.table([run])[1][:5] == ["decay", "2/3", "-", "-", "0.1→0.01"]

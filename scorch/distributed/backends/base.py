@@ -17,6 +17,7 @@ class Backend(RankFacts):
 
     name = "none"
     reason = ""  # why this backend was chosen, for the start line (distributed.choose_backend)
+    threads = ""  # the CPU thread count and why, for the start line (distributed.init)
 
     def __init__(self, launch: LaunchInfo, device: torch.device):
         self.info = self.launch = launch  # the rank facts (RankFacts reads info)

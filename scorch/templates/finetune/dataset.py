@@ -1,4 +1,5 @@
-"""DATASET_FILE for scorch, written by `scorch-init`: a generated classification problem (no download).
+"""DATASET_FILE for scorch, written by `scorch-init --template finetune`: the mlp template's generated
+classification problem (no download).
 
 Replace the generated points in ``DataSetIndex`` with your own data: ``--dataset-path PATH``
 arrives there as ``path``. The contract: ``DataSet(ds_index, mode)`` with ``__len__`` and

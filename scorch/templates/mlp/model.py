@@ -1,4 +1,4 @@
-"""MODEL_FILE for scorch, written by `scorch-init`: a small MLP classifier. Edit freely.
+"""MODEL_FILE for scorch, written by `scorch-init` (template mlp): a small MLP classifier. Edit freely.
 
     scorch-check --model model.py --dataset dataset.py               # is everything wired up?
     scorch-train --model model.py --dataset dataset.py --epochs 5    # train it
@@ -62,7 +62,8 @@ class Socket:
 
     def visualize(self, inputs, preds, targets):
         # Optional: rank 0's first validation batch of every epoch, shown in TensorBoard with the
-        # epoch as step: {"images": {tag: tensor CHW or HW, in [0, 1]}, "texts": {tag: str}}.
+        # epoch as step and written as RUN_DIR/visuals/epoch-NNN/confusion.png and first_sample.txt:
+        # {"images": {tag: tensor CHW or HW, in [0, 1]}, "texts": {tag: str}}.
         n = preds[0].shape[1]
         confusion = torch.zeros(n, n)
         for t, g in zip(targets[0].tolist(), preds[0].argmax(dim=1).tolist()):
