@@ -9,8 +9,8 @@ import pytest
 from scorch.cli.train import main, parse_config
 from tests.helpers import REPO, base_args, snapshot
 
-TEMPLATE_MODEL = str(REPO / "scorch" / "templates" / "model.py")  # Network(n_features=16, n_classes=4, hidden=64)
-TEMPLATE_DATASET = str(REPO / "scorch" / "templates" / "dataset.py")
+TEMPLATE_MODEL = str(REPO / "scorch" / "templates" / "mlp" / "model.py")  # Network(n_features=16, n_classes=4, hidden=64)
+TEMPLATE_DATASET = str(REPO / "scorch" / "templates" / "mlp" / "dataset.py")
 FILES = ["--model", "m.py", "--dataset", "d.py"]
 
 
