@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scorch import launch
-from scorch.distributed import choose_backend
+from scorch.distributed import HOROVOD_ON_CPU, choose_backend
 from scorch.errors import DistributedError
 from scorch.launch.srun import slurm_first_host, slurm_port, tasks_on_node
 
@@ -88,8 +88,14 @@ MPI_RANK0 = {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1"}
     ({**MPI_RANK0, "HOROVOD_RANK": "0"}, ("horovod", "started by horovodrun, Horovod importable")),
 ])
 def test_auto_backend_under_mpi(env, expected):
-    pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
-    assert choose_backend("auto", launch.detect(env)) == expected
+    hvd = pytest.importorskip("horovod.torch", reason="Horovod is not installed: run `make setup-horovod`")
+    name, why = expected
+    on_cpu = (name, f"{why}; {HOROVOD_ON_CPU}") if name == "horovod" else expected  # the start line's CPU note
+    assert choose_backend("auto", launch.detect(env)) == on_cpu
+    assert choose_backend("auto", launch.detect(env), torch.device("cpu")) == on_cpu
+    on_gpu = expected if name != "horovod" or hvd.nccl_built() else (
+        "torch", f"{why.removesuffix(', Horovod importable')}, but this Horovod was built without NCCL, which a GPU run needs")
+    assert choose_backend("auto", launch.detect(env), torch.device("cuda", 0)) == on_gpu
     assert choose_backend("torch", launch.detect(env)) == ("torch", "--backend torch")
 
 
