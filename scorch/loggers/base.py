@@ -10,7 +10,8 @@ The calls, in order::
                                 resume.epoch / resume.step (drop what a redone stretch rewrites)
     log_hparams(params)         the run's settings (config.json's content), once per session
     log_step(step, values)      --log-every: the step's train/... means and lr, at optimizer step
-    log_epoch(row)              the epoch's history row (epoch, step, lr, train/..., valid/..., time)
+    log_epoch(row)              the epoch's history row (epoch, step, lr, train/..., valid/..., time,
+                                diag/...: numbers but diag/slowest_host, a host name)
     log_visuals(epoch, visuals) Socket.visualize's images and texts
     close()                     always, however the run ended
 

@@ -32,13 +32,14 @@ from ..distributed.backends.base import Backend
 from ..errors import Error, Failure, Preempted, ScorchError, TrainingError, on_every_rank
 from ..evaluate.evaluation import Evaluation, test_after_training
 from ..loggers import CSVLogger, Loggers, Resume
-from ..rundir import checkpoint, moved
+from ..rundir import checkpoint, moved, provenance
 from ..rundir.directory import RunDir, default_name, prepare_target, session_meta
 from ..rundir.lock import RunLock
 from ..strategies import Strategy
 from . import _malloc, compiling, init_from, outcome, resume, schedule
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .cadence import Cadence
+from .diagnostics import Diagnostics, is_diagnostic
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .run import TRAIN, VALID, Run
@@ -199,6 +200,7 @@ class Session:
     cadence: Cadence = field(default_factory=Cadence)  # checkpoints, validations and the end inside epochs
     rates: schedule.StepRates | None = None  # the rate of every step (--schedule-by step, --warmup-steps)
     rows: list[dict[str, Any]] = field(default_factory=list)  # history: the resumed epochs', then this session's
+    diagnostics: Diagnostics | None = None  # the diag/ columns of each row and the session's last log line
 
     @property
     def backend(self) -> Backend:
@@ -226,6 +228,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
     meta["strategy"] = strategy.name
     meta.update(moved.record(run_dir.path, config.dataset_path, previous_meta))  # for a run that moves
+    provenance.record(meta, config.model, rank0=run_dir.rank0)  # git commit and versions (rank 0 writes meta.json)
     if parts.init_from is not None or previous_meta.get("init_from"):
         meta["init_from"] = parts.init_from or previous_meta.get("init_from")
     # what this session trained with, where a resume fitted it to the world size (config.json: as given)
@@ -269,8 +272,10 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     if state.scheduler is not None and socket.scheduler_interval == "step":
         def after_step(step: int, scheduler: Any = state.scheduler) -> None:
             _step_scheduler(scheduler, math.nan)
+    diagnostics = Diagnostics(backend.device)
     ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
-                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", before_step=rates, after_step=after_step)
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", before_step=rates, after_step=after_step,
+                      timer=diagnostics.timer)
     loader, valid_loader = _loaders(config, parts)
     log.info("training %s on %s: %d rank(s), backend %s (%s), strategy %s, amp %s, %s, %d train / %d valid samples, "
              "%d per step, monitor %s (%s)%s", run_dir.path, backend.device, backend.world_size, backend.name,
@@ -281,7 +286,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
                    NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta,
                    resumed.get("totals") if resumed is not None else None,
                    resumed.get("scalars") if resumed is not None else None,
-                   cadence=Cadence.of(config, backend.rank), rates=rates)
+                   cadence=Cadence.of(config, backend.rank), rates=rates, diagnostics=diagnostics)
 
 
 def _total_steps(config: TrainConfig, cursor: Cursor, length: int) -> int:
@@ -381,6 +386,9 @@ def _fit(s: Session) -> RunResult:
         _record_ending(s, exc)
         raise
     finally:
+        summary = s.diagnostics.summary() if s.diagnostics is not None else None
+        if summary is not None:
+            log.info("%s", summary)
         _finish_meta(s, status)
     return RunResult(s.run_dir.path, s.cursor.epoch, s.rows, s.loop.best, s.parts.monitor, stopped_early)
 
@@ -491,6 +499,7 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     backend, parts, config = s.backend, s.parts, s.config
     lr = s.state.optimizer.param_groups[0]["lr"]
     row: dict[str, Any] = {"epoch": epoch, "step": s.run.step, "lr": lr, **reduce_totals(backend, totals, "train")}
+    diagnostics = s.diagnostics.gather() if s.diagnostics is not None else {}  # collective: the training since the last row
     means: dict[str, float] | None = {}
     if s.valid_loader is not None and parts.valid_set is not None:
         s.ctx.strategy.broadcast_buffers(parts.network)
@@ -515,6 +524,7 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     s.callbacks.on_validation_end(s.run, means)
     row["time"] = time.perf_counter() - s.started
     s.started = time.perf_counter()
+    row.update(diagnostics)
     if config.nan_policy == "skip":
         row["skipped_steps"] = s.loop.skipped_steps
     return row
@@ -642,7 +652,7 @@ def _note_compile(s: Session) -> None:
 
 
 def _summary(row: dict[str, Any]) -> str:
-    return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
+    return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k and not is_diagnostic(k))
 
 
 def _step_scheduler(scheduler: Any, monitored: float) -> None:
