@@ -2,8 +2,8 @@
 versions of what trains it (torch, Horovod, MPI, scorch).
 
 Nothing here imports Horovod or initializes MPI: versions come from the installed packages'
-metadata, and the MPI library's own version only from an mpi4py that the launch has loaded
-already (importing ``mpi4py.MPI`` would initialize MPI). git runs as a subprocess with a short
+metadata, and the MPI library's own version only from an MPI the process has loaded already
+(mpi4py.MPI, or the libmpi Horovod loaded; importing ``mpi4py.MPI`` would initialize MPI). git runs as a subprocess with a short
 timeout and without taking the index lock (``GIT_OPTIONAL_LOCKS=0``); no git, no repository, or a
 git that does not answer in time leaves ``git`` out.
 """
@@ -61,15 +61,34 @@ def _version(package: str) -> str | None:
 
 def mpi_version() -> str | None:
     """The first line of the MPI library's version (e.g. "Open MPI v4.1.4, ..."), when this process has
-    loaded mpi4py.MPI already; else None."""
+    loaded MPI already (mpi4py.MPI, or Horovod's libmpi: MPI_Get_library_version may be called in any
+    state of MPI, before MPI_Init too); else None."""
     mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is None:
-        return None
     try:
-        return str(mpi.Get_library_version()).strip().splitlines()[0].strip() or None
+        text = str(mpi.Get_library_version()) if mpi is not None else _loaded_libmpi_version()
     except Exception as exc:  # an MPI that cannot say
-        log.debug("MPI.Get_library_version: %s", exc)
+        log.debug("MPI_Get_library_version: %s", exc)
         return None
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def _loaded_libmpi_version() -> str | None:
+    """MPI_Get_library_version of a libmpi this process has mapped (Linux), through ctypes, or None."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "/libmpi.so" in line})
+    if not paths:
+        return None
+    import ctypes
+
+    lib = ctypes.CDLL(paths[0], mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+    buffer, length = ctypes.create_string_buffer(8192), ctypes.c_int(0)  # MPICH's maximum is 8192, Open MPI's 256
+    if lib.MPI_Get_library_version(buffer, ctypes.byref(length)) != 0:
+        return None
+    return buffer.value.decode(errors="replace")
 
 
 def versions() -> dict[str, str | None]:

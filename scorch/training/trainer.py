@@ -377,20 +377,26 @@ def _fit(s: Session) -> RunResult:
             if cadence.done(s.cursor.step) and not stopped_early:
                 log.info("--max-steps %d reached at epoch %d, step %d", cadence.max_steps, s.run.epoch, s.cursor.step)
             status = "finished"
+        _log_diagnostics(s)
         s.callbacks.on_fit_end(s.run)
         if config.test:
             test_after_training(_test_setup(s), s.run_dir.path)
     except BaseException as exc:
         status = "preempted" if isinstance(exc, Preempted) else "failed"
         s.callbacks.on_exception(s.run, exc)
+        _log_diagnostics(s)  # before the ending's line, which log.txt keeps last
         _record_ending(s, exc)
         raise
     finally:
-        summary = s.diagnostics.summary() if s.diagnostics is not None else None
-        if summary is not None:
-            log.info("%s", summary)
         _finish_meta(s, status)
     return RunResult(s.run_dir.path, s.cursor.epoch, s.rows, s.loop.best, s.parts.monitor, stopped_early)
+
+
+def _log_diagnostics(s: Session) -> None:
+    """The session's diagnostics line (scorch/training/diagnostics.py), once it measured a step."""
+    summary = s.diagnostics.summary() if s.diagnostics is not None else None
+    if summary is not None:
+        log.info("%s", summary)
 
 
 def _train(s: Session, epoch: int, stop: StopSignal) -> tuple[MetricTotals, bool]:
