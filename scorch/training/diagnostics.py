@@ -1,17 +1,18 @@
 """What every run measures of itself: throughput, data wait, step times, peak memory.
 
 Each rank's :class:`StepTimer` reads ``time.perf_counter`` around each fetch of a batch (the
-DataLoader's ``next()``, and starting its workers) and at the end of each optimizer step: a few
-hundred nanoseconds a step, nothing on the device. A step's time runs from the first fetch of its
-first micro-batch to the end of the step (its callbacks included); what the loop does between steps
-(a checkpoint, a validation inside the epoch) is no step's. On CUDA there is no
-``torch.cuda.synchronize()``: the host's clock runs at most one step ahead of the device, because the
-loss check of each step waits for the step before (:class:`~scorch.training.loop.NanGuard`), so in
-the steady state the intervals between step ends are the device's step times (one step may take
-part of its neighbour's time).
+DataLoader's ``next()``, and starting its workers) and at the end of each optimizer step: ~2 µs a
+step, nothing on the device. A step's time runs from the first fetch of its first micro-batch to
+the end of the step (its callbacks included); what the loop does between steps (a checkpoint, a
+validation inside the epoch) is no step's. On CUDA there is no ``torch.cuda.synchronize()``: the
+host's clock runs at most a step or so ahead of the device, because the loss check of each step
+waits for the loss of the step before (:class:`~scorch.training.loop.NanGuard`; with
+``--nan-policy skip`` the gradient check waits for the step's own), so in the steady state the
+intervals between step ends are the device's step times (one step may take part of its
+neighbour's time).
 
 Once per history row (each epoch; each validation with ``--val-every``) every rank hands its
-numbers to one ``all_gather`` (:func:`gather`, called by every rank); the row gets the
+numbers to one ``all_gather`` (:meth:`Diagnostics.gather`, called by every rank); the row gets the
 ``diag/`` columns of :data:`COLUMNS`. At the end of a session the log gets one line
 (:meth:`Diagnostics.summary`), over the whole session.
 """
