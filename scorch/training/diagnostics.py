@@ -1,7 +1,7 @@
 """What every run measures of itself: throughput, data wait, step times, peak memory.
 
 Each rank's :class:`StepTimer` reads ``time.perf_counter`` around each fetch of a batch (the
-DataLoader's ``next()``, and starting its workers) and at the end of each optimizer step: ~2 µs a
+DataLoader's ``next()``, and starting its workers) and at the end of each optimizer step: ~1 µs a
 step, nothing on the device. A step's time runs from the first fetch of its first micro-batch to
 the end of the step (its callbacks included); what the loop does between steps (a checkpoint, a
 validation inside the epoch) is no step's. On CUDA there is no ``torch.cuda.synchronize()``: the
