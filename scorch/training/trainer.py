@@ -171,7 +171,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
 def _extensions(parts: Parts, run_dir: RunDir) -> tuple[list[Callback], Loggers]:
     """The model file's callbacks and the loggers (--logger, then the model file's), checked."""
     config, socket = parts.config, parts.socket
-    chosen = loggers_.build(config.logger) + socket.loggers()
+    chosen = loggers_.build(config.logger, config=config) + socket.loggers()
     return socket.callbacks(), Loggers(chosen, parts.backend.rank == 0)
 
 
@@ -239,6 +239,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
         _restore_rng(resumed, config.seed, backend.rank)
         log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
                  cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
+    loggers.bind(meta, previous_meta.get("trackers"), run_dir.write_meta)  # trackers keep their run id in meta.json
     loggers.open(run_dir.path, Resume(cursor.epoch, cursor.step) if resumed is not None else None, config.to_dict())
 
     run = Run(backend.rank, backend.world_size, run_dir.path, parts.network, state.optimizer, config, backend)
@@ -617,10 +618,10 @@ def _record_ending(s: Session, exc: BaseException) -> None:
 
 
 def _finish_meta(s: Session, status: str) -> None:
-    s.loggers.close()
     s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
     if s.meta.get("sessions"):
         s.meta["sessions"][-1].update(status=status, end_time=s.meta["end_time"], step=s.cursor.step)
+    s.loggers.close()  # after the ending is in s.meta: a tracker uploads meta.json as it is written next
     try:
         s.run_dir.write_meta(s.meta)
     except Error as exc:  # do not hide the error that ended the run
