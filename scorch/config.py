@@ -168,16 +168,14 @@ class TrainConfig:
                           "csv (history.csv), mlflow, wandb (experiment trackers: docs/trackers.md) and module:Class "
                           "(a scorch.Logger subclass), or none", group="output")
     mlflow_uri: str | None = setting(None, help="with --logger mlflow: the tracking server's URI (default: "
-                                     "MLFLOW_TRACKING_URI; on a resume, the server the run used)", group="output",
-                                     invocation=True, sweepable=False)
+                                     "MLFLOW_TRACKING_URI; on a resume, the server the run used)", group="output")
     mlflow_experiment: str | None = setting(None, help="with --logger mlflow: the experiment of a new run (default: "
-                                            "MLFLOW_EXPERIMENT_NAME, else scorch)", group="output", invocation=True,
-                                            sweepable=False)
+                                            "MLFLOW_EXPERIMENT_NAME, else scorch)", group="output")
     wandb_project: str | None = setting(None, help="with --logger wandb: the project of a new run (default: "
-                                        "WANDB_PROJECT, else scorch)", group="output", invocation=True, sweepable=False)
+                                        "WANDB_PROJECT, else scorch)", group="output")
     track_checkpoint: bool = setting(False, help=f"with --logger mlflow or wandb: also upload {CHECKPOINTS}/{BEST} "
                                      f"({LAST} when no epoch was best) to the tracker when the run ends",
-                                     group="output", invocation=True, sweepable=False)
+                                     group="output")
     dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
     nproc_per_node: int = _launch_setting(1, "without a launcher: start this many ranks on this node (scorch's own "

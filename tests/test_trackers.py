@@ -124,7 +124,7 @@ def test_mlflow_one_run_across_a_stop_and_a_redone_stretch(tmp_path: Path, serve
     first = meta(run_dir)["trackers"]["mlflow"]
     assert first["uri"] == server.uri and first["last_step"] == 6
     redo_from_step_4(run_dir)
-    # the resume finds the server in meta.json (no flag, no MLFLOW_TRACKING_URI)
+    # the resume finds the server in the run (config.json; no flag, no MLFLOW_TRACKING_URI)
     assert main([*common, "--resume", "--track-checkpoint"]) == 0
     tracked = meta(run_dir)["trackers"]["mlflow"]
     assert tracked["run_id"] == first["run_id"] and "error" not in tracked
