@@ -22,7 +22,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from scorch.cli.train import main
-from tests.helpers import BIN, DATASET, FIXTURES, base_args
+from tests.helpers import BIN, DATASET, FIXTURES, base_args, scorch_train
 
 pytest.importorskip("mlflow")
 pytest.importorskip("wandb")
@@ -171,16 +171,16 @@ def wandb_records(offline_dir: Path) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-def test_wandb_offline_one_run_id_across_a_stop_and_a_redone_stretch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def test_wandb_offline_one_run_id_across_a_max_restarts_restart(tmp_path: Path) -> None:
+    """A rank fails after step 6 (epoch 2); --max-restarts restarts it from the checkpoint of step 4 (an
+    --auto-resume): it trains steps 5 and 6 again, which the W&B run already holds."""
     run_dir = tmp_path / "w"
-    common = args(tmp_path, "w", "--logger", "tensorboard,csv,wandb", "--checkpoint-every", "2", "--keep-checkpoints",
-                  "3", "--wandb-project", "tests")
-    monkeypatch.setenv("SCORCH_TEST_STOP_AT_STEP", "6")
-    assert main(common) == 3
-    monkeypatch.delenv("SCORCH_TEST_STOP_AT_STEP")
-    redo_from_step_4(run_dir)
-    assert main([*common, "--resume"]) == 0
+    proc = scorch_train(args(tmp_path, "w", "--logger", "tensorboard,csv,wandb", "--checkpoint-every", "2",
+                             "--wandb-project", "tests", "--max-restarts", "1"), timeout=240,
+                        extra_env={"WANDB_MODE": "offline", "SCORCH_TEST_FAIL_AT_STEP": "6"})
+    assert proc.returncode == 0, proc.stderr
+    assert "restart 1 of 1" in proc.stderr and "test failure after step 6" in proc.stderr
+    assert [s["status"] for s in meta(run_dir)["sessions"]] == ["failed", "finished"]
     tracked = meta(run_dir)["trackers"]["wandb"]
     assert tracked["mode"] == "offline" and len(tracked["offline_dirs"]) == 2
 
@@ -195,7 +195,7 @@ def test_wandb_offline_one_run_id_across_a_stop_and_a_redone_stretch(tmp_path: P
         items = [r["history"]["item"] for r in records if r["type"] == "history"]
         steps += [int(item["_step"]) for item in items if "step/train/loss" in item]
         ended = [r for r in records if r["type"] == "exit"]
-        assert ended and ended[0]["exit"].get("exit_code", 0) == 0
+        assert ended and ended[0]["exit"].get("exit_code", 0) == (1 if i == 0 else 0)  # the failed session: 1
         artifacts = [r["artifact"] for r in records if r["type"] == "artifact"]
         assert [sorted(c["path"] for c in a["manifest"]["contents"]) for a in artifacts] == \
             [["config.json", "history.csv", "meta.json"]]
