@@ -13,7 +13,7 @@ holds of ``step/lr`` (every --log-every point has it) and of ``epoch`` (every ro
 at or before those, so a stretch that a killed session had logged and the resumed run redoes is not logged
 twice (MLflow cannot delete a point: the first session's values stay).
 
-The client's HTTP retries are cut short (2 retries, backoff factor 1, 20 s timeout; the
+The client's HTTP retries are cut short (2 retries, backoff factor 1, 10 s timeout; the
 ``MLFLOW_HTTP_REQUEST_*`` variables set otherwise): a server that is gone costs seconds once, not minutes.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .tracker import Tracker, flat
 
 SETTINGS = {  # set unless set already: retries cut short, and no "View run at" lines on stdout
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 MAX_PARAM = 6000  # characters of a param's value MLflow keeps

@@ -174,7 +174,7 @@ class Tracker(Logger):
                 "backend": str(meta.get("backend", "")), "strategy": str(meta.get("strategy", "")),
                 "launcher": str(meta.get("launcher", "")), "device": str(meta.get("device", "")),
                 "scorch_version": str((meta.get("versions") or {}).get("scorch", "")),
-                "scorch_run_dir": str(self.run_dir or "")}
+                "scorch_run_dir": str(self.run_dir.resolve()) if self.run_dir else ""}
         commit = git_commit(self.config.get("model"))
         if commit:
             tags["git_commit"] = commit
