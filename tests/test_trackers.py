@@ -69,12 +69,17 @@ class Server:
             [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
              "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1"], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
+        self.root = root
+
+    def wait(self) -> Server:
+        """Until the server answers (the event), at most 180 s."""
         deadline = time.monotonic() + 180
-        while not self._healthy():  # waits for the event: the server answers
+        while not self._healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+                raise AssertionError(f"mlflow server did not start:\n{(self.root / 'server.log').read_text()[-3000:]}")
             time.sleep(0.2)
+        return self
 
     def _healthy(self) -> bool:
         try:
@@ -93,13 +98,79 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", autouse=True)
+def booting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server starts with the module's first test (it takes a while), stopped after the last."""
     s = Server(tmp_path_factory.mktemp("mlflow"))
     try:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def server(booting: Server) -> Server:
+    return booting.wait()
+
+
+def wandb_records(offline_dir: Path) -> list[dict]:
+    """The records of an offline run's .wandb file, read by wandb itself."""
+    (log,) = offline_dir.glob("run-*.wandb")
+    out = subprocess.run([str(BIN / "wandb"), "leet", "inspect", "--json", str(log)], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_wandb_offline_one_run_id_across_a_max_restarts_restart(tmp_path: Path) -> None:
+    """A rank fails after step 6 (epoch 2); --max-restarts restarts it from the checkpoint of step 4 (an
+    --auto-resume): it trains steps 5 and 6 again, which the W&B run already holds."""
+    run_dir = tmp_path / "w"
+    proc = scorch_train(args(tmp_path, "w", "--logger", "tensorboard,csv,wandb", "--checkpoint-every", "2",
+                             "--wandb-project", "tests", "--max-restarts", "1"), timeout=240,
+                        extra_env={"WANDB_MODE": "offline", "SCORCH_TEST_FAIL_AT_STEP": "6"})
+    assert proc.returncode == 0, proc.stderr
+    assert "restart 1 of 1" in proc.stderr and "test failure after step 6" in proc.stderr
+    assert [s["status"] for s in meta(run_dir)["sessions"]] == ["failed", "finished"]
+    tracked = meta(run_dir)["trackers"]["wandb"]
+    assert tracked["mode"] == "offline" and len(tracked["offline_dirs"]) == 2
+
+    steps: list[int] = []
+    for i, rel in enumerate(tracked["offline_dirs"]):
+        records = wandb_records(run_dir / rel)
+        (run,) = [r["run"] for r in records if r["type"] == "run"]
+        assert run["run_id"] == tracked["run_id"] and run["project"] == "tests"
+        config = run["config"]["update"]
+        assert config["lr"] == 0.05 and config["batch_size"] == 16
+        assert "world_size:1" in run["tags"] and "strategy:single" in run["tags"]
+        items = [r["history"]["item"] for r in records if r["type"] == "history"]
+        steps += [int(item["_step"]) for item in items if "step/train/loss" in item]
+        ended = [r for r in records if r["type"] == "exit"]
+        assert ended and ended[0]["exit"].get("exit_code", 0) == (1 if i == 0 else 0)  # the failed session: 1
+        artifacts = [r["artifact"] for r in records if r["type"] == "artifact"]
+        assert [sorted(c["path"] for c in a["manifest"]["contents"]) for a in artifacts] == \
+            [["config.json", "history.csv", "meta.json"]]
+        if i == 1:
+            last = items[-1]
+            history = rows(run_dir)
+            assert last["_step"] == 12 and last["train/loss"] == pytest.approx(float(history[-1]["train/loss"]))
+    assert steps == list(range(1, 13))  # in order, none twice, over both sessions' files
+
+
+def test_a_tracker_without_a_server_or_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(args(tmp_path, "n", "--logger", "mlflow")) == 2
+    assert "--logger mlflow: no tracking server; give --mlflow-uri URI or set MLFLOW_TRACKING_URI" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()
+
+
+def test_help_imports_no_tracker() -> None:
+    code = "import sys; from scorch.cli.train import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n" \
+           "assert 'mlflow' not in sys.modules and 'wandb' not in sys.modules, 'imported'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--mlflow-uri" in out.stdout and "--track-checkpoint" in out.stdout
 
 
 def redo_from_step_4(run_dir: Path) -> None:
@@ -162,50 +233,6 @@ def test_mlflow_one_run_across_a_stop_and_a_redone_stretch(tmp_path: Path, serve
         (run_dir / "history.csv").read_text()
 
 
-def wandb_records(offline_dir: Path) -> list[dict]:
-    """The records of an offline run's .wandb file, read by wandb itself."""
-    (log,) = offline_dir.glob("run-*.wandb")
-    out = subprocess.run([str(BIN / "wandb"), "leet", "inspect", "--json", str(log)], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "WANDB_MODE": "offline"})
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-
-
-def test_wandb_offline_one_run_id_across_a_max_restarts_restart(tmp_path: Path) -> None:
-    """A rank fails after step 6 (epoch 2); --max-restarts restarts it from the checkpoint of step 4 (an
-    --auto-resume): it trains steps 5 and 6 again, which the W&B run already holds."""
-    run_dir = tmp_path / "w"
-    proc = scorch_train(args(tmp_path, "w", "--logger", "tensorboard,csv,wandb", "--checkpoint-every", "2",
-                             "--wandb-project", "tests", "--max-restarts", "1"), timeout=240,
-                        extra_env={"WANDB_MODE": "offline", "SCORCH_TEST_FAIL_AT_STEP": "6"})
-    assert proc.returncode == 0, proc.stderr
-    assert "restart 1 of 1" in proc.stderr and "test failure after step 6" in proc.stderr
-    assert [s["status"] for s in meta(run_dir)["sessions"]] == ["failed", "finished"]
-    tracked = meta(run_dir)["trackers"]["wandb"]
-    assert tracked["mode"] == "offline" and len(tracked["offline_dirs"]) == 2
-
-    steps: list[int] = []
-    for i, rel in enumerate(tracked["offline_dirs"]):
-        records = wandb_records(run_dir / rel)
-        (run,) = [r["run"] for r in records if r["type"] == "run"]
-        assert run["run_id"] == tracked["run_id"] and run["project"] == "tests"
-        config = run["config"]["update"]
-        assert config["lr"] == 0.05 and config["batch_size"] == 16
-        assert "world_size:1" in run["tags"] and "strategy:single" in run["tags"]
-        items = [r["history"]["item"] for r in records if r["type"] == "history"]
-        steps += [int(item["_step"]) for item in items if "step/train/loss" in item]
-        ended = [r for r in records if r["type"] == "exit"]
-        assert ended and ended[0]["exit"].get("exit_code", 0) == (1 if i == 0 else 0)  # the failed session: 1
-        artifacts = [r["artifact"] for r in records if r["type"] == "artifact"]
-        assert [sorted(c["path"] for c in a["manifest"]["contents"]) for a in artifacts] == \
-            [["config.json", "history.csv", "meta.json"]]
-        if i == 1:
-            last = items[-1]
-            history = rows(run_dir)
-            assert last["_step"] == 12 and last["train/loss"] == pytest.approx(float(history[-1]["train/loss"]))
-    assert steps == list(range(1, 13))  # in order, none twice, over both sessions' files
-
-
 def test_a_server_killed_mid_run_costs_one_warning_and_nothing_else(tmp_path: Path, server: Server,
                                                                    capsys: pytest.MonkeyPatch,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,19 +251,3 @@ def test_a_server_killed_mid_run_costs_one_warning_and_nothing_else(tmp_path: Pa
     tracked = meta(run_dir)["trackers"]["mlflow"]
     assert tracked["lost_from_step"] == 5 and tracked["lost_from_epoch"] == 2 and tracked["error"]
     assert tracked["run_id"] and meta(run_dir)["status"] == "finished"
-
-
-def test_a_tracker_without_a_server_or_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert main(args(tmp_path, "n", "--logger", "mlflow")) == 2
-    assert "--logger mlflow: no tracking server; give --mlflow-uri URI or set MLFLOW_TRACKING_URI" in capsys.readouterr().err
-    assert not (tmp_path / "n").exists()
-
-
-def test_help_imports_no_tracker() -> None:
-    code = "import sys; from scorch.cli.train import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n" \
-           "assert 'mlflow' not in sys.modules and 'wandb' not in sys.modules, 'imported'"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert "--mlflow-uri" in out.stdout and "--track-checkpoint" in out.stdout
