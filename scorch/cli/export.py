@@ -2,7 +2,8 @@
 
 The file holds the Network's ``state_dict`` (the Network's own names, whole, on the CPU), nothing
 else: ``network.load_state_dict(torch.load(FILE, weights_only=True))`` loads it without scorch. Any
-checkpoint scorch-train writes exports, one file or sharded (read whole in this one process)."""
+checkpoint scorch-train writes exports, one file or sharded (read whole in this one process). A
+checkpoint of an ``--ema`` run exports its moving average (``--raw``: its raw weights)."""
 from __future__ import annotations
 
 import argparse
