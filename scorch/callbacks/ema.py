@@ -114,7 +114,7 @@ class EMA(Callback):
     # --- state in checkpoints ----------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         n = len(self.names[0])
-        tensors = [t.detach().cpu().clone() for t in self.average]
+        tensors = [t.detach().to("cpu", copy=True) for t in self.average]
         return {"decay": self.decay, "updates": self.updates,
                 "params": dict(zip(self.names[0], tensors[:n])), "buffers": dict(zip(self.names[1], tensors[n:]))}
 

@@ -3,7 +3,7 @@
 Rank facts are worked out once, here; rank-0-only side effects live in objects built on every
 rank (RunDir, the loggers, the Saver). The run is a loop of named steps: train an epoch, validate
 it, end it, and stop where a signal says so; everything optional hangs off the callbacks it fires
-(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own,
+(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own, --ema,
 early stopping, the checkpoint policy), the numbers go to the loggers (:mod:`scorch.loggers`), and
 the strategy (:mod:`scorch.strategies`) places the model on the ranks.
 """
