@@ -186,3 +186,16 @@ def test_a_mid_epoch_resume_continues_the_same_average_two_ranks_under_mpirun(tm
         a, b = ckpt(tmp_path / "whole")["model"], ckpt(tmp_path / "one")["model"]
         assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4, rtol=0) for k in a)
         assert ckpt(tmp_path / "one")["step"] == ckpt(tmp_path / "whole")["step"]
+
+
+def test_a_step_skipped_for_a_nan_loss_does_not_update_the_average(tmp_path):
+    from tests.bad_input.sources import NAN_AT_STEP_5
+    from tests.helpers import DATASET as BLOBS
+
+    (tmp_path / "model.py").write_text(NAN_AT_STEP_5)
+    assert main(base_args(tmp_path, "skip", "--epochs", "3", "--batch-size", "16", "--nan-policy", "skip", "--ema", "0.9",
+                          model=str(tmp_path / "model.py"), dataset=BLOBS)) == 0
+    last = ckpt(tmp_path / "skip")
+    assert history(tmp_path / "skip")[-1]["skipped_steps"] == "1"
+    assert last["callbacks"]["ema"]["updates"] == last["step"] - 1
+    assert all(torch.isfinite(v).all() for v in last["callbacks"]["ema"]["params"].values())
