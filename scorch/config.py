@@ -254,6 +254,9 @@ class TrainConfig:
         if self.ema is not None and self.strategy in ("fsdp", "hsdp"):
             raise ScorchError(f"--ema with --strategy {self.strategy}: the moving average is kept of whole weights, not "
                               "of shards; train with --strategy auto or ddp, or leave out --ema")
+        if self.ema is None and self.ema_eval != "ema":
+            raise ScorchError(f"--ema-eval {self.ema_eval}: chooses the weights of validation with --ema DECAY; give "
+                              "--ema too, or leave out --ema-eval")
         check_lr_schedule(self.lr_schedule, self.schedule_by)
         every(self.checkpoint_every, "--checkpoint-every")
         if self.max_time is not None:

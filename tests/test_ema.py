@@ -51,7 +51,7 @@ def averages_equal(a, b, tol=None):
 
 @pytest.mark.parametrize("extra", [["--ema", "0"], ["--ema", "1"], ["--ema", "1.5"], ["--ema", "-0.1"], ["--ema", "nan"],
                                    ["--ema", "x"], ["--ema", "0.9", "--ema-eval", "avg"],
-                                   ["--ema", "0.9", "--strategy", "fsdp"]])
+                                   ["--ema", "0.9", "--strategy", "fsdp"], ["--ema-eval", "raw"]])
 def test_bad_ema_values_exit_2_with_one_line(tmp_path, capsys, extra):
     capsys.readouterr()
     assert main(args(tmp_path, "bad", *extra)) == 2
