@@ -161,6 +161,8 @@ def render(r: dict[str, Any]) -> str:
         "  optimizer and epoch, no fsync); no progress bar.",
         "- **scorch**: `scorch.cli.train.main([...])` with default settings: progress bar, TensorBoard,",
         "  history and checkpoints on.",
+        "- **scorch-ema**: the same with `--ema 0.999`: the moving average updated after every step (one",
+        "  `torch._foreach_lerp_`), validation on it, saved in each checkpoint (`ema_overhead` in the JSON).",
         "- **lightning**: `bench/lightning_loop.py`, `lightning.Trainer` with progress bar, TensorBoardLogger and",
         "  ModelCheckpoint (last + best by valid/loss), in its own venv `bench/.venv-lightning` (same torch).",
         "- **ddp**: `bench/raw_loop.py --ddp`, hand-written DistributedDataParallel (gloo, DistributedSampler)",

@@ -24,6 +24,7 @@ MODEL_FILE = BENCH / "workload.py"
 DATASET_FILE = BENCH / "workload_data.py"
 LIGHTNING_PYTHON = BENCH / ".venv-lightning" / "bin" / "python"
 BIN = Path(sys.executable).parent
+EMA_DECAY = 0.999  # the scorch-ema variant's --ema
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def command(variant: str, work: Work, tmp: Path, name: str, world: int = 0) -> l
         cmd = [str(LIGHTNING_PYTHON), "-m", "bench.lightning_loop", *work_arg, "--root", str(tmp / name)]
     elif variant == "scorch":  # in-process scorch.cli.train.main(argv)
         cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name)]
+    elif variant == "scorch-ema":  # the same with --ema (the moving average updated every step, validated)
+        cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name), "--ema", str(EMA_DECAY)]
     elif variant == "scorch-cli":  # the installed console script
         cmd = [str(BIN / "scorch-train"), *scorch_args(work, tmp, name)]
     elif variant.startswith("strategy-"):  # scorch-train --strategy ddp|fsdp|fsdp-ac (activation checkpointing)

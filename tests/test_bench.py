@@ -24,7 +24,8 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
         assert "failed" not in section, (name, section)
 
     small = sections["loop"]["works"]["small"]
-    assert {"raw", "scorch"} <= set(small["median_step_s"])
+    assert {"raw", "scorch", "scorch-ema"} <= set(small["median_step_s"])
+    assert isinstance(small["ema_overhead"], float)  # --ema's time per step against scorch's
     assert small["ratio_to_raw"]["raw"] == 1.0
     assert all(len(runs) == 1 for runs in small["runs"].values())
     for work in ("small", "cnn"):  # whole-process time and peak memory of every run

@@ -3,17 +3,20 @@
 Rank facts are worked out once, here; rank-0-only side effects live in objects built on every
 rank (RunDir, the loggers, the Saver). The run is a loop of named steps: train an epoch, validate
 it, end it, and stop where a signal says so; everything optional hangs off the callbacks it fires
-(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own,
+(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own, --ema,
 early stopping, the checkpoint policy), the numbers go to the loggers (:mod:`scorch.loggers`), and
 the strategy (:mod:`scorch.strategies`) places the model on the ranks.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import time
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +27,7 @@ from .. import _atomic, data, distributed as dist, loggers as loggers_, strategi
 from ..callbacks.base import Callback, Callbacks
 from ..callbacks.checkpointing import Checkpointing, Saver
 from ..callbacks.early_stopping import EarlyStopping
+from ..callbacks.ema import EMA
 from ..callbacks.progress import ProgressBar
 from ..callbacks.steplog import StepLog
 from ..callbacks.visualize import Visualize
@@ -172,7 +176,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
 def _extensions(parts: Parts, run_dir: RunDir) -> tuple[list[Callback], Loggers]:
     """The model file's callbacks and the loggers (--logger, then the model file's), checked."""
     config, socket = parts.config, parts.socket
-    chosen = loggers_.build(config.logger) + socket.loggers()
+    chosen = loggers_.build(config.logger, config=config) + socket.loggers()
     return socket.callbacks(), Loggers(chosen, parts.backend.rank == 0)
 
 
@@ -200,6 +204,7 @@ class Session:
     cadence: Cadence = field(default_factory=Cadence)  # checkpoints, validations and the end inside epochs
     rates: schedule.StepRates | None = None  # the rate of every step (--schedule-by step, --warmup-steps)
     rows: list[dict[str, Any]] = field(default_factory=list)  # history: the resumed epochs', then this session's
+    evaluated: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext  # the weights validation uses (--ema)
     diagnostics: Diagnostics | None = None  # the diag/ columns of each row and the session's last log line
 
     @property
@@ -242,6 +247,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
         _restore_rng(resumed, config.seed, backend.rank)
         log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
                  cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
+    loggers.bind(meta, previous_meta.get("trackers"), run_dir.write_meta)  # trackers keep their run id in meta.json
     loggers.open(run_dir.path, Resume(cursor.epoch, cursor.step) if resumed is not None else None, config.to_dict())
 
     run = Run(backend.rank, backend.world_size, run_dir.path, parts.network, state.optimizer, config, backend)
@@ -252,10 +258,12 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     where = f"{config.model}: Socket.metrics"
     saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir,
                   parts.saved_settings, state, strategy, None)
+    ema = EMA(parts.network, config.ema, [state.optimizer]) if config.ema is not None else None
     callbacks = Callbacks([
         ProgressBar(config.progress),
         *([Visualize(socket, loggers)] if socket.has_visualize else []),
         *user_callbacks,
+        *([ema] if ema is not None else []),
         *([StepLog(config.log_every, parts.metric_names, loggers, where)] if config.log_every else []),
         *([EarlyStopping(config.patience, "validations" if config.val_every else "epochs")]
           if config.patience is not None else []),
@@ -286,7 +294,17 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
                    NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta,
                    resumed.get("totals") if resumed is not None else None,
                    resumed.get("scalars") if resumed is not None else None,
-                   cadence=Cadence.of(config, backend.rank), rates=rates, diagnostics=diagnostics)
+                   cadence=Cadence.of(config, backend.rank), rates=rates,
+                   evaluated=_evaluated(ema, config, strategy, parts.network), diagnostics=diagnostics)
+
+
+def _evaluated(ema: EMA | None, config: TrainConfig, strategy: Strategy,
+               network: torch.nn.Module) -> Callable[[], AbstractContextManager[None]]:
+    """The weights validation runs with: --ema's average (every rank with rank 0's averaged buffers;
+    the raw weights back after it, bitwise) unless --ema-eval raw."""
+    if ema is None or config.ema_eval == "raw":
+        return contextlib.nullcontext
+    return lambda: ema.swapped(lambda: strategy.broadcast_buffers(network))
 
 
 def _total_steps(config: TrainConfig, cursor: Cursor, length: int) -> int:
@@ -511,7 +529,7 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
         s.ctx.strategy.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), config.batch_size, backend.world_size)
         most = data.most_batches(len(parts.valid_set), config.batch_size, backend.world_size)
-        with compiling.failures(config.model, s.compiled is not None):
+        with compiling.failures(config.model, s.compiled is not None), s.evaluated():
             means = evaluate(backend, s.ctx.strategy.eval_model(parts.network), parts.socket, s.valid_loader,
                              s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks,
                              keep_step=most if s.ctx.strategy.sharded else None)
@@ -633,10 +651,10 @@ def _record_ending(s: Session, exc: BaseException) -> None:
 
 
 def _finish_meta(s: Session, status: str) -> None:
-    s.loggers.close()
     s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
     if s.meta.get("sessions"):
         s.meta["sessions"][-1].update(status=status, end_time=s.meta["end_time"], step=s.cursor.step)
+    s.loggers.close()  # after the ending is in s.meta: a tracker uploads meta.json as it is written next
     try:
         s.run_dir.write_meta(s.meta)
     except Error as exc:  # do not hide the error that ended the run
