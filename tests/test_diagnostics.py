@@ -178,6 +178,20 @@ def test_slow_data_shows_as_data_wait(tmp_path, monkeypatch):
     assert all(float(r["diag/step_p50_ms"]) > 150 for r in rows), rows  # 16 items of 10 ms a step (within 1 %)
 
 
+def test_a_logger_of_the_users_gets_the_diagnostics_in_each_row(tmp_path):
+    args = base_args(tmp_path, "r", "--epochs", "2", "--batch-size", "16", "--logger",
+                     "csv,tests.fixtures.recording_logger:RecordingLogger")
+    assert main(args) == 0
+    calls = [json.loads(line) for line in (tmp_path / "r" / "records.jsonl").read_text().splitlines()]
+    logged = [c[1] for c in calls if c[0] == "epoch"]
+    assert len(logged) == 2
+    for row, csv_row in zip(logged, history(tmp_path / "r")):
+        assert set(NUMBERS) <= set(row) and row["diag/slowest_host"] == HOST
+        assert all(isinstance(row[k], (int, float)) for k in NUMBERS)
+        assert {k: repr(float(row[k])) if isinstance(row[k], float) else str(row[k]) for k in NUMBERS} == \
+            {k: csv_row[k] for k in NUMBERS}  # the numbers history.csv holds
+
+
 # Two ranks under a real mpirun, with each backend.
 
 @pytest.mark.mpi
