@@ -1,8 +1,8 @@
 """Config files and ``--set KEY=VALUE`` overrides, parsed as literals (never evaluated as code).
 
 Precedence, lowest first: TrainConfig defaults < ``--config`` file < command-line flags < ``--set``.
-Keys are TrainConfig fields (``batch_size`` or ``batch-size``), or ``model.NAME`` /
-``dataset.NAME`` for the settings the model and dataset files declare. On scorch-train's command
+Keys are TrainConfig fields (``batch_size`` or ``batch-size``), or ``model.NAME``, ``socket.NAME``,
+``dataset.NAME`` and ``shared.NAME`` for the settings the parts declare (:mod:`scorch.contract.parts`). On scorch-train's command
 line ``--KEY=VALUE`` (e.g. ``--model.n_filters=10``) is shorthand for ``--set KEY=VALUE`` for any
 KEY that is not a flag of its own.
 """
@@ -25,7 +25,8 @@ from . import nearest
 
 log = logging.getLogger(__name__)
 
-SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings"}
+SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings", "socket": "socket_settings",
+                     "shared": "shared_settings"}
 _warned: set[tuple[str, tuple[str, ...]]] = set()  # (file, unknown keys) already warned about in this process
 
 
@@ -112,7 +113,8 @@ def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: 
             continue
         if norm not in fields:
             raise ScorchError(f"{where}: unknown setting {key!r}; " + nearest.hint(
-                norm, fields, "scorch-train --help lists every setting (and model.NAME, dataset.NAME for the files')"))
+                norm, fields, "scorch-train --help lists every setting (and model.NAME, socket.NAME, dataset.NAME, "
+                "shared.NAME for the parts')"))
         if isinstance(value, float) and value.is_integer() and hints[norm] is int:
             value = int(value)
         if not value_fits(value, hints[norm]):
@@ -192,8 +194,11 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     if resuming and run.config.is_file():
         values = {k: v for k, v in read_saved(run.config).items() if k not in INVOCATION_KEYS}
         _check_saved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run.config)
+    saved_parts = {name: dict(values.get(name, {})) for name in SETTINGS_PREFIXES.values()}
     for layer, where in layers:
         values = apply(values, layer, where, TrainConfig)
+    if resuming:
+        _reshare(values, saved_parts)
     empty = next((k for k in ("model", "dataset") if peek.get(k) == ""), None)
     if empty:
         raise ScorchError(f"--{empty}: expected a file, got ''")
@@ -218,6 +223,22 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
         raise ScorchError(f"--momentum: --optimizer {config.optimizer} has no momentum (its betas are its own), so it "
                           "would have no effect; use --optimizer sgd, or leave --momentum out")
     return config
+
+
+def _reshare(values: dict[str, Any], saved: Mapping[str, dict[str, Any]]) -> None:
+    """A resumed run given ``shared.NAME`` anew: the saved settings of each part that took NAME (as
+    resolved, they hold it) take the new value, unless ``PART.NAME`` is given anew too."""
+    shared = values.get("shared_settings", {})
+    for key, value in shared.items():
+        if saved["shared_settings"].get(key, _UNSET) == value:
+            continue
+        for name in ("model_settings", "socket_settings", "dataset_settings"):
+            part = values.get(name, {})
+            if key in saved[name] and part.get(key) == saved[name][key]:
+                values[name] = {**part, key: value}
+
+
+_UNSET = object()
 
 
 def _moved(values: dict[str, Any], given: set[str], run_dir: Path) -> None:
