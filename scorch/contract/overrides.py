@@ -227,14 +227,17 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
 
 def _reshare(values: dict[str, Any], saved: Mapping[str, dict[str, Any]]) -> None:
     """A resumed run given ``shared.NAME`` anew: the saved settings of each part that took NAME (as
-    resolved, they hold it) take the new value, unless ``PART.NAME`` is given anew too."""
+    resolved, they hold it) take the new value, unless ``PART.NAME`` is given anew too, or the part
+    had a value of its own (``PART.NAME`` beside the saved ``shared.NAME``)."""
     shared = values.get("shared_settings", {})
     for key, value in shared.items():
-        if saved["shared_settings"].get(key, _UNSET) == value:
+        before = saved["shared_settings"].get(key, _UNSET)
+        if before == value:
             continue
         for name in ("model_settings", "socket_settings", "dataset_settings"):
             part = values.get(name, {})
-            if key in saved[name] and part.get(key) == saved[name][key]:
+            took = key in saved[name] and (before is _UNSET or saved[name][key] == before)
+            if took and part.get(key) == saved[name][key]:
                 values[name] = {**part, key: value}
 
 
