@@ -103,6 +103,10 @@ def test_the_index_tells_the_network_its_facts_and_a_setting_given_wins_with_a_w
     ("shared.contxt=5", "shared.context"),
     ("model.widht=3", "model.width"),
     ("bach_size=3", "batch_size"),
+    ("width=3", "model.width"),  # a part's setting without its prefix
+    ("loss_weight=2.0", "socket.loss_weight"),
+    ("strenght=0.1", "dataset.strength"),
+    ("context=3", "shared.context"),  # several parts take it
 ])
 def test_a_misspelt_setting_is_one_line_with_the_nearest_exit_2_and_nothing_written(item, meant, tmp_path, capsys):
     root = tmp_path / "runs"

@@ -112,15 +112,51 @@ def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: 
             out[target] = {**out.get(target, {}), sub: value}
             continue
         if norm not in fields:
-            raise ScorchError(f"{where}: unknown setting {key!r}; " + nearest.hint(
+            raise UnknownSetting(f"{where}: unknown setting {key!r}; " + nearest.hint(
                 norm, fields, "scorch-train --help lists every setting (and model.NAME, socket.NAME, dataset.NAME, "
-                "shared.NAME for the parts')"))
+                "shared.NAME for the parts')"), where, key, nearest.nearest(norm, fields) is not None)
         if isinstance(value, float) and value.is_integer() and hints[norm] is int:
             value = int(value)
         if not value_fits(value, hints[norm]):
             raise ScorchError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected {type_name(hints[norm])}")
         out[norm] = value
     return out
+
+
+class UnknownSetting(ScorchError):
+    """A key that is no TrainConfig field: ``where`` it was given, the ``key``, and whether a
+    field close to it was suggested."""
+
+    def __init__(self, message: str, where: str, key: str, guessed: bool):
+        super().__init__(message)
+        self.where, self.key, self.guessed = where, key, guessed
+
+
+def _part_hint(exc: UnknownSetting, files: Mapping[str, Any]) -> ScorchError:
+    """``--set width=8`` where a part takes ``width``: suggest ``model.width`` (``shared.width``
+    when several parts take it), reading the files given; else ``exc`` as it is."""
+    if not (isinstance(files.get("model"), str) and isinstance(files.get("dataset"), str)):
+        return exc
+    try:
+        from .userfiles import declared_settings, load_dataset_file, load_model_file  # torch: only for this message
+
+        model, dataset = load_model_file(files["model"]), load_dataset_file(files["dataset"])
+        parts = {"model": declared_settings(model.module, model.network_cls, 0), "socket": model.socket_declared(),
+                 "dataset": dataset.declared()}
+    except (ScorchError, ImportError):
+        return exc
+    norm = exc.key.replace("-", "_")
+    taking = [prefix for prefix, declared in parts.items() if norm in (declared or {})]
+    if taking:
+        prefix = taking[0] if len(taking) == 1 else "shared"
+        return ScorchError(f"{exc.where}: unknown setting {exc.key!r}; did you mean {prefix}.{norm}?")
+    if exc.guessed:
+        return exc
+    for prefix, declared in parts.items():
+        guess = nearest.nearest(norm, declared or {})
+        if guess is not None:
+            return ScorchError(f"{exc.where}: unknown setting {exc.key!r}; did you mean {prefix}.{guess}?")
+    return exc
 
 
 def read_saved(file: str | os.PathLike) -> dict[str, Any]:
@@ -195,8 +231,11 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
         values = {k: v for k, v in read_saved(run.config).items() if k not in INVOCATION_KEYS}
         _check_saved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run.config)
     saved_parts = {name: dict(values.get(name, {})) for name in SETTINGS_PREFIXES.values()}
-    for layer, where in layers:
-        values = apply(values, layer, where, TrainConfig)
+    try:
+        for layer, where in layers:
+            values = apply(values, layer, where, TrainConfig)
+    except UnknownSetting as exc:
+        raise _part_hint(exc, {**values, **peek}) from None
     if resuming:
         _reshare(values, saved_parts)
     empty = next((k for k in ("model", "dataset") if peek.get(k) == ""), None)
