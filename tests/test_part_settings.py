@@ -79,7 +79,7 @@ def test_the_same_settings_from_a_config_file_as_sections(tmp_path):
     config.write_text(json.dumps({"model": MODEL, "dataset": DATASET, "socket": {"loss_weight": 2.0},
                                   "shared_settings": {"context": 3}, "dataset_settings": {"strength": 0.5}}))
     assert main(["--config", str(config), "--run-root", str(tmp_path), "--name", "r", "--epochs", "1",
-                 "--no-progress", "--set", "socket.loss_weight=3.0"]) == 0
+                 "--no-progress", "--socket.loss_weight=3.0"]) == 0  # --KEY=VALUE is --set KEY=VALUE
     settings = saved(tmp_path / "r")
     assert settings["socket_settings"] == {"loss_weight": 3.0, "context": 3}  # --set beats the file
     assert settings["dataset_settings"]["strength"] == 0.5 and settings["model_settings"]["context"] == 3
