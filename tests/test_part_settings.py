@@ -186,3 +186,14 @@ def test_a_sweep_over_part_settings_records_them_in_each_run(tmp_path, capsys):
         ({"loss_weight": 0.5, "context": 3}, 3), ({"loss_weight": 2.0, "context": 3}, 3)]
     summary = (tmp_path / "s" / "summary.csv").read_text()
     assert "socket.loss_weight" in summary.splitlines()[0]
+
+
+def test_a_default_that_is_no_literal_stays_the_constructors_own_and_load_run_works(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text(Path(MODEL).read_text().replace(
+        "def __init__(self, model, loss_weight=1.0, context=4):",
+        "def __init__(self, model, loss_weight=1.0, context=4, loss=nn.functional.cross_entropy, act=nn.Tanh):"))
+    assert main(base_args(tmp_path, "r", "--epochs", "1", "--set", "socket.loss_weight=2.0", model=str(model),
+                          dataset=DATASET)) == 0
+    assert saved(tmp_path / "r")["socket_settings"] == {"loss_weight": 2.0, "context": 4}  # no function, no class
+    assert scorch.load_run(tmp_path / "r").socket.raw.loss_weight == 2.0

@@ -138,7 +138,20 @@ def resolve_settings(declared: dict[str, Any] | None, given: dict[str, Any], pre
             raise ScorchError(
                 f"--set {prefix}.{name}={value!r}: expected a {type(default).__name__} like the default {default!r} in {where}"
             )
-    return {**declared, **given}
+    # A default that is no literal (a class, a module, a function) cannot be written to config.json and
+    # read back: the constructor keeps its own, and only what was given is passed.
+    return {**{k: v for k, v in declared.items() if is_literal(v)}, **given}
+
+
+def is_literal(value: Any) -> bool:
+    """None, a bool, number or str, or a list, tuple or str-keyed dict of them: what config.json holds."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_literal(v) for k, v in value.items())
+    return False
 
 
 def _same_kind(default: Any, value: Any) -> bool:
