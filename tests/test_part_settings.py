@@ -197,3 +197,15 @@ def test_a_default_that_is_no_literal_stays_the_constructors_own_and_load_run_wo
                           dataset=DATASET)) == 0
     assert saved(tmp_path / "r")["socket_settings"] == {"loss_weight": 2.0, "context": 4}  # no function, no class
     assert scorch.load_run(tmp_path / "r").socket.raw.loss_weight == 2.0
+
+
+def test_the_lm_templates_index_tells_its_network_the_vocabulary_and_the_context(tmp_path):
+    from scorch.cli.init import main as init
+
+    assert init([str(tmp_path / "lm"), "--template", "lm"]) == 0
+    files = {"model": str(tmp_path / "lm" / "model.py"), "dataset": str(tmp_path / "lm" / "dataset.py")}
+    assert main(base_args(tmp_path, "r", "--epochs", "1", "--max-steps", "2", "--set", "dataset.context=16", **files)) == 0
+    settings = saved(tmp_path / "r")
+    assert (settings["model_settings"]["context"], settings["model_settings"]["vocab"]) == (16, 28)
+    assert main(base_args(tmp_path, "s", "--epochs", "1", "--max-steps", "2", "--set", "shared.context=8", **files)) == 0
+    assert saved(tmp_path / "s")["model_settings"]["context"] == saved(tmp_path / "s")["dataset_settings"]["context"] == 8
