@@ -32,6 +32,7 @@ import torch
 from . import data
 from ._check_options import CheckOptions
 from .config import TrainConfig
+from .contract import parts
 from .contract.userfiles import (
     MODES,
     DatasetFile,
@@ -52,7 +53,13 @@ from .training.build import SPLIT_SAMPLE, first_batch, forked_rngs, make_optimiz
 
 log = logging.getLogger(__name__)
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"  # WARN: worth a look, not a failure (exit code unchanged)
+
+# model.first_loss warns when the first loss of a classifier over C classes is above this many times
+# ln(C) (what an untrained model that spreads its guesses over the classes gives), plus this much
+# (so that few classes, where ln(C) is small, leave room for a noisy start).
+FIRST_LOSS_FACTOR, FIRST_LOSS_SLACK = 3.0, 1.0
+CLASSIFICATION_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,14 @@ class Session:
     dataset_path: str | None
     options: CheckOptions
     on_result: Callable[[CheckResult], None] | None = None
+    config: TrainConfig | None = None  # the parts' settings (--config, --set), as scorch-train would resolve them
     results: list[CheckResult] = field(default_factory=list)  # the latest result of each check that ran
     index: Any = None
     datasets: dict[str, Any] = field(default_factory=dict)  # mode -> DataSet
     samples: dict[str, list[tuple[int, list[Any], list[Any]]]] = field(default_factory=dict)  # mode -> (index, inputs, targets)
     batches: dict[str, data.Batch] = field(default_factory=dict)  # mode -> its first batch
     network: torch.nn.Module | None = None
+    network_settings: dict[str, Any] = field(default_factory=dict)  # what Network(**settings) was built with
     socket_raw: Any = None  # the user's Socket, before scorch's checks wrap it
     socket: Socket | None = None
     preds: list[torch.Tensor] = field(default_factory=list)
@@ -124,11 +133,32 @@ def open_files(
     dataset_path: str | None = None,
     options: CheckOptions | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
+    config: TrainConfig | None = None,
 ) -> Session:
-    """Import the files (ScorchError if one is missing or does not import); ``model`` may be None."""
+    """Import the files (ScorchError if one is missing or does not import); ``model`` may be None.
+    ``config``: the parts' settings (``model_settings``, ``socket_settings``, ``dataset_settings``,
+    ``shared_settings``, as :func:`scorch.contract.overrides.resolve` gives them); a name no part
+    takes, or a value of the wrong type, is a ScorchError here."""
     dataset_file = load_dataset_file(dataset)
     model_file = load_model_file(model) if model is not None else None
-    return Session(dataset_file, model_file, dataset_path, options or CheckOptions(), on_result)
+    if config is not None:
+        if model_file is not None:
+            parts.check(model_file, dataset_file, config)
+        else:
+            parts.dataset(dataset_file, config)
+    return Session(dataset_file, model_file, dataset_path, options or CheckOptions(), on_result, config=config)
+
+
+def _record(s: Session, result: CheckResult) -> CheckResult:
+    earlier = [i for i, r in enumerate(s.results) if r.name == result.name]
+    if earlier:  # a check run again (a notebook cell run twice) replaces its result
+        s.results[earlier[0]] = result
+    else:
+        s.results.append(result)
+    log.debug("%s %s: %s", result.status, result.name, result.detail)
+    if s.on_result is not None:
+        s.on_result(result)
+    return result
 
 
 def run_all(session: Session) -> list[CheckResult]:
@@ -148,15 +178,7 @@ def _run(s: Session, name: str, needs: Sequence[str], fn: Callable[[Session], st
             result = CheckResult(name, FAIL, str(exc))
         except Exception as exc:  # user code called without call_user, e.g. inside a loop of ours
             result = CheckResult(name, FAIL, f"{type(exc).__name__}: {exc}")
-    earlier = [i for i, r in enumerate(s.results) if r.name == name]
-    if earlier:  # a check run again (a notebook cell run twice) replaces its result
-        s.results[earlier[0]] = result
-    else:
-        s.results.append(result)
-    log.debug("%s %s: %s", result.status, result.name, result.detail)
-    if s.on_result is not None:
-        s.on_result(result)
-    return result
+    return _record(s, result)
 
 
 def format_result(result: CheckResult, width: int = 22) -> str:
@@ -164,8 +186,9 @@ def format_result(result: CheckResult, width: int = 22) -> str:
 
 
 def summary(results: Sequence[CheckResult]) -> str:
-    counts = {status: sum(r.status == status for r in results) for status in (PASS, FAIL, SKIP)}
-    return f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped"
+    counts = {status: sum(r.status == status for r in results) for status in (PASS, FAIL, SKIP, WARN)}
+    warned = f", {_plural(counts[WARN], 'warning')}" if counts[WARN] else ""
+    return f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped{warned}"
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
@@ -219,7 +242,8 @@ def check_dataset(s: Session) -> list[CheckResult]:
 
 
 def _index(s: Session) -> str:
-    s.index = s.dataset_file.build_index(s.dataset_path)
+    settings = parts.dataset(s.dataset_file, s.config) if s.config is not None else s.dataset_file.settings({})
+    s.index = s.dataset_file.build_index(s.dataset_path, settings)
     if s.dataset_file.index_cls is None:
         return f"no DataSetIndex; DataSet receives the dataset path ({s.dataset_path!r})"
     return f"DataSetIndex({s.dataset_path!r}) built a {type(s.index).__name__}"
@@ -300,6 +324,7 @@ def check_model(s: Session) -> list[CheckResult]:
         _run(s, "model.trainable", ("model.socket",), _trainable),
         _run(s, "model.forward", ("model.trainable", "dataset.collate"), _forward),
         _run(s, "model.criterion", ("model.forward",), _criterion),
+        *_first_loss(s),
         _run(s, "model.metrics", ("model.criterion",), _metrics),
     ]
     for name, fn in (("split_metrics", _split_metrics), ("visualize", _visualize)):
@@ -317,14 +342,22 @@ def check_model(s: Session) -> list[CheckResult]:
 def _network(s: Session) -> str:
     assert s.model_file is not None
     seed_everything(s.options.seed)
-    s.network, s.socket = s.model_file.build_network(), None
+    facts = parts.suggested(s.dataset_file, s.index) if s.status("dataset.index") == PASS else {}
+    s.network_settings = parts.network(s.model_file, _settings(s), facts)
+    s.network, s.socket = s.model_file.build_network(s.network_settings), None
     n = sum(p.numel() for p in s.network.parameters())
     return f"Network() has {n:,} parameters in {len(list(s.network.parameters()))} tensors"
 
 
+def _settings(s: Session) -> TrainConfig:
+    """The parts' settings: ``s.config``, else none given."""
+    return s.config if s.config is not None else TrainConfig(model=s.model_path, dataset=s.dataset_file.path)
+
+
 def _socket(s: Session) -> str:
     assert s.model_file is not None
-    s.socket_raw = call_user(f"{s.model_path}: Socket.__init__", s.model_file.socket_cls, s.network)
+    kw, socket_cls = parts.socket(s.model_file, _settings(s)), s.model_file.socket_cls
+    s.socket_raw = call_user(f"{s.model_path}: Socket.__init__", lambda: socket_cls(s.network, **kw))
     return f"Socket(network) built; criterion and metrics are defined{_optional_hooks(s.socket_raw)}"
 
 
@@ -376,6 +409,53 @@ def _criterion(s: Session) -> str:
         return "returned a finite scalar"
     s.loss, s.metrics = float(loss), {k: float(v) for k, v in metrics.items()}
     return f"returned a finite scalar: {s.loss:.4g}"
+
+
+def classes(socket_raw: Any, preds: Sequence[Any], targets: Sequence[Any]) -> tuple[int, str] | None:
+    """``(C, why)`` when the first output is a classifier's over C classes: the Socket holds a
+    CrossEntropyLoss or NLLLoss (and no other loss module), or the first target is an integer
+    tensor of class indices below C and the first output has one more dimension of size C (last, as
+    ``(N, C)`` or ``(N, T, C)``, or second, as ``(N, C, H, W)``). None otherwise."""
+    losses = [v for v in vars(socket_raw).values() if isinstance(v, torch.nn.modules.loss._Loss)] if socket_raw else []
+    if losses and not all(isinstance(v, CLASSIFICATION_LOSSES) for v in losses):
+        return None
+    if not preds or not targets:
+        return None
+    p, t = preds[0], targets[0]
+    if not (isinstance(p, torch.Tensor) and isinstance(t, torch.Tensor) and p.is_floating_point()
+            and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool and p.dim() == t.dim() + 1):
+        return None
+    if p.shape[:-1] == t.shape:
+        n = int(p.shape[-1])
+    elif p.dim() >= 2 and p.shape[0] == t.shape[0] and p.shape[2:] == t.shape[1:]:
+        n = int(p.shape[1])
+    else:
+        return None
+    if n < 2 or (t.numel() and int(t.max()) >= n):
+        return None
+    why = type(losses[0]).__name__ if losses else f"integer targets over {n} outputs"
+    return n, why
+
+
+def _first_loss(s: Session) -> list[CheckResult]:
+    """model.first_loss, only when it warns: a classifier's first loss far above ln(C) (what an
+    untrained model gives: above :data:`FIRST_LOSS_FACTOR` x ln(C) + :data:`FIRST_LOSS_SLACK`)
+    says that the output layer starts far too confident (large logits, a bad initialisation or
+    scale), or the criterion gets probabilities where it wants logits."""
+    if s.status("model.criterion") != PASS or s.loss is None:
+        return []
+    found = classes(s.socket_raw, s.preds, s.batch[1]) if s.batches else None
+    if found is None:
+        return []
+    n, why = found
+    expected = math.log(n)
+    limit = FIRST_LOSS_FACTOR * expected + FIRST_LOSS_SLACK
+    if not s.loss > limit:
+        return []
+    return [_record(s, CheckResult("model.first_loss", WARN, (
+        f"the first loss is {s.loss:.4g}, far above ln({n}) = {expected:.3g} that an untrained classifier over {n} "
+        f"classes gives ({why}; warned above {FIRST_LOSS_FACTOR:g} x ln(C) + {FIRST_LOSS_SLACK:g} = {limit:.3g}): check "
+        "the output layer's initialisation and scale, and that Socket.criterion gets logits")))]
 
 
 def _metrics(s: Session) -> str:
@@ -589,7 +669,7 @@ def _roundtrip(s: Session) -> str:
         size = path.stat().st_size
         loaded = checkpoint.load(path, optimizer=False)["model"]
     seed_everything(s.options.seed + 1)  # different initial weights, so that loading has to restore them
-    fresh = s.model_file.build_network()
+    fresh = s.model_file.build_network(s.network_settings)
     result = call_user(f"{s.model_path}: Network.load_state_dict", fresh.load_state_dict, loaded, False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckFailed(

@@ -222,6 +222,8 @@ class TrainConfig:
     warmup_epochs: int = setting(0, at_least=0, trajectory=True)
     model_settings: dict[str, Any] = setting(factory=dict, trajectory=True)
     dataset_settings: dict[str, Any] = setting(factory=dict, trajectory=True)
+    socket_settings: dict[str, Any] = setting(factory=dict, trajectory=True)  # socket.NAME: Socket(model, **them)
+    shared_settings: dict[str, Any] = setting(factory=dict, trajectory=True)  # shared.NAME: to every part that takes NAME
     config: str | None = setting(None, help="YAML, JSON or TOML file of settings (any key below, and model:/dataset: "
                                  "sections)", group="settings", invocation=True, sweepable=False)
 

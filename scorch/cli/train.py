@@ -125,10 +125,10 @@ def _require_files(config: TrainConfig) -> None:
 def _load_files(config: TrainConfig) -> None:
     """Before a job is written (and --overwrite replaces a run with it): the files import, define
     their classes and take the settings given, as a sweep checks them."""
+    from ..contract import parts
     from ..contract.userfiles import load_dataset_file, load_model_file
 
-    load_model_file(config.model).settings(config.model_settings)
-    load_dataset_file(config.dataset).settings(config.dataset_settings)
+    parts.check(load_model_file(config.model), load_dataset_file(config.dataset), config)
 
 
 def _slurm_job(config: TrainConfig, options: slurm.SlurmOptions, submit: bool) -> int:

@@ -1,8 +1,8 @@
 """Config files and ``--set KEY=VALUE`` overrides, parsed as literals (never evaluated as code).
 
 Precedence, lowest first: TrainConfig defaults < ``--config`` file < command-line flags < ``--set``.
-Keys are TrainConfig fields (``batch_size`` or ``batch-size``), or ``model.NAME`` /
-``dataset.NAME`` for the settings the model and dataset files declare. On scorch-train's command
+Keys are TrainConfig fields (``batch_size`` or ``batch-size``), or ``model.NAME``, ``socket.NAME``,
+``dataset.NAME`` and ``shared.NAME`` for the settings the parts declare (:mod:`scorch.contract.parts`). On scorch-train's command
 line ``--KEY=VALUE`` (e.g. ``--model.n_filters=10``) is shorthand for ``--set KEY=VALUE`` for any
 KEY that is not a flag of its own.
 """
@@ -25,7 +25,8 @@ from . import nearest
 
 log = logging.getLogger(__name__)
 
-SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings"}
+SETTINGS_PREFIXES = {"model": "model_settings", "dataset": "dataset_settings", "socket": "socket_settings",
+                     "shared": "shared_settings"}
 _warned: set[tuple[str, tuple[str, ...]]] = set()  # (file, unknown keys) already warned about in this process
 
 
@@ -111,14 +112,51 @@ def apply(base: Mapping[str, Any], updates: Mapping[str, Any], where: str, cls: 
             out[target] = {**out.get(target, {}), sub: value}
             continue
         if norm not in fields:
-            raise ScorchError(f"{where}: unknown setting {key!r}; " + nearest.hint(
-                norm, fields, "scorch-train --help lists every setting (and model.NAME, dataset.NAME for the files')"))
+            raise UnknownSetting(f"{where}: unknown setting {key!r}; " + nearest.hint(
+                norm, fields, "scorch-train --help lists every setting (and model.NAME, socket.NAME, dataset.NAME, "
+                "shared.NAME for the parts')"), where, key, nearest.nearest(norm, fields) is not None)
         if isinstance(value, float) and value.is_integer() and hints[norm] is int:
             value = int(value)
         if not value_fits(value, hints[norm]):
             raise ScorchError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected {type_name(hints[norm])}")
         out[norm] = value
     return out
+
+
+class UnknownSetting(ScorchError):
+    """A key that is no TrainConfig field: ``where`` it was given, the ``key``, and whether a
+    field close to it was suggested."""
+
+    def __init__(self, message: str, where: str, key: str, guessed: bool):
+        super().__init__(message)
+        self.where, self.key, self.guessed = where, key, guessed
+
+
+def _part_hint(exc: UnknownSetting, files: Mapping[str, Any]) -> ScorchError:
+    """``--set width=8`` where a part takes ``width``: suggest ``model.width`` (``shared.width``
+    when several parts take it), reading the files given; else ``exc`` as it is."""
+    if not (isinstance(files.get("model"), str) and isinstance(files.get("dataset"), str)):
+        return exc
+    try:
+        from .userfiles import declared_settings, load_dataset_file, load_model_file  # torch: only for this message
+
+        model, dataset = load_model_file(files["model"]), load_dataset_file(files["dataset"])
+        parts = {"model": declared_settings(model.module, model.network_cls, 0), "socket": model.socket_declared(),
+                 "dataset": dataset.declared()}
+    except (ScorchError, ImportError):
+        return exc
+    norm = exc.key.replace("-", "_")
+    taking = [prefix for prefix, declared in parts.items() if norm in (declared or {})]
+    if taking:
+        prefix = taking[0] if len(taking) == 1 else "shared"
+        return ScorchError(f"{exc.where}: unknown setting {exc.key!r}; did you mean {prefix}.{norm}?")
+    if exc.guessed:
+        return exc
+    for prefix, declared in parts.items():
+        guess = nearest.nearest(norm, declared or {})
+        if guess is not None:
+            return ScorchError(f"{exc.where}: unknown setting {exc.key!r}; did you mean {prefix}.{guess}?")
+    return exc
 
 
 def read_saved(file: str | os.PathLike) -> dict[str, Any]:
@@ -192,8 +230,14 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
     if resuming and run.config.is_file():
         values = {k: v for k, v in read_saved(run.config).items() if k not in INVOCATION_KEYS}
         _check_saved(values, {k.replace("-", "_") for layer, _ in layers for k in layer}, run.config)
-    for layer, where in layers:
-        values = apply(values, layer, where, TrainConfig)
+    saved_parts = {name: dict(values.get(name, {})) for name in SETTINGS_PREFIXES.values()}
+    try:
+        for layer, where in layers:
+            values = apply(values, layer, where, TrainConfig)
+    except UnknownSetting as exc:
+        raise _part_hint(exc, {**values, **peek}) from None
+    if resuming:
+        _reshare(values, saved_parts)
     empty = next((k for k in ("model", "dataset") if peek.get(k) == ""), None)
     if empty:
         raise ScorchError(f"--{empty}: expected a file, got ''")
@@ -218,6 +262,25 @@ def resolve(flags: Mapping[str, Any], sets: Sequence[tuple[str, str]] = ()) -> T
         raise ScorchError(f"--momentum: --optimizer {config.optimizer} has no momentum (its betas are its own), so it "
                           "would have no effect; use --optimizer sgd, or leave --momentum out")
     return config
+
+
+def _reshare(values: dict[str, Any], saved: Mapping[str, dict[str, Any]]) -> None:
+    """A resumed run given ``shared.NAME`` anew: the saved settings of each part that took NAME (as
+    resolved, they hold it) take the new value, unless ``PART.NAME`` is given anew too, or the part
+    had a value of its own (``PART.NAME`` beside the saved ``shared.NAME``)."""
+    shared = values.get("shared_settings", {})
+    for key, value in shared.items():
+        before = saved["shared_settings"].get(key, _UNSET)
+        if before == value:
+            continue
+        for name in ("model_settings", "socket_settings", "dataset_settings"):
+            part = values.get(name, {})
+            took = key in saved[name] and (before is _UNSET or saved[name][key] == before)
+            if took and part.get(key) == saved[name][key]:
+                values[name] = {**part, key: value}
+
+
+_UNSET = object()
 
 
 def _moved(values: dict[str, Any], given: set[str], run_dir: Path) -> None:

@@ -109,10 +109,11 @@ def call_user(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ScorchError(f"{where} raised {type(exc).__name__}: {exc}") from exc
 
 
-def declared_settings(module: ModuleType, cls: type[object], skip: int) -> dict[str, Any] | None:
-    """Settings a user file declares: a module-level ``CONFIG`` dict, else the keyword arguments
-    (with defaults) of ``cls.__init__`` after ``skip`` positional ones. None: it takes ``**kwargs``."""
-    config = getattr(module, "CONFIG", None)
+def declared_settings(module: ModuleType | None, cls: type[object], skip: int) -> dict[str, Any] | None:
+    """Settings a user file declares: a module-level ``CONFIG`` dict (``module`` given), else the
+    keyword arguments (with defaults) of ``cls.__init__`` after ``skip`` positional ones. None: it
+    takes ``**kwargs``."""
+    config = getattr(module, "CONFIG", None) if module is not None else None
     if isinstance(config, dict):
         return dict(config)
     try:
@@ -137,7 +138,20 @@ def resolve_settings(declared: dict[str, Any] | None, given: dict[str, Any], pre
             raise ScorchError(
                 f"--set {prefix}.{name}={value!r}: expected a {type(default).__name__} like the default {default!r} in {where}"
             )
-    return {**declared, **given}
+    # A default that is no literal (a class, a module, a function) cannot be written to config.json and
+    # read back: the constructor keeps its own, and only what was given is passed.
+    return {**{k: v for k, v in declared.items() if is_literal(v)}, **given}
+
+
+def is_literal(value: Any) -> bool:
+    """None, a bool, number or str, or a list, tuple or str-keyed dict of them: what config.json holds."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_literal(v) for k, v in value.items())
+    return False
 
 
 def _same_kind(default: Any, value: Any) -> bool:
@@ -168,8 +182,17 @@ class ModelFile:
             raise ScorchError(f"{self.path}: Network() built a {type(net).__name__}, expected a torch.nn.Module")
         return net
 
-    def build_socket(self, network: torch.nn.Module) -> Socket:
-        raw = call_user(f"{self.path}: Socket.__init__", self.socket_cls, network)
+    def socket_declared(self) -> dict[str, Any] | None:
+        """``socket.NAME`` settings: the keyword arguments of ``Socket.__init__`` after the model."""
+        return declared_settings(None, self.socket_cls, 1)
+
+    def socket_settings(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The Socket's settings: declared defaults with ``--set socket.NAME`` applied."""
+        return resolve_settings(self.socket_declared(), given, "socket", f"{self.path}: Socket")
+
+    def build_socket(self, network: torch.nn.Module, settings: dict[str, Any] | None = None) -> Socket:
+        kw = settings or {}
+        raw = call_user(f"{self.path}: Socket.__init__", lambda: self.socket_cls(network, **kw))
         return Socket(self.path, raw, network)
 
 
@@ -527,21 +550,52 @@ class DatasetFile:
 
     settings_given: dict[str, Any] | None = None
 
-    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Passed to DataSetIndex(path, **settings), or to DataSet(path, mode, **settings) without one."""
+    def _first(self) -> dict[str, Any] | None:
+        """What the class that gets the dataset path declares: DataSetIndex(path, ...) (or the
+        module's ``CONFIG``), else DataSet(path, mode, ...) without an index. None: ``**kwargs``."""
         cls, skip = (self.index_cls, 1) if self.index_cls is not None else (self.dataset_cls, 2)
-        where = f"{self.path}: {cls.__name__}"
-        return resolve_settings(declared_settings(self.module, cls, skip), given, "dataset", where)
+        return declared_settings(self.module, cls, skip)
+
+    def _own(self) -> dict[str, Any]:
+        """With a DataSetIndex, the DataSet's own keyword arguments after (index, mode) (an
+        augmentation strength), also ``dataset.NAME`` settings; {} without an index."""
+        if self.index_cls is None:
+            return {}
+        return declared_settings(None, self.dataset_cls, 2) or {}
+
+    def declared(self) -> dict[str, Any] | None:
+        """Every ``dataset.NAME`` with its default (None: any name, the first class takes ``**kwargs``)."""
+        first = self._first()
+        return None if first is None else {**self._own(), **first}
+
+    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
+        """``dataset.NAME`` settings, resolved: passed to DataSetIndex(path, **settings), or to
+        DataSet(path, mode, **settings) without one; with an index, those the DataSet's constructor
+        names (``DataSet(index, mode, strength=0.5)``) go to the DataSet (a name both take, to both)."""
+        cls = self.index_cls if self.index_cls is not None else self.dataset_cls
+        where = f"{self.path}: {cls.__name__}" + (" or DataSet" if self._own() else "")
+        own = self._own()
+        if self._first() is None:  # DataSetIndex(path, **kwargs) takes any name; the DataSet's are checked
+            resolve_settings(own, {k: v for k, v in given.items() if k in own}, "dataset", where)
+            return {**own, **given}
+        return resolve_settings(self.declared(), given, "dataset", where)
+
+    def _index_kwargs(self) -> dict[str, Any]:
+        settings, first, own = self.settings_given or {}, self._first(), self._own()
+        if first is None:
+            return {k: v for k, v in settings.items() if k not in own}
+        return {k: v for k, v in settings.items() if k in first}
 
     def build_index(self, dataset_path: str | None, settings: dict[str, Any] | None = None) -> Any:
         self.settings_given = settings or {}
         if self.index_cls is None:
             return dataset_path
-        kw, index_cls = self.settings_given, self.index_cls
+        kw, index_cls = self._index_kwargs(), self.index_cls
         return call_user(f"{self.path}: DataSetIndex.__init__", lambda: index_cls(dataset_path, **kw))
 
     def build(self, index: Any, mode: str) -> Any:
-        kw = self.settings_given if self.index_cls is None and self.settings_given else {}
+        settings = self.settings_given or {}
+        kw = settings if self.index_cls is None else {k: v for k, v in settings.items() if k in self._own()}
         ds = call_user(f"{self.path}: DataSet.__init__(mode={mode!r})", lambda: self.dataset_cls(index, mode, **kw))
         n = call_user(f"{self.path}: DataSet.__len__ (mode={mode!r})", len, ds)
         if n < 0:

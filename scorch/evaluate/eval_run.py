@@ -88,7 +88,7 @@ def test_run(options: TestOptions) -> dict[str, Any]:
     with from_checkpoint():  # scorch.loading(): the checkpoint's weights replace any the Network loads itself
         network = model_file.build_network(model_file.settings(config.model_settings))
     network.to(backend.device)
-    socket = model_file.build_socket(network)
+    socket = model_file.build_socket(network, model_file.socket_settings(config.socket_settings))
     log.info("testing %s (%s) on the %s split: %d samples, %d rank(s), backend %s (%s)", run_dir, path.name,
              options.split, len(dataset), backend.world_size, backend.name, backend.reason)
     ev = Evaluation(backend, network, socket, dataset, options.split, str(copies[0]), str(copies[1]),

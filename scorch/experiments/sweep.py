@@ -84,7 +84,7 @@ def split_values(text: str) -> list[str]:
 def parse_grid(items: Sequence[str]) -> list[Axis]:
     """``--grid KEY=V1,V2`` items -> axes; keys must be settings scorch-train knows."""
     fields = {f for f in TrainConfig.__dataclass_fields__ if f not in overrides.SETTINGS_PREFIXES.values()}
-    valid = ", ".join(sorted((fields - set(NOT_SWEEPABLE)) | {"model.NAME", "dataset.NAME"}))
+    valid = ", ".join(sorted((fields - set(NOT_SWEEPABLE)) | {"model.NAME", "socket.NAME", "dataset.NAME", "shared.NAME"}))
     axes: list[Axis] = []
     seen: set[str] = set()
     for item in items:
@@ -172,6 +172,7 @@ def prepare(path: Path, base_args: Sequence[str], grid: Sequence[str],
     axes = parse_grid(grid)
     runs = combinations(axes)
     path = Path(os.path.abspath(path))
+    from ..contract import parts
     from ..contract.userfiles import load_dataset_file, load_model_file  # torch: only when a sweep checks the files
 
     configs: dict[str, dict[str, Any]] = {}
@@ -183,10 +184,9 @@ def prepare(path: Path, base_args: Sequence[str], grid: Sequence[str],
             config = parse_config(argv)
             # The files' own settings are checked here too, so a typo in --grid model.X fails now, not in every job.
             model = files.get(config.model) or files.setdefault(config.model, load_model_file(config.model))
-            model.settings(config.model_settings)
             dkey = "dataset:" + config.dataset
             dataset = files.get(dkey) or files.setdefault(dkey, load_dataset_file(config.dataset))
-            dataset.settings(config.dataset_settings)
+            parts.check(model, dataset, config)
         except ScorchError as exc:
             raise _as_grid_error(exc, [axis.key for axis in axes]) from exc
         configs[run.name] = slurm.job_config(config)

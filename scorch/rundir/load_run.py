@@ -104,13 +104,13 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best",
     state = ckpt.load(file, optimizer=False)
     model_file = load_model_file(_copy(path, config, "model"))
     with from_checkpoint():  # scorch.loading(): the checkpoint's weights replace any the Network loads itself
-        network = model_file.build_network(config.model_settings)
+        network = model_file.build_network(model_file.settings(config.model_settings))
     ckpt.check_fits(network, state["model"], f"{model_file.path}: Network")
     network.load_state_dict(state["model"])
     used = load_averaged(network, state, weights, f"load_run: {file}")
     network.to(torch.device(device) if device is not None else torch.device("cpu"))
     network.eval()
-    socket = model_file.build_socket(network)
+    socket = model_file.build_socket(network, model_file.socket_settings(config.socket_settings))
     info = CheckpointInfo(int(state["epoch"]), int(state["step"]), file)
     return LoadedRun(path, network, socket, config, info, model_file, used)
 

@@ -16,7 +16,7 @@ import torch
 from .. import data
 from .._loading import from_checkpoint
 from ..config import TrainConfig
-from ..contract import userfiles
+from ..contract import parts as parts_settings, userfiles
 from ..contract.userfiles import DatasetFile, ModelFile, Socket, call_user, check_loss, check_preds
 from ..distributed.backends.base import Backend
 from ..errors import ScorchError
@@ -218,12 +218,11 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
     """Load and check the user's files, build datasets, the Network and its Socket."""
     model_file = userfiles.load_model_file(config.model)
     dataset_file = userfiles.load_dataset_file(config.dataset)
-    # Resolve the files' declared settings (defaults + --set) so config.json records all of them.
-    config = config.replace(
-        model_settings=model_file.settings(config.model_settings),
-        dataset_settings=dataset_file.settings(config.dataset_settings),
-    )
+    # Resolve every part's declared settings (defaults, shared.NAME, the DataSetIndex's model_settings()
+    # facts, --set) so config.json records all of them.
+    config = parts_settings.before_index(model_file, dataset_file, config)
     index = dataset_file.build_index(config.dataset_path, config.dataset_settings)
+    config = parts_settings.after_index(model_file, dataset_file, config, index)
     train_set = dataset_file.build(index, "train")
     if len(train_set) == 0:
         raise ScorchError(f"{config.dataset}: DataSet(mode='train') has no samples (len 0), expected at least one")
@@ -239,7 +238,7 @@ def build_parts(config: TrainConfig, backend: Backend) -> Parts:
     if config.compile:
         compiling.check(backend.device)
     seed_everything(config.seed + backend.rank)  # but each rank its own dropout and augmentation draws
-    socket = model_file.build_socket(network)
+    socket = model_file.build_socket(network, config.socket_settings)
     trainable = {id(p) for p in socket.trainable_params}
     for p in network.parameters():
         if id(p) not in trainable:

@@ -116,7 +116,7 @@ def adapt(config: TrainConfig, state: dict[str, Any], world_size: int, custom_op
 # Changes worth a line in the log when they take effect on resume.
 TRAJECTORY_DESCRIBED = ("lr", "weight_decay", "momentum", "seed", "clip_grad", "amp", "lr_schedule",
                         "warmup_epochs", "warmup_steps", "schedule_by", "max_steps", "model_settings",
-                        "dataset_settings", "accumulate", "batch_size")
+                        "dataset_settings", "socket_settings", "shared_settings", "accumulate", "batch_size")
 
 
 def follow_monitor(loop: LoopState, saved: dict[str, Any], monitor: str, mode: str) -> None:

@@ -699,6 +699,6 @@ def _test_setup(s: Session) -> Evaluation:
     network, socket = parts.network, parts.socket
     if s.ctx.strategy.sharded:  # the checkpoint is read whole, into a Network of its own on every rank
         network = parts.model_file.build_network(config.model_settings).to(parts.backend.device)
-        socket = parts.model_file.build_socket(network)
+        socket = parts.model_file.build_socket(network, config.socket_settings)
     return Evaluation(parts.backend, network, socket, test_set, "test", config.model, config.dataset,
                       config.batch_size, config.workers, s.ctx.autocast)

@@ -17,8 +17,10 @@ def C(extra: list[str], *words: str) -> Case:
 
 
 CASES = {
-    "no --model": Case(["--dataset", DATASET], "the following arguments are required: --model"),
-    "no --dataset": Case(["--model", MODEL], "the following arguments are required: --dataset"),
+    "no --model": Case(["--dataset", DATASET], "--model is required (or 'model:' in --config)"),
+    "no --dataset": Case(["--model", MODEL], "--dataset is required (or 'dataset:' in --config)"),
+    "misspelt part setting": Case(["--model", MODEL, "--dataset", DATASET, "--set", "model.nope=1"],
+                                  "--set model.nope: unknown setting of"),
     "missing dataset file": Case(["--model", MODEL, "--dataset", "/nope.py"], "--dataset", "file not found"),
     "missing model file": Case(["--model", f"{TMP}/nope.py", "--dataset", DATASET], "--model", "file not found"),
     "a model file that is a directory": Case(["--model", TMP, "--dataset", DATASET], "--model", "is a directory"),

@@ -205,7 +205,7 @@ def test_contract_breaks_fail_their_check_and_skip_what_depends_on_it(case: str,
         (["--model", "missing.py", "--dataset", DATASET], ["--model: file not found: 'missing.py'"]),
         (["--model", MODEL, "--dataset", "missing.py"], ["--dataset: file not found: 'missing.py'"]),
         (["--model", MODEL, "--dataset", DATASET, "--steps", "0"], ["--steps: expected a whole number >= 1"]),
-        (["--model", MODEL], ["the following arguments are required: --dataset"]),
+        (["--model", MODEL], ["--dataset is required (or 'dataset:' in --config)"]),  # --config may name the files
     ],
 )
 def test_unusable_input_is_one_line_and_exit_2(args: list[str], words: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,7 +31,7 @@ def test_the_old_key_tuples_are_derived_from_the_fields() -> None:
                                     "test", "break_lock", "max_time"}
     assert set(TRAJECTORY_KEYS) == {"batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "accumulate",
                                     "clip_grad", "amp", "lr_schedule", "warmup_epochs", "model_settings", "dataset_settings",
-                                    "compile", "warmup_steps", "schedule_by"}
+                                    "socket_settings", "shared_settings", "compile", "warmup_steps", "schedule_by"}
     assert set(NOT_SWEEPABLE) == {"name", "run_root", "resume", "auto_resume", "overwrite", "config", "progress", "debug",
                                   "test", "break_lock"}
     assert all("setting" in f.metadata for f in dataclasses.fields(TrainConfig))
@@ -41,7 +41,7 @@ def test_the_parser_is_derived_from_the_fields() -> None:
     dests = {a.dest: a for a in build_parser()._actions}
     flagged = {name for name, s in settings().items() if s.help is not None}
     assert flagged == set(TrainConfig.__dataclass_fields__) - {"lr_schedule", "warmup_epochs", "model_settings",
-                                                                "dataset_settings"}
+                                                                "dataset_settings", "socket_settings", "shared_settings"}
     for name in flagged:
         assert dests[name].option_strings == [config_mod.flag(name)], name
         assert settings()[name].help in (dests[name].help or ""), name

@@ -2,7 +2,10 @@
 (no download), cut into windows of ``context`` characters; the target of each is the same window
 one character on.
 
-    scorch-train ... --set dataset.context=64 --set model.context=64    # both must agree
+    scorch-train ... --set shared.context=64     # the DataSetIndex's and the Network's (they must agree)
+
+``DataSetIndex.model_settings()`` tells the Network the vocabulary size and the context it was given,
+so that ``--set dataset.context=64`` alone reaches both too.
 
 Replace ``text()`` with your own text (``--dataset-path PATH`` arrives in ``DataSetIndex`` as
 ``path``: e.g. ``open(path).read()``); keep its characters in ``ALPHABET`` (model.py has a copy).
@@ -41,6 +44,10 @@ class DataSetIndex:
         ends = {"train": int(0.9 * n), "valid": int(0.95 * n), "test": n}
         starts = {"train": 0, "valid": ends["train"], "test": ends["valid"]}
         self.spans = {mode: (starts[mode], ends[mode]) for mode in ends}
+
+    def model_settings(self):
+        """Facts of the data that scorch passes to Network(...) (a setting given for the model wins)."""
+        return {"vocab": len(ALPHABET), "context": self.context}
 
 
 class DataSet:
