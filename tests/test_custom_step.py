@@ -109,3 +109,12 @@ def test_fsdp_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT
     assert "--strategy fsdp" in err and "custom step" in err and not (tmp_path / "f").exists()
+
+
+def test_scorch_check_lists_the_optimizers(capsys):
+    from scorch.cli.check import main as check
+
+    assert check(["--model", str(REPO / "examples" / "gan" / "model.py"), "--dataset", DATASET]) == 0
+    out = capsys.readouterr().out
+    assert "model.optimizer" in out and "custom step (Socket.training_step) with 2 optimizer(s): discriminator: Adam" in out
+    assert "generator: Adam over 4,482 parameters" in out
