@@ -294,6 +294,9 @@ def train_epoch(
                 raise ScorchError(f"{where} returned without calling step.update(name) for any optimizer; expected "
                                   f"step.backward(loss, name) and step.update(name) for each of {optimizers.names}")
             preds = _preds(out, where)
+            if slot.last:  # as in the standard loop: the step is done before its batch's callbacks
+                run.step += 1
+                steps += 1
             metrics, loss = None, None
             with torch.no_grad():
                 with ctx.autocast():
@@ -307,8 +310,6 @@ def train_epoch(
                 callbacks.fire("on_train_batch_end", run, BatchEnd(slot.count, inputs, preds, targets, loss, metrics, micro))
             micro = 0 if slot.last else micro + 1
             if slot.last:
-                run.step += 1
-                steps += 1
                 callbacks.on_step_end(run)
                 if ctx.after_step is not None:
                     ctx.after_step(run.step)
