@@ -33,7 +33,8 @@ class Network(nn.Module):
 
 
 def ring_distance(points, radius=2.0):
-    """Mean distance of the points to the nearest of the ring's 8 centres."""
+    """Mean distance of the points to the nearest of the ring's 8 centres (in float32: --amp gives half precision)."""
+    points = points.float()
     angle = torch.arange(8, dtype=points.dtype, device=points.device) * (2 * math.pi / 8)
     centres = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
     return torch.cdist(points, centres).min(dim=1).values.mean()
