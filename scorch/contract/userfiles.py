@@ -4,7 +4,8 @@ MODEL_FILE:   ``Network(torch.nn.Module)`` whose ``forward`` takes a list of ten
               returns a list; ``Socket(model)`` with ``criterion``, ``metrics`` and
               ``trainable_modules``; optional ``Socket.optimizer(params)``,
               ``Socket.scheduler(optimizer)``, ``Socket.split_metrics(preds, targets)`` and
-              ``Socket.visualize(inputs, preds, targets)``. The original scorch's spelling is
+              ``Socket.visualize(inputs, preds, targets)``; a custom step's ``Socket.optimizers()``
+              and ``Socket.training_step(batch, step)`` (:mod:`scorch.training.custom_step`). The original scorch's spelling is
               accepted as written: ``train_modules``, and ``optimizer``/``scheduler`` as instances
               built in ``Socket.__init__``.
 DATASET_FILE: ``DataSet(ds_index, mode)`` with ``__len__`` and ``__getitem__`` returning
