@@ -113,6 +113,20 @@ def test_contract_errors_are_one_line_exit_2(tmp_path, capsys, variant, words):
     assert words in err and err.count("error:") == 1
 
 
+def test_a_non_finite_step_is_skipped_for_its_optimizer_alone(tmp_path):
+    # The generator's gradients are NaN in step 3: with --nan-policy skip its update is skipped there
+    # (its own scaler and clipping too: --amp bf16, --clip-grad), the discriminator's goes on.
+    common = ["--epochs", "1", "--batch-size", "100", "--nan-policy", "skip", "--clip-grad", "0.5", "--amp", "bf16"]
+    assert main(base_args(tmp_path, "nan", *common, "--set", "model.variant=nan_generator", model=MODEL, dataset=DATASET)) == 0
+    assert main(base_args(tmp_path, "ok", *common, model=MODEL, dataset=DATASET)) == 0
+    nan, ok = checkpoint(tmp_path / "nan"), checkpoint(tmp_path / "ok")
+    assert nan["loop"]["skipped_steps"] == 1 and ok["loop"]["skipped_steps"] == 0
+    assert all(torch.isfinite(v).all() for v in nan["model"].values())
+    g, d = nan["optimizer"]["optimizers"]["generator"], nan["optimizer"]["optimizers"]["discriminator"]
+    assert [int(s["step"]) for s in g["state"].values()] == [9] * len(g["state"])  # 10 steps, one skipped
+    assert [int(s["step"]) for s in d["state"].values()] == [10] * len(d["state"])
+
+
 def test_fsdp_is_refused(tmp_path, capsys):
     code = main(base_args(tmp_path, "f", "--strategy", "fsdp", model=MODEL, dataset=DATASET))
     err = capsys.readouterr().err
