@@ -161,6 +161,8 @@ def render(r: dict[str, Any]) -> str:
         "  optimizer and epoch, no fsync); no progress bar.",
         "- **scorch**: `scorch.cli.train.main([...])` with default settings: progress bar, TensorBoard,",
         "  history and checkpoints on.",
+        "- **scorch-ema**: the same with `--ema 0.999`: the moving average updated after every step (one",
+        "  `torch._foreach_lerp_`), validation on it, saved in each checkpoint (`ema_overhead` in the JSON).",
         "- **scorch-step**: as **scorch**, on the medium MLP, with `bench/workload_step.py`: the same Network",
         "  trained by a custom step (one named Adam, `Socket.training_step` calling `step.backward` and `step.update`).",
         "- **lightning**: `bench/lightning_loop.py`, `lightning.Trainer` with progress bar, TensorBoardLogger and",

@@ -149,7 +149,7 @@ def loop_overhead(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, A
     """Items 1-3 and 5: steady-state time per training step (epochs 2.., validation included),
     whole-process time and peak RSS, the same runs."""
     lightning_skip = "skipped: tiny mode" if not p.lightning else lightning_status()
-    variants = ["raw", "scorch"] + ([] if lightning_skip else ["lightning"])
+    variants = ["raw", "scorch", "scorch-ema"] + ([] if lightning_skip else ["lightning"])
     out: dict[str, Any] = {"variants": variants, "lightning": lightning_skip or lightning_versions(), "works": {}}
     for size, work in p.loop_works.items():
         def one(v: str, rep: int, size: str = size, work: Work = work) -> dict[str, Any]:
@@ -166,6 +166,7 @@ def loop_overhead(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, A
             "work": work.__dict__, "steps_per_epoch": work.steps_per_epoch(),
             "params": _params(work), "runs": got, "median_step_s": med,
             "ratio_to_raw": {v: med[v] / med["raw"] for v in here},  # type: ignore[operator]
+            "ema_overhead": med["scorch-ema"] / med["scorch"] - 1,  # type: ignore[operator]  # --ema, per step
             "median_wall_s": _medians(got, "wall_s"), "median_maxrss_mb": _medians(got, "maxrss_mb"),
             "median_worker_maxrss_mb": _medians(got, "worker_maxrss_mb"),
             "median_faults_per_step": _medians(got, "faults_per_step"),

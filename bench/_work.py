@@ -25,6 +25,7 @@ STEP_MODEL_FILE = BENCH / "workload_step.py"  # the same Network, trained by a c
 DATASET_FILE = BENCH / "workload_data.py"
 LIGHTNING_PYTHON = BENCH / ".venv-lightning" / "bin" / "python"
 BIN = Path(sys.executable).parent
+EMA_DECAY = 0.999  # the scorch-ema variant's --ema
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def command(variant: str, work: Work, tmp: Path, name: str, world: int = 0) -> l
         cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name)]
     elif variant == "scorch-step":  # in-process, the Network trained by a custom step (bench/workload_step.py)
         cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name, STEP_MODEL_FILE)]
+    elif variant == "scorch-ema":  # the same with --ema (the moving average updated every step, validated)
+        cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name), "--ema", str(EMA_DECAY)]
     elif variant == "scorch-cli":  # the installed console script
         cmd = [str(BIN / "scorch-train"), *scorch_args(work, tmp, name)]
     elif variant.startswith("strategy-"):  # scorch-train --strategy ddp|fsdp|fsdp-ac (activation checkpointing)

@@ -33,6 +33,7 @@ MONITOR_MODES = ("auto", "min", "max")
 NAN_POLICIES = ("stop", "skip")
 START_METHODS = ("fork", "forkserver", "spawn")
 SCHEDULE_UNITS = ("epoch", "step")
+EMA_EVAL = ("ema", "raw")
 
 # The groups of scorch-train --help, in order.
 GROUPS = ("files", "settings", "training", "run directory", "distributed", "output")
@@ -152,6 +153,12 @@ class TrainConfig:
                                     "good one)", group="run directory", at_least=1)
     nan_policy: str = setting("stop", help="on a NaN/inf loss: stop (naming epoch and step), or skip that optimizer "
                               f"step and count it in {HISTORY}", choices=NAN_POLICIES)
+    ema: float | None = setting(None, help="keep an exponential moving average of the Network's weights with this "
+                                "decay (e.g. 0.999), updated after each optimizer step, saved in every checkpoint; "
+                                "validation, best, scorch-test, load_run and scorch-export use it (docs: README, "
+                                "Weight averaging)", more_than=0, less_than=1)
+    ema_eval: str = setting("ema", help="with --ema: validate (and choose best by) the averaged weights (ema) or the "
+                            "raw ones (raw)", choices=EMA_EVAL)
     test: bool = setting(False, help=f"when training ends, evaluate {BEST} on the test split (what scorch-test RUN_DIR "
                          f"does): RUN_DIR/{EVAL}/test-best.json", invocation=True, sweepable=False)
     find_unused_parameters: bool = setting(False, help="some trainable parameters get no gradient in some steps (a "
@@ -165,7 +172,17 @@ class TrainConfig:
                                     "(means over its samples on all ranks) and the learning rate to TensorBoard "
                                     "(tensorboard/steps/, x axis: the global step)", group="output", at_least=1)
     logger: str = setting("tensorboard,csv", help="where the run's numbers go: a comma-separated list of tensorboard, "
-                          "csv (history.csv) and module:Class (a scorch.Logger subclass), or none", group="output")
+                          "csv (history.csv), mlflow, wandb (experiment trackers: docs/trackers.md) and module:Class "
+                          "(a scorch.Logger subclass), or none", group="output")
+    mlflow_uri: str | None = setting(None, help="with --logger mlflow: the tracking server's URI (default: "
+                                     "MLFLOW_TRACKING_URI; on a resume, the server the run used)", group="output")
+    mlflow_experiment: str | None = setting(None, help="with --logger mlflow: the experiment of a new run (default: "
+                                            "MLFLOW_EXPERIMENT_NAME, else scorch)", group="output")
+    wandb_project: str | None = setting(None, help="with --logger wandb: the project of a new run (default: "
+                                        "WANDB_PROJECT, else scorch)", group="output")
+    track_checkpoint: bool = setting(False, help=f"with --logger mlflow or wandb: also upload {CHECKPOINTS}/{BEST} "
+                                     f"({LAST} when no epoch was best) to the tracker when the run ends",
+                                     group="output")
     dist_timeout: float = _dist_setting(1800.0, "seconds a collective may wait for the other ranks", more_than=0,
                                        less_than=MAX_TIMEOUT_S)
     nproc_per_node: int = _launch_setting(1, "without a launcher: start this many ranks on this node (scorch's own "
@@ -244,6 +261,12 @@ class TrainConfig:
         if self.activation_checkpointing and self.strategy not in ("fsdp", "hsdp"):
             raise ScorchError("--activation-checkpointing checkpoints the shard units of --strategy fsdp or hsdp; "
                               f"give one of them (--strategy is {self.strategy})")
+        if self.ema is not None and self.strategy in ("fsdp", "hsdp"):
+            raise ScorchError(f"--ema with --strategy {self.strategy}: the moving average is kept of whole weights, not "
+                              "of shards; train with --strategy auto or ddp, or leave out --ema")
+        if self.ema is None and self.ema_eval != "ema":
+            raise ScorchError(f"--ema-eval {self.ema_eval}: chooses the weights of validation with --ema DECAY; give "
+                              "--ema too, or leave out --ema-eval")
         check_lr_schedule(self.lr_schedule, self.schedule_by)
         every(self.checkpoint_every, "--checkpoint-every")
         if self.max_time is not None:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv at the repo root with scorch installed; idempotent.
 #   scripts/setup.sh            core + mpi4py + examples
-#   scripts/setup.sh test       also the test-only packages
+#   scripts/setup.sh test       also the test-only packages and the trackers (mlflow, wandb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="mpi,examples,report"
-[ "${1:-}" = "test" ] && extras="$extras,test"
+[ "${1:-}" = "test" ] && extras="$extras,test,trackers"
 
 # Open MPI (mpirun, and mpicc for mpi4py) from Debian when missing.
 if ! command -v mpirun >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then

@@ -119,3 +119,11 @@ def weights(run_dir: Path, which: str = "last.pt") -> dict[str, torch.Tensor]:
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every file under ``directory`` with its bytes, to prove nothing changed."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def unmeasured(row: dict[str, str]) -> dict[str, str]:
+    """A history row without the columns that measure the machine (``time``, ``diag/...``): what two
+    runs of the same training have alike."""
+    from scorch.training.diagnostics import is_diagnostic
+
+    return {k: v for k, v in row.items() if k != "time" and not is_diagnostic(k)}

@@ -24,8 +24,9 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
         assert "failed" not in section, (name, section)
 
     small = sections["loop"]["works"]["small"]
-    assert {"raw", "scorch", "scorch-step"} <= set(small["median_step_s"])  # scorch-step: the custom step
-    assert small["variants"] == ["raw", "scorch", "scorch-step"] and small["step_ratio_to_scorch"] > 0
+    assert {"raw", "scorch", "scorch-ema", "scorch-step"} <= set(small["median_step_s"])  # scorch-step: the custom step
+    assert isinstance(small["ema_overhead"], float)  # --ema's time per step against scorch's
+    assert small["variants"][-1] == "scorch-step" and small["step_ratio_to_scorch"] > 0
     assert small["ratio_to_raw"]["raw"] == 1.0
     assert all(len(runs) == 1 for runs in small["runs"].values())
     for work in ("small", "cnn"):  # whole-process time and peak memory of every run

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from scorch.cli.train import main
 from scorch.errors import EXIT_PREEMPTED
-from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, session_pids
+from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, session_pids, unmeasured
 
 STEPS = str(FIXTURES / "steps_model.py")  # BatchNorm in the trained head, a frozen block, steps.txt
 UNTIDY = str(FIXTURES / "untidy_dataset.py")
@@ -35,7 +35,7 @@ def untidy(root, name, *extra, model=STEPS):
 
 def history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "history.csv") as f:
-        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+        return [unmeasured(row) for row in csv.DictReader(f)]
 
 
 def ckpt(run_dir: Path, which: str = "last.pt") -> dict:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from scorch.errors import EXIT_PREEMPTED
-from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train
+from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, unmeasured
 
 MODEL = str(FIXTURES / "dropout_model.py")
 DATASET = str(FIXTURES / "noisy_dataset.py")
@@ -25,7 +25,7 @@ def args(root, name, *extra):
 
 def history(run_dir):
     with open(run_dir / "history.csv") as f:
-        return [{k: v for k, v in r.items() if k != "time"} for r in csv.DictReader(f)]
+        return [unmeasured(r) for r in csv.DictReader(f)]
 
 
 def start_and_signal(cmd, run_dir, sig, to_group, last="last.pt"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from scorch.cli.train import main
-from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train
+from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, unmeasured
 
 MODEL = str(FIXTURES / "dropout_model.py")
 DATASET = str(FIXTURES / "noisy_dataset.py")
@@ -31,7 +31,7 @@ def args(root, name, *extra, kind="tidy"):
 
 def history_without_time(run_dir):
     with open(run_dir / "history.csv") as f:
-        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+        return [unmeasured(row) for row in csv.DictReader(f)]
 
 
 def assert_same_run(a, b):

@@ -8,7 +8,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from scorch.cli.train import main
-from tests.helpers import DATASET, MODEL, base_args, scorch_train, weights
+from scorch.training.diagnostics import COLUMNS as DIAGNOSTIC_COLUMNS
+from tests.helpers import DATASET, MODEL, base_args, scorch_train, unmeasured, weights
 
 
 def history(run_dir):
@@ -50,8 +51,10 @@ def test_meta_json(finished_run):
 def test_history_has_one_row_per_epoch_with_every_metric(finished_run):
     rows = history(finished_run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert list(rows[0]) == ["epoch", "step", "lr", "time", "train/loss", "train/accuracy", "train/first_class",
-                             "valid/loss", "valid/accuracy", "valid/first_class"]
+    assert list(unmeasured(rows[0])) == ["epoch", "step", "lr", "train/loss", "train/accuracy", "train/first_class",
+                                         "valid/loss", "valid/accuracy", "valid/first_class"]
+    assert list(rows[0])[3] == "time" and [k for k in rows[0] if k.startswith("diag/")] == sorted(
+        k for k in DIAGNOSTIC_COLUMNS if k != "diag/cuda_peak_mib")  # after the metrics (tests/test_diagnostics.py)
     assert [int(r["step"]) for r in rows] == [8, 16, 24]  # 64 samples / batch 8
     assert float(rows[-1]["train/loss"]) < float(rows[0]["train/loss"])
 

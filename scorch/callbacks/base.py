@@ -17,7 +17,8 @@ Every hook is called on every rank, at the same points and in this order::
                                             signal is scorch.errors.Preempted)
 
 Callbacks fire in list order: scorch's progress bar and visualisation, the model file's
-(``Socket.callbacks()``, in its order), then the ``--log-every`` step log (so that a value a
+(``Socket.callbacks()``, in its order), the ``--ema`` average (after them: it averages the weights
+they leave), then the ``--log-every`` step log (so that a value a
 callback logs in ``on_step_end`` is in its step), early stopping, and the checkpoint policy last,
 so that the checkpoint written at the end of an epoch holds every callback's state after it.
 ``on_train_batch_end`` of a step's last micro-batch comes after the optimizer step, just before

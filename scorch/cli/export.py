@@ -2,7 +2,8 @@
 
 The file holds the Network's ``state_dict`` (the Network's own names, whole, on the CPU), nothing
 else: ``network.load_state_dict(torch.load(FILE, weights_only=True))`` loads it without scorch. Any
-checkpoint scorch-train writes exports, one file or sharded (read whole in this one process)."""
+checkpoint scorch-train writes exports, one file or sharded (read whole in this one process). A
+checkpoint of an ``--ema`` run exports its moving average (``--raw``: its raw weights)."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", help=f"best, last, or a checkpoint (best: {BEST}, or {LAST} when no "
                    f"epoch was ever the best; a path: as given, else in RUN_DIR or RUN_DIR/{CHECKPOINTS})")
     p.add_argument("--out", required=True, help="the file to write (refused when it exists, unless --force)")
+    p.add_argument("--raw", action="store_true", help="the raw weights of a checkpoint of an --ema run (default: its "
+                   "moving average)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
     return p
@@ -39,13 +42,13 @@ def run(ns: argparse.Namespace) -> int:
 
     from ..rundir.load_run import load_run
 
-    loaded = load_run(ns.run_dir, ns.checkpoint)
+    loaded = load_run(ns.run_dir, ns.checkpoint, weights="raw" if ns.raw else "ema")
     weights = {k: v.detach().cpu().contiguous() for k, v in loaded.network.state_dict().items()}
     with atomic_open(out, "wb") as f:
         torch.save(weights, f)
     n = sum(v.numel() for v in weights.values() if v.is_floating_point())
     print(f"wrote {out}: {len(weights)} tensors ({n:,} values) of {loaded.checkpoint.path} (epoch {loaded.checkpoint.epoch}, "
-          f"step {loaded.checkpoint.step})")
+          f"step {loaded.checkpoint.step}{', the --ema average' if loaded.weights == 'ema' else ''})")
     return 0
 
 

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", action="store_true",
                    help=f"also write {_SHOWN.predictions_file('SPLIT', 'CHECKPOINT')}: every output of the Network, one "
                    "row per sample in dataset order, and their index")
+    p.add_argument("--raw", action="store_true", help="evaluate the raw weights of a checkpoint of an --ema run "
+                   f"(default: its moving average; written as {_SHOWN.eval_file('SPLIT', 'CHECKPOINT-raw')})")
     p.add_argument("--dataset-path", help="passed to DataSetIndex(path) instead of the run's --dataset-path")
     p.add_argument("--batch-size", type=int, help="batch size per process (default: the run's)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank (default: the run's)")
@@ -43,7 +45,7 @@ def run(ns: argparse.Namespace) -> int:
     from ..evaluate.eval_run import TestOptions, test_run  # import torch, which --help does without
 
     options = TestOptions(ns.run_dir, ns.checkpoint, ns.split, ns.predictions, ns.dataset_path, ns.batch_size,
-                          ns.workers, ns.backend, ns.device)
+                          ns.workers, ns.backend, ns.device, ns.raw)
     result = test_run(options)
     if dist.is_rank0():
         for key, value in result.items():

@@ -42,6 +42,7 @@ class TestOptions:
     workers: int | None = None
     backend: str = "auto"
     device: str = "auto"
+    raw: bool = False  # the raw weights of a checkpoint that holds an --ema average (default: the average)
 
     def __post_init__(self) -> None:
         check_path(self.run_dir, "RUN_DIR")
@@ -93,4 +94,4 @@ def test_run(options: TestOptions) -> dict[str, Any]:
     ev = Evaluation(backend, network, socket, dataset, options.split, str(copies[0]), str(copies[1]),
                     options.batch_size or config.batch_size,
                     config.workers if options.workers is None else options.workers, autocast_factory(config, backend.device))
-    return evaluate_checkpoint(ev, chosen, run_dir, options.predictions)
+    return evaluate_checkpoint(ev, chosen, run_dir, options.predictions, "raw" if options.raw else "ema")

@@ -13,6 +13,7 @@ import torch
 
 from .. import data
 from .._atomic import atomic_open, user_facing, write_json
+from ..callbacks.ema import averaged_state, load_averaged
 from ..contract.userfiles import Socket
 from ..distributed.backends.base import Backend
 from ..rundir import checkpoint
@@ -44,8 +45,11 @@ class Evaluation:
     autocast: Callable[[], Any]
 
 
-def evaluate_checkpoint(ev: Evaluation, chosen: Chosen, run_dir: Path, predictions: bool) -> dict[str, Any]:
-    """Load the ``chosen`` checkpoint into the Network, evaluate the split on every rank (exact metrics:
+def evaluate_checkpoint(ev: Evaluation, chosen: Chosen, run_dir: Path, predictions: bool,
+                        weights: str = "ema") -> dict[str, Any]:
+    """Load the ``chosen`` checkpoint into the Network (its ``--ema`` average when it holds one,
+    unless ``weights="raw"``; the raw weights of such a checkpoint are labelled ``<label>-raw``),
+    evaluate the split on every rank (exact metrics:
     per-batch means over every sample once, and Socket.split_metrics on the whole split), and have
     rank 0 write ``RUN_DIR/eval/<split>-<label>.json`` (and, with ``predictions``,
     ``<split>-<label>-predictions.pt``)."""
@@ -53,6 +57,8 @@ def evaluate_checkpoint(ev: Evaluation, chosen: Chosen, run_dir: Path, predictio
     state = checkpoint.load(path, optimizer=False)
     checkpoint.check_fits(ev.network, state["model"], f"{ev.model_path}: Network (checkpoint {path})")
     ev.network.load_state_dict(state["model"])
+    used = load_averaged(ev.network, state, weights, f"{ev.model_path}: checkpoint {path}")
+    label = f"{chosen.label}-raw" if used == "raw" and averaged_state(state) is not None else chosen.label
     where = f"{ev.dataset_path}: DataSet.__getitem__ (mode={ev.split!r})"
     names = eval_metric_names(ev.network, ev.socket, ev.dataset, ev.batch_size, ev.backend.device, where, ev.split)
     loader = data.eval_loader(ev.dataset, ev.batch_size, ev.backend.rank, ev.backend.world_size, ev.workers,
@@ -63,10 +69,10 @@ def evaluate_checkpoint(ev: Evaluation, chosen: Chosen, run_dir: Path, predictio
                      outputs=outputs)
     assert means is not None  # nothing polls for a stop here
     result: dict[str, Any] = {"split": ev.split, "checkpoint": str(path), "epoch": int(state["epoch"]),
-                              "step": int(state["step"]), "samples": len(ev.dataset), "world_size": ev.backend.world_size,
-                              **means, "file": str(layout.eval_file(ev.split, chosen.label))}
+                              "step": int(state["step"]), "weights": used, "samples": len(ev.dataset),
+                              "world_size": ev.backend.world_size, **means, "file": str(layout.eval_file(ev.split, label))}
     if outputs is not None:
-        result["predictions"] = str(layout.predictions_file(ev.split, chosen.label))
+        result["predictions"] = str(layout.predictions_file(ev.split, label))
     if ev.backend.rank == 0:
         with user_facing(layout.eval_dir):
             layout.eval_dir.mkdir(parents=True, exist_ok=True)

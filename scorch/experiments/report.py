@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STEP_COLUMNS = ("epoch", "step", "lr", "time")
 LR = "lr"  # history.csv's learning rate: a column of the table and the last panel of the plot
+DIAGNOSTICS = "diag/"  # how the machine ran (scorch/training/diagnostics.py), not what the run learned: left out
 COUNTERS = ("skipped_steps",)  # running counts, not metrics: in the table, never a panel of the plot
 SOFTWARE = "scorch-report"  # the PNG's Software text: only such a PNG may be replaced by --out
 LEGEND_INSIDE = 3  # more runs than this: one legend below the panels instead of one inside each
@@ -87,7 +88,7 @@ class Run:
 
     @property
     def metrics(self) -> list[str]:
-        return [c for c in self.columns if c not in STEP_COLUMNS]
+        return [c for c in self.columns if c not in STEP_COLUMNS and not c.startswith(DIAGNOSTICS)]
 
     @property
     def monitor(self) -> str:

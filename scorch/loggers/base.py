@@ -4,13 +4,16 @@ A logger is built on every rank; scorch calls its methods on the main rank only 
 :class:`Loggers`), so a logger needs no rank checks and its constructor must not write anything.
 The calls, in order::
 
+    bind(meta, record)          meta.json as this session starts, and record(name, section) to write its
+                                trackers.NAME section (trackers: scorch/loggers/tracker.py)
     check(run_dir, resume)      read-only, before the run directory changes: raise ScorchError to
                                 refuse the run (history.csv that cannot be the saved epochs', say)
     open(run_dir, resume)       the run directory exists; a resumed run continues after
                                 resume.epoch / resume.step (drop what a redone stretch rewrites)
     log_hparams(params)         the run's settings (config.json's content), once per session
     log_step(step, values)      --log-every: the step's train/... means and lr, at optimizer step
-    log_epoch(row)              the epoch's history row (epoch, step, lr, train/..., valid/..., time)
+    log_epoch(row)              the epoch's history row (epoch, step, lr, train/..., valid/..., time,
+                                diag/...: numbers but diag/slowest_host, a host name)
     log_visuals(epoch, visuals) Socket.visualize's images and texts
     close()                     always, however the run ended
 
@@ -21,6 +24,7 @@ instances from ``Socket.loggers()`` in the model file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ class Logger:
 
     name: str | None = None  # how messages name it (default: the class name)
 
+    def bind(self, meta: dict[str, Any], record: Callable[[str, dict[str, Any]], None]) -> None: ...
     def check(self, run_dir: Path, resume: Resume | None) -> None: ...
     def open(self, run_dir: Path, resume: Resume | None) -> None: ...
     def log_hparams(self, params: dict[str, Any]) -> None: ...
@@ -60,6 +65,19 @@ class Loggers:
     def get(self, cls: type) -> Any:
         """The logger of class ``cls``, or None."""
         return next((lg for lg in self.loggers if isinstance(lg, cls)), None)
+
+    def bind(self, meta: dict[str, Any], previous: dict[str, Any] | None, write: Callable[[dict[str, Any]], None]) -> None:
+        """Give the loggers the session's ``meta`` (written with ``write``); ``previous``: the trackers'
+        sections of a resumed run's meta.json, carried over."""
+        if previous:
+            meta["trackers"] = {k: dict(v) for k, v in previous.items()}
+
+        def record(name: str, section: dict[str, Any]) -> None:
+            meta.setdefault("trackers", {})[name] = section
+            write(meta)
+
+        for lg in self.loggers:
+            lg.bind(meta, record)
 
     def check(self, run_dir: Path, resume: Resume | None) -> None:
         """Rank 0 alone (inside ``dist.decide``)."""

@@ -2,20 +2,30 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from ..errors import ScorchError
 from .base import Logger
 from .csv import CSVLogger
+from .mlflow_tracker import MLflowTracker
 from .tensorboard import TensorBoardLogger
+from .wandb_tracker import WandbTracker
 
 
-def build(spec: str, where: str = "--logger") -> list[Logger]:
-    """The loggers ``spec`` names (``tensorboard,csv``; ``none``; ``module:Class``)."""
+def build(spec: str, where: str = "--logger", config: Any = None) -> list[Logger]:
+    """The loggers ``spec`` names (``tensorboard,csv``; ``mlflow``, ``wandb``; ``none``; ``module:Class``);
+    ``config`` (the TrainConfig) gives the trackers their settings."""
     builtin: dict[str, type[Logger]] = {"tensorboard": TensorBoardLogger, "csv": CSVLogger}
     loggers: list[Logger] = []
     for item in check_spec(spec, where):
         if item in builtin:
             loggers.append(builtin[item]())
+            continue
+        if item == "mlflow":  # (mlflow and wandb themselves are imported when a run opens them)
+            loggers.append(MLflowTracker(getattr(config, "mlflow_uri", None), getattr(config, "mlflow_experiment", None)))
+            continue
+        if item == "wandb":
+            loggers.append(WandbTracker(getattr(config, "wandb_project", None)))
             continue
         module_name, _, class_name = item.partition(":")
         try:
@@ -30,7 +40,7 @@ def build(spec: str, where: str = "--logger") -> list[Logger]:
     return loggers
 
 
-BUILTIN = ("tensorboard", "csv")
+BUILTIN = ("tensorboard", "csv", "mlflow", "wandb")
 
 
 def check_spec(spec: str, where: str = "--logger") -> list[str]:

@@ -61,7 +61,7 @@ class TensorBoardLogger(Logger):
     def log_epoch(self, row: dict[str, Any]) -> None:
         writer, x = self._rows(), int(row["step"] if self.by_step else row["epoch"])
         for key, value in row.items():
-            if key not in SKIPPED:
+            if key not in SKIPPED and not isinstance(value, str):  # diag/slowest_host is a column, not a scalar
                 writer.add_scalar(key, float(value), x)
         writer.flush()
 

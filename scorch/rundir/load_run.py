@@ -4,6 +4,7 @@
     run.network(inputs)           # the Network, built with the run's model settings, weights loaded, eval mode
     run.socket.metrics(preds, targets)
     run.config.epochs, run.checkpoint.epoch, run.checkpoint.path
+    run.weights                   # "ema": the checkpoint's --ema average was loaded; "raw": its raw weights
     test = run.dataset("test")    # the DataSet of a split, built with the run's dataset settings
     run.dataset_index()           # its DataSetIndex (a vocabulary, normalisation constants ...)
 
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from .._loading import from_checkpoint
+from ..callbacks.ema import WEIGHTS, load_averaged
 from ..config import TrainConfig
 from ..contract.overrides import saved_config
 from ..contract.userfiles import DatasetFile, ModelFile, Socket, load_dataset_file, load_model_file
@@ -54,6 +56,7 @@ class LoadedRun:
     config: TrainConfig
     checkpoint: CheckpointInfo
     model_file: ModelFile
+    weights: str = "raw"  # what the Network holds: "ema" (the run's --ema average) or "raw"
     _data: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def dataset_file(self) -> DatasetFile:
@@ -85,12 +88,16 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best",
-             device: str | torch.device | None = None) -> LoadedRun:
+             device: str | torch.device | None = None, weights: str = "ema") -> LoadedRun:
     """Load run ``run_dir``'s Network with the weights of ``checkpoint``: ``"best"`` (best by the run's
     --monitor; ``last.pt``, with a warning, when no epoch improved), ``"last"``, or a checkpoint file
     (e.g. ``checkpoints/step-000000176.pt``; relative to the run directory when not found as given):
     :func:`scorch.rundir.layout.choose_checkpoint`, as scorch-test chooses. On the CPU unless ``device`` is
-    given. A problem is one :class:`ScorchError` line."""
+    given. ``weights``: ``"ema"`` loads the moving average of a run trained with ``--ema`` (the raw
+    weights of a checkpoint without one), ``"raw"`` the raw weights. A problem is one
+    :class:`ScorchError` line."""
+    if weights not in WEIGHTS:
+        raise ScorchError(f"load_run: weights={weights!r}; expected one of {', '.join(WEIGHTS)}")
     path = Path(run_dir)
     config = saved_config(path, "load_run")
     file = choose_checkpoint(path, checkpoint, "load_run").path
@@ -100,11 +107,12 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike = "best",
         network = model_file.build_network(config.model_settings)
     ckpt.check_fits(network, state["model"], f"{model_file.path}: Network")
     network.load_state_dict(state["model"])
+    used = load_averaged(network, state, weights, f"load_run: {file}")
     network.to(torch.device(device) if device is not None else torch.device("cpu"))
     network.eval()
     socket = model_file.build_socket(network)
     info = CheckpointInfo(int(state["epoch"]), int(state["step"]), file)
-    return LoadedRun(path, network, socket, config, info, model_file)
+    return LoadedRun(path, network, socket, config, info, model_file, used)
 
 
 def _copy(path: Path, config: TrainConfig, role: str) -> str:

@@ -277,12 +277,14 @@ def train_epoch(
     optimizers.zero_grad()
     epoch, steps, micro = run.epoch, 0, 0
     batch_end = callbacks.wants("on_train_batch_end")
+    timer = ctx.timer
 
     def skipped() -> int:
         return sum(c.skipped for c in checks.values())
 
-    with data.batches(loader) as batches:
+    with timer.batches(loader) as batches:
         for slot, batch in zip(plan.slots, batches):
+            timer.micro_batch(slot.count)
             inputs, targets = data.to_device(batch, device, non_blocking)
             run.batch(TRAIN, slot.count)
             if slot.last and ctx.before_step is not None:
@@ -314,6 +316,7 @@ def train_epoch(
                 if ctx.after_step is not None:
                     ctx.after_step(run.step)
                 optimizers.zero_grad()
+                timer.step_end()
                 if steps < plan.steps and at_step(steps, skipped()):
                     guard.flush()
                     return EpochResult(run.step, steps, True, skipped())

@@ -6,7 +6,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import AbstractContextManager as ContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
@@ -19,6 +19,7 @@ from ..distributed.backends.base import Backend
 from ..errors import TrainingError
 from ..evaluate.outputs import SplitOutputs, split_results
 from ..strategies.base import Strategy
+from .diagnostics import StepTimer
 from .preempt import StopSignal
 from .run import TRAIN, VALID, Run
 from .state import MetricTotals
@@ -68,6 +69,7 @@ class StepContext:
     skip_nonfinite: bool = False
     before_step: Callable[[int], None] | None = None  # given the step's number (from 1) before the optimizer steps
     after_step: Callable[[int], None] | None = None  # after on_step_end (Socket.scheduler_interval = "step")
+    timer: StepTimer = field(default_factory=StepTimer)  # data wait and step times (scorch/training/diagnostics.py)
 
 
 class StepCheck:
@@ -123,9 +125,11 @@ def train_epoch(
     check = StepCheck(strategy, socket.trainable_params, ctx.clip_grad, ctx.skip_nonfinite)
     epoch, steps, micro = run.epoch, 0, 0
     batch_end = callbacks.wants("on_train_batch_end")
+    timer = ctx.timer
 
-    with data.batches(loader) as batches:
+    with timer.batches(loader) as batches:
         for slot, batch in zip(plan.slots, batches):
+            timer.micro_batch(slot.count)
             inputs, targets = data.to_device(batch, device, non_blocking)
             run.batch(TRAIN, slot.count)  # what run.log weighs a value logged in this micro-batch
             # Gradients of a step's earlier micro-batches stay local until its last one. A stand-in
@@ -162,6 +166,7 @@ def train_epoch(
                 if ctx.after_step is not None:  # after on_step_end: callbacks see the rate the step used
                     ctx.after_step(run.step)
                 strategy.zero_grad(optimizer)
+                timer.step_end()  # what at_step does next (a checkpoint, a validation) is no step's time
                 # Stop only where no gradient is half accumulated, and not after the last step
                 # (the end of the epoch has its own validation and checkpoint).
                 if steps < plan.steps and at_step(steps, check.skipped):

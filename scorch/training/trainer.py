@@ -3,17 +3,20 @@
 Rank facts are worked out once, here; rank-0-only side effects live in objects built on every
 rank (RunDir, the loggers, the Saver). The run is a loop of named steps: train an epoch, validate
 it, end it, and stop where a signal says so; everything optional hangs off the callbacks it fires
-(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own,
+(:mod:`scorch.callbacks`: the progress bar, the step log, the visualisation, the model file's own, --ema,
 early stopping, the checkpoint policy), the numbers go to the loggers (:mod:`scorch.loggers`), and
 the strategy (:mod:`scorch.strategies`) places the model on the ranks.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import time
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +27,7 @@ from .. import _atomic, data, distributed as dist, loggers as loggers_, strategi
 from ..callbacks.base import Callback, Callbacks
 from ..callbacks.checkpointing import Checkpointing, Saver
 from ..callbacks.early_stopping import EarlyStopping
+from ..callbacks.ema import EMA
 from ..callbacks.progress import ProgressBar
 from ..callbacks.steplog import StepLog
 from ..callbacks.visualize import Visualize
@@ -32,13 +36,14 @@ from ..distributed.backends.base import Backend
 from ..errors import Error, Failure, Preempted, ScorchError, TrainingError, on_every_rank
 from ..evaluate.evaluation import Evaluation, test_after_training
 from ..loggers import CSVLogger, Loggers, Resume
-from ..rundir import checkpoint, moved
+from ..rundir import checkpoint, moved, provenance
 from ..rundir.directory import RunDir, default_name, prepare_target, session_meta
 from ..rundir.lock import RunLock
 from ..strategies import Strategy
 from . import _malloc, compiling, custom_step, init_from, outcome, resume, schedule
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .cadence import Cadence
+from .diagnostics import Diagnostics, is_diagnostic
 from .loop import NanGuard, StepContext, evaluate, reduce_totals, train_epoch
 from .preempt import StopSignal
 from .run import TRAIN, VALID, Run
@@ -192,7 +197,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: Any,
 def _extensions(parts: Parts, run_dir: RunDir) -> tuple[list[Callback], Loggers]:
     """The model file's callbacks and the loggers (--logger, then the model file's), checked."""
     config, socket = parts.config, parts.socket
-    chosen = loggers_.build(config.logger) + socket.loggers()
+    chosen = loggers_.build(config.logger, config=config) + socket.loggers()
     return socket.callbacks(), Loggers(chosen, parts.backend.rank == 0)
 
 
@@ -220,6 +225,8 @@ class Session:
     cadence: Cadence = field(default_factory=Cadence)  # checkpoints, validations and the end inside epochs
     rates: schedule.StepRates | None = None  # the rate of every step (--schedule-by step, --warmup-steps)
     rows: list[dict[str, Any]] = field(default_factory=list)  # history: the resumed epochs', then this session's
+    evaluated: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext  # the weights validation uses (--ema)
+    diagnostics: Diagnostics | None = None  # the diag/ columns of each row and the session's last log line
 
     @property
     def backend(self) -> Backend:
@@ -247,6 +254,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     meta = _start_meta(backend, placements, previous_meta, cursor.epoch if resumed is not None else None)
     meta["strategy"] = strategy.name
     meta.update(moved.record(run_dir.path, config.dataset_path, previous_meta))  # for a run that moves
+    provenance.record(meta, config.model, rank0=run_dir.rank0)  # git commit and versions (rank 0 writes meta.json)
     if parts.init_from is not None or previous_meta.get("init_from"):
         meta["init_from"] = parts.init_from or previous_meta.get("init_from")
     # what this session trained with, where a resume fitted it to the world size (config.json: as given)
@@ -260,6 +268,7 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
         _restore_rng(resumed, config.seed, backend.rank)
         log.info("resumed %s at epoch %d, step %d (%d epochs completed)", run_dir.path, cursor.epoch + 1, cursor.step,
                  cursor.epoch)  # the words and numbering of "stopped by ... at epoch E, step S"
+    loggers.bind(meta, previous_meta.get("trackers"), run_dir.write_meta)  # trackers keep their run id in meta.json
     loggers.open(run_dir.path, Resume(cursor.epoch, cursor.step) if resumed is not None else None, config.to_dict())
 
     run = Run(backend.rank, backend.world_size, run_dir.path, parts.network, state.optimizer, config, backend)
@@ -270,10 +279,13 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     where = f"{config.model}: Socket.metrics"
     saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir,
                   parts.saved_settings, state, strategy, None)
+    named = state.optimizer.optimizers if isinstance(state.optimizer, custom_step.Optimizers) else None
+    ema = EMA(parts.network, config.ema, list(named.values()) if named else [state.optimizer]) if config.ema is not None else None
     callbacks = Callbacks([
         ProgressBar(config.progress),
         *([Visualize(socket, loggers)] if socket.has_visualize else []),
         *user_callbacks,
+        *([ema] if ema is not None else []),
         *([StepLog(config.log_every, parts.metric_names, loggers, where)] if config.log_every else []),
         *([EarlyStopping(config.patience, "validations" if config.val_every else "epochs")]
           if config.patience is not None else []),
@@ -290,8 +302,10 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     if state.scheduler is not None and socket.scheduler_interval == "step":
         def after_step(step: int, scheduler: Any = state.scheduler) -> None:
             _step_scheduler(scheduler, math.nan)
+    diagnostics = Diagnostics(backend.device)
     ctx = StepContext(backend, strategy, model, socket, state.optimizer, state.scaler, autocast_factory(config, backend.device),
-                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", before_step=rates, after_step=after_step)
+                      config.clip_grad, skip_nonfinite=config.nan_policy == "skip", before_step=rates, after_step=after_step,
+                      timer=diagnostics.timer)
     loader, valid_loader = _loaders(config, parts)
     log.info("training %s on %s: %d rank(s), backend %s (%s), strategy %s, amp %s, %s, %d train / %d valid samples, "
              "%d per step, monitor %s (%s)%s", run_dir.path, backend.device, backend.world_size, backend.name,
@@ -302,7 +316,17 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
                    NanGuard(lag=backend.device.type == "cuda", skip=config.nan_policy == "skip"), meta,
                    resumed.get("totals") if resumed is not None else None,
                    resumed.get("scalars") if resumed is not None else None,
-                   cadence=Cadence.of(config, backend.rank), rates=rates)
+                   cadence=Cadence.of(config, backend.rank), rates=rates,
+                   evaluated=_evaluated(ema, config, strategy, parts.network), diagnostics=diagnostics)
+
+
+def _evaluated(ema: EMA | None, config: TrainConfig, strategy: Strategy,
+               network: torch.nn.Module) -> Callable[[], AbstractContextManager[None]]:
+    """The weights validation runs with: --ema's average (every rank with rank 0's averaged buffers;
+    the raw weights back after it, bitwise) unless --ema-eval raw."""
+    if ema is None or config.ema_eval == "raw":
+        return contextlib.nullcontext
+    return lambda: ema.swapped(lambda: strategy.broadcast_buffers(network))
 
 
 def _total_steps(config: TrainConfig, cursor: Cursor, length: int) -> int:
@@ -393,17 +417,26 @@ def _fit(s: Session) -> RunResult:
             if cadence.done(s.cursor.step) and not stopped_early:
                 log.info("--max-steps %d reached at epoch %d, step %d", cadence.max_steps, s.run.epoch, s.cursor.step)
             status = "finished"
+        _log_diagnostics(s)
         s.callbacks.on_fit_end(s.run)
         if config.test:
             test_after_training(_test_setup(s), s.run_dir.path)
     except BaseException as exc:
         status = "preempted" if isinstance(exc, Preempted) else "failed"
         s.callbacks.on_exception(s.run, exc)
+        _log_diagnostics(s)  # before the ending's line, which log.txt keeps last
         _record_ending(s, exc)
         raise
     finally:
         _finish_meta(s, status)
     return RunResult(s.run_dir.path, s.cursor.epoch, s.rows, s.loop.best, s.parts.monitor, stopped_early)
+
+
+def _log_diagnostics(s: Session) -> None:
+    """The session's diagnostics line (scorch/training/diagnostics.py), once it measured a step."""
+    summary = s.diagnostics.summary() if s.diagnostics is not None else None
+    if summary is not None:
+        log.info("%s", summary)
 
 
 def _train(s: Session, epoch: int, stop: StopSignal) -> tuple[MetricTotals, bool]:
@@ -513,12 +546,13 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     backend, parts, config = s.backend, s.parts, s.config
     lr = s.state.optimizer.param_groups[0]["lr"]
     row: dict[str, Any] = {"epoch": epoch, "step": s.run.step, "lr": lr, **reduce_totals(backend, totals, "train")}
+    diagnostics = s.diagnostics.gather() if s.diagnostics is not None else {}  # collective: the training since the last row
     means: dict[str, float] | None = {}
     if s.valid_loader is not None and parts.valid_set is not None:
         s.ctx.strategy.broadcast_buffers(parts.network)
         common = data.common_batches(len(parts.valid_set), config.batch_size, backend.world_size)
         most = data.most_batches(len(parts.valid_set), config.batch_size, backend.world_size)
-        with compiling.failures(config.model, s.compiled is not None):
+        with compiling.failures(config.model, s.compiled is not None), s.evaluated():
             means = evaluate(backend, s.ctx.strategy.eval_model(parts.network), parts.socket, s.valid_loader,
                              s.ctx.autocast, s.totals(), stop, common, run=s.run, callbacks=s.callbacks,
                              keep_step=most if s.ctx.strategy.sharded else None)
@@ -537,6 +571,7 @@ def _validate(s: Session, epoch: int, totals: MetricTotals, stop: StopSignal) ->
     s.callbacks.on_validation_end(s.run, means)
     row["time"] = time.perf_counter() - s.started
     s.started = time.perf_counter()
+    row.update(diagnostics)
     if config.nan_policy == "skip":
         row["skipped_steps"] = s.loop.skipped_steps
     return row
@@ -639,10 +674,10 @@ def _record_ending(s: Session, exc: BaseException) -> None:
 
 
 def _finish_meta(s: Session, status: str) -> None:
-    s.loggers.close()
     s.meta.update(end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status=status, epochs_done=s.cursor.epoch)
     if s.meta.get("sessions"):
         s.meta["sessions"][-1].update(status=status, end_time=s.meta["end_time"], step=s.cursor.step)
+    s.loggers.close()  # after the ending is in s.meta: a tracker uploads meta.json as it is written next
     try:
         s.run_dir.write_meta(s.meta)
     except Error as exc:  # do not hide the error that ended the run
@@ -664,7 +699,7 @@ def _note_compile(s: Session) -> None:
 
 
 def _summary(row: dict[str, Any]) -> str:
-    return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
+    return "  ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k and not is_diagnostic(k))
 
 
 def _step_scheduler(scheduler: Any, monitored: float) -> None:
