@@ -13,7 +13,7 @@ import torch
 
 from scorch.cli.train import main
 from scorch.errors import EXIT_BAD_INPUT, EXIT_PREEMPTED
-from tests.helpers import FIXTURES, REPO, base_args, scorch_train
+from tests.helpers import FIXTURES, REPO, base_args, scorch_train, unmeasured
 
 pytestmark = pytest.mark.mpi
 MODEL = str(FIXTURES / "gan_model.py")
@@ -39,7 +39,7 @@ def checkpoint(run_dir):
 
 def history(run_dir):
     with open(Path(run_dir) / "history.csv") as f:
-        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+        return [unmeasured(row) for row in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
