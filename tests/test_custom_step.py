@@ -115,8 +115,10 @@ def test_contract_errors_are_one_line_exit_2(tmp_path, capsys, variant, words):
 
 def test_a_non_finite_step_is_skipped_for_its_optimizer_alone(tmp_path):
     # The generator's gradients are NaN in step 3: with --nan-policy skip its update is skipped there
-    # (its own scaler and clipping too: --amp bf16, --clip-grad), the discriminator's goes on.
-    common = ["--epochs", "1", "--batch-size", "100", "--nan-policy", "skip", "--clip-grad", "0.5", "--amp", "bf16"]
+    # (its own scaler and clipping too: --amp bf16, --clip-grad), the discriminator's goes on; --ema
+    # averages after every step that either optimizer took.
+    common = ["--epochs", "1", "--batch-size", "100", "--nan-policy", "skip", "--clip-grad", "0.5", "--amp", "bf16",
+              "--ema", "0.9"]
     assert main(base_args(tmp_path, "nan", *common, "--set", "model.variant=nan_generator", model=MODEL, dataset=DATASET)) == 0
     assert main(base_args(tmp_path, "ok", *common, model=MODEL, dataset=DATASET)) == 0
     nan, ok = checkpoint(tmp_path / "nan"), checkpoint(tmp_path / "ok")
@@ -125,6 +127,8 @@ def test_a_non_finite_step_is_skipped_for_its_optimizer_alone(tmp_path):
     g, d = nan["optimizer"]["optimizers"]["generator"], nan["optimizer"]["optimizers"]["discriminator"]
     assert [int(s["step"]) for s in g["state"].values()] == [9] * len(g["state"])  # 10 steps, one skipped
     assert [int(s["step"]) for s in d["state"].values()] == [10] * len(d["state"])
+    ema = nan["callbacks"]["ema"]
+    assert ema["updates"] == 10 and not all(torch.equal(ema["params"][k], nan["model"][k]) for k in ema["params"])
 
 
 def test_fsdp_is_refused(tmp_path, capsys):
