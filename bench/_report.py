@@ -163,6 +163,8 @@ def render(r: dict[str, Any]) -> str:
         "  history and checkpoints on.",
         "- **scorch-ema**: the same with `--ema 0.999`: the moving average updated after every step (one",
         "  `torch._foreach_lerp_`), validation on it, saved in each checkpoint (`ema_overhead` in the JSON).",
+        "- **scorch-step**: as **scorch**, on the medium MLP, with `bench/workload_step.py`: the same Network",
+        "  trained by a custom step (one named Adam, `Socket.training_step` calling `step.backward` and `step.update`).",
         "- **lightning**: `bench/lightning_loop.py`, `lightning.Trainer` with progress bar, TensorBoardLogger and",
         "  ModelCheckpoint (last + best by valid/loss), in its own venv `bench/.venv-lightning` (same torch).",
         "- **ddp**: `bench/raw_loop.py --ddp`, hand-written DistributedDataParallel (gloo, DistributedSampler)",
@@ -202,7 +204,7 @@ def _loop(s: dict[str, Any]) -> list[str]:
             "whole process s (median) | peak RSS MB (median) | worker peak RSS MB | page faults/step | runs |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, w in _order(s["works"]):
-        for v in s["variants"]:
+        for v in w.get("variants", s["variants"]):
             med = w["median_step_s"][v]
             wall = w.get("median_wall_s", {}).get(v)
             rss = w.get("median_maxrss_mb", {}).get(v)
@@ -212,7 +214,16 @@ def _loop(s: dict[str, Any]) -> list[str]:
                        f"{_f(med * 1e3 if med else None, '.3f')} | {_f(w['ratio_to_raw'][v], '.3f')} | "
                        f"{w['min_step_s'][v] * 1e3:.3f} | {_f(wall, '.2f')} | {_f(rss, '.0f')} | {_f(wrss, '.0f')} | {_f(faults, '.0f')} | "
                        f"{len(w['runs'][v])} |")
-    return out + [""]
+    out.append("")
+    for _, w in _order(s["works"]):
+        if "step_ratio_to_scorch" in w:
+            med = w["median_step_s"]
+            out += [f"Custom step (**scorch-step**: `bench/workload_step.py`, the same Network trained by "
+                    f"`Socket.optimizers()` + `Socket.training_step`) on the {_label(w)}: "
+                    f"{_f(med['scorch-step'] * 1e3 if med.get('scorch-step') else None, '.3f')} ms/step against the "
+                    f"standard loop's {_f(med['scorch'] * 1e3 if med.get('scorch') else None, '.3f')} "
+                    f"({_f(w['step_ratio_to_scorch'], '.3f')}x, medians).", ""]
+    return out
 
 
 def _targets(s: dict[str, Any] | None) -> list[str]:

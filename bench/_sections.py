@@ -47,6 +47,7 @@ class Plan:
     shard_worlds: list[int] = field(default_factory=lambda: [2])
     quick: bool = False
     lightning: bool = True
+    step_works: tuple[str, ...] = ("medium",)  # the loop workloads that also run the custom step (scorch-step)
     notes: list[str] = field(default_factory=list)
 
 
@@ -74,7 +75,7 @@ def plan(tiny: bool, reps: int | None = None, quick: bool = False) -> Plan:
             compile_works={"small": small.with_(compile=True)},
             shard_work=Work({"kind": "mlp", "in_features": 64, "width": 256, "depth": 3},
                             {"n_train": 128, "n_valid": 32, "in_features": 64}, batch_size=16, epochs=2),
-            lightning=False, notes=["tiny mode: checks that the bench runs; the numbers mean nothing"],
+            lightning=False, step_works=("small",), notes=["tiny mode: checks that the bench runs; the numbers mean nothing"],
         )
     if quick:
         works = _works(0.25, 3)
@@ -155,20 +156,24 @@ def loop_overhead(p: Plan, tmp: Path, log: Callable[[str], None]) -> dict[str, A
             t = run(v, work, tmp, f"loop-{size}-{v}-{rep}")
             log(f"loop {size} {v} rep {rep}: {t.step_s() * 1e3:.3f} ms/step, {t.wall_s:.2f} s, {t.maxrss_mb or 0:.0f} MB")
             return _one_run(t)
-        got = _interleaved(variants, p.reps, one)
+        here = variants + (["scorch-step"] if size in p.step_works else [])
+        got = _interleaved(here, p.reps, one)
         med = _medians(got, "step_s")
-        best = {v: min(r["step_s"] for r in got[v]) for v in variants}
+        best = {v: min(r["step_s"] for r in got[v]) for v in here}
         out["works"][size] = {
-            "min_step_s": best, "min_ratio_to_raw": {v: best[v] / best["raw"] for v in variants},
+            "variants": here,
+            "min_step_s": best, "min_ratio_to_raw": {v: best[v] / best["raw"] for v in here},
             "work": work.__dict__, "steps_per_epoch": work.steps_per_epoch(),
             "params": _params(work), "runs": got, "median_step_s": med,
-            "ratio_to_raw": {v: med[v] / med["raw"] for v in variants},  # type: ignore[operator]
+            "ratio_to_raw": {v: med[v] / med["raw"] for v in here},  # type: ignore[operator]
             "ema_overhead": med["scorch-ema"] / med["scorch"] - 1,  # type: ignore[operator]  # --ema, per step
             "median_wall_s": _medians(got, "wall_s"), "median_maxrss_mb": _medians(got, "maxrss_mb"),
             "median_worker_maxrss_mb": _medians(got, "worker_maxrss_mb"),
             "median_faults_per_step": _medians(got, "faults_per_step"),
             "median_startup_s": _medians(got, "startup_s"), "median_tail_s": _medians(got, "tail_s"),
         }
+        if "scorch-step" in here:  # the custom step's cost: its time per step over the standard loop's
+            out["works"][size]["step_ratio_to_scorch"] = med["scorch-step"] / med["scorch"]  # type: ignore[operator]
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 MODEL_FILE = BENCH / "workload.py"
+STEP_MODEL_FILE = BENCH / "workload_step.py"  # the same Network, trained by a custom step
 DATASET_FILE = BENCH / "workload_data.py"
 LIGHTNING_PYTHON = BENCH / ".venv-lightning" / "bin" / "python"
 BIN = Path(sys.executable).parent
@@ -57,11 +58,11 @@ class Work:
         return dataclasses.replace(self, **changes)
 
 
-def scorch_args(work: Work, run_root: Path, name: str) -> list[str]:
+def scorch_args(work: Work, run_root: Path, name: str, model: Path = MODEL_FILE) -> list[str]:
     """scorch-train's command line for ``work``: default settings, progress bar, TensorBoard,
     history and checkpoints all on."""
     args = [
-        "--model", str(MODEL_FILE), "--dataset", str(DATASET_FILE),
+        "--model", str(model), "--dataset", str(DATASET_FILE),
         "--epochs", str(work.epochs), "--batch-size", str(work.batch_size), "--lr", str(work.lr),
         "--optimizer", "adam", "--seed", str(work.seed), "--workers", str(work.workers),
         "--device", work.device, "--amp", work.amp,
@@ -98,6 +99,8 @@ def command(variant: str, work: Work, tmp: Path, name: str, world: int = 0) -> l
         cmd = [str(LIGHTNING_PYTHON), "-m", "bench.lightning_loop", *work_arg, "--root", str(tmp / name)]
     elif variant == "scorch":  # in-process scorch.cli.train.main(argv)
         cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name)]
+    elif variant == "scorch-step":  # in-process, the Network trained by a custom step (bench/workload_step.py)
+        cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name, STEP_MODEL_FILE)]
     elif variant == "scorch-ema":  # the same with --ema (the moving average updated every step, validated)
         cmd = [sys.executable, "-m", "bench.scorch_loop", *scorch_args(work, tmp, name), "--ema", str(EMA_DECAY)]
     elif variant == "scorch-cli":  # the installed console script

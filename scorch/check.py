@@ -49,6 +49,7 @@ from .contract.userfiles import (
 )
 from .errors import Failure, ScorchError
 from .rundir import checkpoint
+from .training import custom_step
 from .training.build import SPLIT_SAMPLE, first_batch, forked_rngs, make_optimizer, run_batch_checks, seed_everything, split_preflight
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,8 @@ def _socket(s: Session) -> str:
 
 
 def _optional_hooks(raw: Any) -> str:
-    hooks = [h for h in ("optimizer", "scheduler", "split_metrics", "visualize") if getattr(raw, h, None) is not None]
+    hooks = [h for h in ("optimizer", "optimizers", "training_step", "scheduler", "split_metrics", "visualize")
+             if getattr(raw, h, None) is not None]
     return f", and {' and '.join(hooks)}" if hooks else ""
 
 
@@ -544,6 +546,8 @@ def _gradients(s: Session) -> str:
 
 def _optimizer(s: Session) -> str:
     network, socket = _built(s)
+    if socket.has_custom_step:
+        return _custom_optimizers(s)
     opt = _make_optimizer(s)
     _freeze(network, socket)  # a hook may have switched requires_grad
     in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
@@ -557,6 +561,19 @@ def _optimizer(s: Session) -> str:
         if socket.has_optimizer else "default (--lr)"
     lrs = sorted({group.get("lr") for group in opt.param_groups}, key=str)
     return f"{type(opt).__name__} from {source}, lr {', '.join(map(str, lrs))}, holds every trainable tensor"
+
+
+def _custom_optimizers(s: Session) -> str:
+    """A custom step (Socket.training_step): Socket.optimizers(), each named, over the trainable tensors."""
+    network, socket = _built(s)
+    optimizers = custom_step.build(socket)
+    _freeze(network, socket)
+    held = {id(p) for name in optimizers.names for p in optimizers.params(name)}
+    left_out = [n for n, p in socket.named_trainable_parameters() if id(p) not in held]
+    if left_out:
+        raise CheckFailed(f"{s.model_path}: Socket.optimizers() leaves out trainable tensors {_names(left_out)}; expected "
+                          "each parameter of Socket.trainable_modules in one of them")
+    return f"custom step (Socket.training_step) with {len(optimizers.names)} optimizer(s): {optimizers.describe()}"
 
 
 def _make_optimizer(s: Session) -> torch.optim.Optimizer:
@@ -574,6 +591,13 @@ def _make_optimizer(s: Session) -> torch.optim.Optimizer:
 
 def _scheduler(s: Session) -> str:
     network, socket = _built(s)
+    if socket.has_custom_step:
+        schedulers = custom_step.build(socket).schedulers
+        _freeze(network, socket)
+        if schedulers is None:
+            return "no scheduler in Socket.optimizers(): the learning rates stay constant"
+        return "from Socket.optimizers(), stepped once per epoch: " + ", ".join(
+            f"{name}: {type(v).__name__}" for name, v in schedulers.schedulers.items())
     scheduler = socket.scheduler(_make_optimizer(s))
     _freeze(network, socket)
     if scheduler is None:

@@ -24,8 +24,9 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
         assert "failed" not in section, (name, section)
 
     small = sections["loop"]["works"]["small"]
-    assert {"raw", "scorch", "scorch-ema"} <= set(small["median_step_s"])
+    assert {"raw", "scorch", "scorch-ema", "scorch-step"} <= set(small["median_step_s"])  # scorch-step: the custom step
     assert isinstance(small["ema_overhead"], float)  # --ema's time per step against scorch's
+    assert small["variants"][-1] == "scorch-step" and small["step_ratio_to_scorch"] > 0
     assert small["ratio_to_raw"]["raw"] == 1.0
     assert all(len(runs) == 1 for runs in small["runs"].values())
     for work in ("small", "cnn"):  # whole-process time and peak memory of every run
@@ -53,3 +54,4 @@ def test_bench_tiny_writes_json_and_markdown(tmp_path):
                     "## 6. `--compile`", "## 7. Sharded training"):
         assert heading in markdown
     assert "| small MLP, batch 64 |" in markdown and "| CNN on 3x32x32 (augmented in __getitem__, 2 workers)" in markdown
+    assert "| small MLP, batch 64 | " in markdown and "| scorch-step |" in markdown and "Custom step (**scorch-step**" in markdown

@@ -4,7 +4,8 @@ MODEL_FILE:   ``Network(torch.nn.Module)`` whose ``forward`` takes a list of ten
               returns a list; ``Socket(model)`` with ``criterion``, ``metrics`` and
               ``trainable_modules``; optional ``Socket.optimizer(params)``,
               ``Socket.scheduler(optimizer)``, ``Socket.split_metrics(preds, targets)`` and
-              ``Socket.visualize(inputs, preds, targets)``. The original scorch's spelling is
+              ``Socket.visualize(inputs, preds, targets)``; a custom step's ``Socket.optimizers()``
+              and ``Socket.training_step(batch, step)`` (:mod:`scorch.training.custom_step`). The original scorch's spelling is
               accepted as written: ``train_modules``, and ``optimizer``/``scheduler`` as instances
               built in ``Socket.__init__``.
 DATASET_FILE: ``DataSet(ds_index, mode)`` with ``__len__`` and ``__getitem__`` returning
@@ -270,8 +271,23 @@ class Socket:
 
     @property
     def has_optimizer(self) -> bool:
-        """Whether the model file builds the optimizer itself (Socket.optimizer, a method or an instance)."""
-        return getattr(self.raw, "optimizer", None) is not None
+        """Whether the model file builds the optimizer itself (Socket.optimizer, a method or an instance,
+        or Socket.optimizers of a custom step)."""
+        return getattr(self.raw, "optimizer", None) is not None or self.has_custom_step
+
+    @property
+    def has_custom_step(self) -> bool:
+        """Whether the Socket trains itself (scorch.training.custom_step): Socket.optimizers() and
+        Socket.training_step(batch, step), both or neither."""
+        optimizers, step = callable(getattr(self.raw, "optimizers", None)), callable(getattr(self.raw, "training_step", None))
+        if optimizers != step:
+            have, lack = ("optimizers", "training_step") if optimizers else ("training_step", "optimizers")
+            raise ScorchError(f"{self.path}: Socket defines {have} but not {lack}; a custom step needs both "
+                              "(Socket.optimizers() and Socket.training_step(batch, step))")
+        if optimizers and getattr(self.raw, "optimizer", None) is not None:
+            raise ScorchError(f"{self.path}: Socket defines both optimizer and optimizers; a custom step's optimizers "
+                              "come from Socket.optimizers() alone")
+        return optimizers
 
     @property
     def has_scheduler(self) -> bool:

@@ -275,3 +275,23 @@ def all_reduce(value: torch.Tensor | float, op: str = "sum") -> Any:
         return _backend.all_reduce(value, op)
     t = torch.tensor([float(value)], dtype=torch.float64, device=_backend.device)
     return float(_backend.all_reduce(t, op).item())
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Replace each parameter's gradient by its mean over all ranks, in one all-reduce (a custom
+    step's update: scorch.training.custom_step). A parameter without a gradient on a rank counts
+    as zero there; one without a gradient on every rank keeps none. Called by every rank, alike."""
+    if _backend.world_size == 1 or not params:
+        return
+    device = params[0].device
+    grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=device)
+             for p in params]
+    present = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=device)
+    flat = torch.cat([*grads, present])
+    _backend.all_reduce(flat, "sum")
+    flat /= _backend.world_size
+    offset = 0
+    for p, had in zip(params, flat[-len(params):].tolist()):
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype, copy=True) if had else None
+        offset += n

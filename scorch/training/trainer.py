@@ -40,7 +40,7 @@ from ..rundir import checkpoint, moved, provenance
 from ..rundir.directory import RunDir, default_name, prepare_target, session_meta
 from ..rundir.lock import RunLock
 from ..strategies import Strategy
-from . import _malloc, compiling, init_from, outcome, resume, schedule
+from . import _malloc, compiling, custom_step, init_from, outcome, resume, schedule
 from .build import Parts, autocast_factory, build_parts, check_scheduler, make_optimizer, make_scaler
 from .cadence import Cadence
 from .diagnostics import Diagnostics, is_diagnostic
@@ -103,8 +103,7 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
     elif config.init_from is not None:  # before the strategy places the model: every rank loads the same weights
         parts.init_from = dist.each(lambda: init_from.apply(str(config.init_from), parts.network, parts.socket.raw,
                                                             config.model))
-    strategy = dist.each(lambda: strategies.choose(parts.backend, parts.config.strategy, parts.socket.shard_units(),
-                                                   parts.config.amp == "bf16", parts.config.activation_checkpointing))
+    strategy = dist.each(lambda: _strategy(parts))
     if strategy.sharded and parts.backend.device.type == "cpu":
         _malloc.for_sharding()
     clock = compiling.apply(parts.network) if config.compile else None  # in place: the state_dict keys stay the Network's
@@ -132,10 +131,25 @@ def _locked(config: TrainConfig, parts: Parts, run_dir: RunDir) -> RunResult:
         run_dir.detach_log()
 
 
-def _setup(parts: Parts, strategy: Strategy) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def _strategy(parts: Parts) -> Strategy:
+    """How the model is placed: a custom step (Socket.training_step) averages its gradients itself."""
+    config = parts.config
+    if parts.socket.has_custom_step:
+        custom_step.refuse_sharded(config.strategy, config.model)
+        return custom_step.Replicated(parts.backend)
+    return strategies.choose(parts.backend, config.strategy, parts.socket.shard_units(), config.amp == "bf16",
+                             config.activation_checkpointing)
+
+
+def _setup(parts: Parts, strategy: Strategy) -> tuple[torch.nn.Module, Any]:
     """The model placed by the strategy first, then the optimizer (the model file's or scorch's)
-    built over its parameters; a problem with the optimizer stops every rank alike."""
+    built over its parameters; a problem with the optimizer stops every rank alike. A custom step:
+    the Network as it is, and the Socket's optimizers."""
     config, socket = parts.config, parts.socket
+    if socket.has_custom_step:
+        optimizers = dist.each(lambda: custom_step.build(socket))
+        log.info("custom step of %s: %s", config.model, optimizers.describe())
+        return parts.network, optimizers
     find_unused = any(dist.all_gather(parts.unused_parameters or config.find_unused_parameters))
     if find_unused and strategy.sharded:
         raise on_every_rank(ScorchError(
@@ -150,18 +164,25 @@ def _setup(parts: Parts, strategy: Strategy) -> tuple[torch.nn.Module, torch.opt
                           config.accumulate, find_unused)
 
 
-def _state(parts: Parts, strategy: Strategy, optimizer: torch.optim.Optimizer,
+def _state(parts: Parts, strategy: Strategy, optimizer: Any,
            resumed: dict[str, Any] | None) -> checkpoint.TrainingState:
     """The optimizer's scheduler and the loop's state, restored from ``resumed`` and with the
     settings of this run applied; nothing is written."""
     config, backend, network, socket = parts.config, parts.backend, parts.network, parts.socket
-    scheduler = socket.scheduler(optimizer)
-    schedule.check_owner(config, scheduler is not None)
-    check_scheduler(socket, scheduler, parts.monitor, parts.monitor_mode)
-    socket.check_scheduler_interval(scheduler)
+    scaler: Any
+    if isinstance(optimizer, custom_step.Optimizers):  # a custom step: each optimizer its scheduler and scaler
+        scheduler: Any = optimizer.schedulers
+        scaler = custom_step.Scalers(optimizer.names, lambda: make_scaler(config, backend.device))
+        schedule.check_owner(config, scheduler is not None)
+    else:
+        scheduler = socket.scheduler(optimizer)
+        schedule.check_owner(config, scheduler is not None)
+        check_scheduler(socket, scheduler, parts.monitor, parts.monitor_mode)
+        socket.check_scheduler_interval(scheduler)
+        scaler = make_scaler(config, backend.device)
     cursor = Cursor(global_batch=config.batch_size * config.accumulate * backend.world_size,
                     world_size=backend.world_size, length=len(parts.train_set))
-    state = checkpoint.TrainingState(network, optimizer, scheduler, make_scaler(config, backend.device), LoopState(), cursor)
+    state = checkpoint.TrainingState(network, optimizer, scheduler, scaler, LoopState(), cursor)
     if resumed is not None:
         resume.check_optimizer_fits(optimizer, network, resumed, config)
         state.load_state_dict(resumed, f"{config.model}: Network", strategy)
@@ -258,7 +279,8 @@ def _open(parts: Parts, run_dir: RunDir, state: checkpoint.TrainingState, resume
     where = f"{config.model}: Socket.metrics"
     saver = Saver(checkpoint.CheckpointDir(run_dir.layout.checkpoint_dir, config.keep_checkpoints), run_dir,
                   parts.saved_settings, state, strategy, None)
-    ema = EMA(parts.network, config.ema, [state.optimizer]) if config.ema is not None else None
+    named = state.optimizer.optimizers if isinstance(state.optimizer, custom_step.Optimizers) else None
+    ema = EMA(parts.network, config.ema, list(named.values()) if named else [state.optimizer]) if config.ema is not None else None
     callbacks = Callbacks([
         ProgressBar(config.progress),
         *([Visualize(socket, loggers)] if socket.has_visualize else []),
@@ -444,7 +466,8 @@ def _train(s: Session, epoch: int, stop: StopSignal) -> tuple[MetricTotals, bool
 
     try:
         with compiling.failures(config.model, s.compiled is not None):
-            done = train_epoch(s.ctx, s.loader, plan, run, totals, s.callbacks, s.guard, at_step)
+            epoch_of = custom_step.train_epoch if s.parts.socket.has_custom_step else train_epoch
+            done = epoch_of(s.ctx, s.loader, plan, run, totals, s.callbacks, s.guard, at_step)
     except RuntimeError as exc:
         if "find_unused_parameters" not in str(exc):
             raise
@@ -681,6 +704,9 @@ def _summary(row: dict[str, Any]) -> str:
 
 def _step_scheduler(scheduler: Any, monitored: float) -> None:
     if scheduler is None:
+        return
+    if isinstance(scheduler, custom_step.Schedulers):
+        scheduler.step(monitored)
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(monitored)
