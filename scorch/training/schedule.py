@@ -87,16 +87,22 @@ def per_step(config: TrainConfig) -> bool:
     return config.schedule_by == "step" or config.warmup_steps > 0
 
 
-def check_owner(config: TrainConfig, socket_scheduler: bool) -> None:
-    """lr_schedule, warmup_epochs and warmup_steps set the rate: not together with Socket.scheduler."""
+def check_owner(config: TrainConfig, socket_scheduler: bool, source: str = "Socket.scheduler") -> None:
+    """lr_schedule, warmup_epochs and warmup_steps set the rate: not together with the model file's
+    scheduler(s). ``source`` says where they come from: ``"Socket.scheduler"``, or
+    ``"Socket.optimizers()"`` (a custom step, whose optimizers may each come with a scheduler)."""
     if not socket_scheduler:
         return
+    if source == "Socket.scheduler":
+        owner, it, drop = "defines Socket.scheduler, which sets the rate itself", "it", "drop Socket.scheduler"
+    else:
+        owner = f"pairs its optimizers with schedulers in {source}, which set the rate themselves"
+        it, drop = "them", f"return the optimizers without schedulers from {source}"
     if config.lr_schedule not in (None, "constant"):
-        raise ScorchError(f"--set lr_schedule: {config.model} defines Socket.scheduler too; use one of them")
+        raise ScorchError(f"--set lr_schedule: {config.model} {owner}; use one of them")
     for name, flag in (("warmup_epochs", "--set warmup_epochs"), ("warmup_steps", "--warmup-steps")):
         if getattr(config, name):
-            raise ScorchError(f"{flag}: {config.model} defines Socket.scheduler, which sets the rate itself; put the "
-                              "warm-up there, or drop Socket.scheduler")
+            raise ScorchError(f"{flag}: {config.model} {owner}; put the warm-up there, or {drop}")
     if config.schedule_by == "step":
-        raise ScorchError(f"--schedule-by step: {config.model} defines Socket.scheduler, which sets the rate itself; "
-                          "to step it after every optimizer step give the Socket scheduler_interval = \"step\"")
+        raise ScorchError(f"--schedule-by step: {config.model} {owner}; to step {it} after every optimizer step "
+                          "give the Socket scheduler_interval = \"step\"")

@@ -173,7 +173,7 @@ def _state(parts: Parts, strategy: Strategy, optimizer: Any,
     if isinstance(optimizer, custom_step.Optimizers):  # a custom step: each optimizer its scheduler and scaler
         scheduler: Any = optimizer.schedulers
         scaler = custom_step.Scalers(optimizer.names, lambda: make_scaler(config, backend.device))
-        schedule.check_owner(config, scheduler is not None)
+        schedule.check_owner(config, scheduler is not None, "Socket.optimizers()")
     else:
         scheduler = socket.scheduler(optimizer)
         schedule.check_owner(config, scheduler is not None)
