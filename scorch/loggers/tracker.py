@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -175,9 +173,9 @@ class Tracker(Logger):
                 "launcher": str(meta.get("launcher", "")), "device": str(meta.get("device", "")),
                 "scorch_version": str((meta.get("versions") or {}).get("scorch", "")),
                 "scorch_run_dir": str(self.run_dir.resolve()) if self.run_dir else ""}
-        commit = git_commit(self.config.get("model"))
+        commit = (meta.get("git") or {}).get("commit")  # scorch.rundir.provenance put it there
         if commit:
-            tags["git_commit"] = commit
+            tags["git_commit"] = str(commit)
         return {k: v for k, v in tags.items() if v}
 
     def _guard(self, call: Callable[[], None], step: int, epoch: int, starting: bool = False) -> None:
@@ -230,18 +228,6 @@ def _number(value: Any) -> bool:
 def _one_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else "(no message)"
-
-
-def git_commit(model_file: str | None) -> str | None:
-    """The commit of the git repository holding ``model_file`` (None: not in one, or no git)."""
-    if not model_file:
-        return None
-    try:
-        out = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(model_file)), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def flat(params: dict[str, Any], prefix: str = "", text: bool = True) -> dict[str, Any]:
