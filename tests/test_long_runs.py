@@ -266,6 +266,12 @@ def test_a_rank_sigkilled_at_random_steps_loses_at_most_n_steps_and_auto_resume_
         reached = _reached(run)
         _, err = job.communicate(timeout=120)
         assert job.returncode != 0, f"seed {seed}: {err[-2000:]}"
+        # mpirun can end before its last rank has: the next --auto-resume would find the run's lock held
+        # (a clear refusal, not this test's subject). Wait for the job's processes to end, not for a time.
+        left = time.monotonic() + 120
+        while session_pids(job.pid) and time.monotonic() < left:
+            time.sleep(0.05)
+        assert not session_pids(job.pid), f"seed {seed}: a rank outlived its mpirun by 120 s"
         saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
         assert reached - every <= saved <= reached + 1, f"seed {seed}: killed at step {reached}, saved {saved}"
     out = scorch_train(args[1:], np_=2)  # the last --auto-resume runs to the end

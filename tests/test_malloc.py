@@ -33,7 +33,7 @@ def test_a_step_reuses_what_the_last_step_freed(tmp_path):
     # NUMA-balancing and page-reclaim faults: 132 a step seen on a loaded CI machine), hence /5.
     tuned = faults_per_step(tmp_path)
     system = faults_per_step(tmp_path, SCORCH_MALLOC="system")
-    assert system > 500, system
+    assert system > 250, system  # ~2,000 on an idle machine, 335 seen on a loaded one
     assert tuned < system / 5, (tuned, system)
 
 
