@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from scorch.cli.train import main
 from scorch.errors import EXIT_PREEMPTED
+from scorch.rundir.lock import _alive, lock_path
 from tests.helpers import BIN, FIXTURES, base_args, env, mpirun, scorch_train, session_pids, unmeasured
 
 STEPS = str(FIXTURES / "steps_model.py")  # BatchNorm in the trained head, a frozen block, steps.txt
@@ -233,6 +234,14 @@ def _rank_pids(job: subprocess.Popen) -> list[int]:
     return pids
 
 
+def _holder_alive(path: Path) -> bool:
+    """Whether the lock at ``path`` is held by a live process, as scorch-train would judge it."""
+    try:
+        return _alive(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return False  # released (or being written) meanwhile
+
+
 def _reached(run_dir: Path) -> int:
     path = run_dir / "steps.txt"
     return int(path.read_text().split()[-1]) if path.exists() and path.read_text().split() else 0
@@ -272,6 +281,10 @@ def test_a_rank_sigkilled_at_random_steps_loses_at_most_n_steps_and_auto_resume_
         while session_pids(job.pid) and time.monotonic() < left:
             time.sleep(0.05)
         assert not session_pids(job.pid), f"seed {seed}: a rank outlived its mpirun by 120 s"
+        holder = lock_path(run)
+        while holder.exists() and _holder_alive(holder) and time.monotonic() < left:
+            time.sleep(0.05)
+        assert not (holder.exists() and _holder_alive(holder)), f"seed {seed}: {holder.read_text()} still held"
         saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
         assert reached - every <= saved <= reached + 1, f"seed {seed}: killed at step {reached}, saved {saved}"
     out = scorch_train(args[1:], np_=2)  # the last --auto-resume runs to the end

@@ -62,6 +62,23 @@ def test_a_lock_whose_process_is_gone_is_taken_over(tmp_path: Path, capsys: pyte
     assert "took over the lock" in capsys.readouterr().err and not lock.exists()
 
 
+def test_a_holder_that_ended_but_was_not_reaped_is_gone(tmp_path: Path) -> None:
+    # A rank killed after its mpirun ended is a zombie until someone reaps it: it holds nothing.
+    child = subprocess.Popen(["true"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # ended, not yet waited for
+    start = stat.read_text().rsplit(")", 1)[1].split()[19]
+    write_lock(tmp_path / "r", pid=child.pid, pid_start=start)
+    lock = RunLock(tmp_path / "r")
+    lock.acquire()
+    assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    lock.release()
+    child.wait()
+
+
 def test_a_reused_pid_is_not_the_holder(tmp_path: Path) -> None:
     write_lock(tmp_path / "r", pid=os.getpid(), pid_start="1")  # this pid, but a process started at another time
     lock = RunLock(tmp_path / "r")

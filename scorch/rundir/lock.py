@@ -39,13 +39,19 @@ def lock_path(run_dir: Path) -> Path:
     return run_dir.parent / name
 
 
-def _pid_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid apart."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _pid_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid apart."""
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def me() -> dict[str, Any]:
@@ -71,6 +77,9 @@ def _alive(holder: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         pass  # another user's process: alive
+    fields = _stat(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False  # it has ended; only its exit status waits for a parent (a rank whose mpirun is gone)
     started = _pid_start(pid)
     return started is None or holder.get("pid_start") in (None, started)
 
